@@ -1,0 +1,86 @@
+"""Frozen configs with commented defaults; stored inside the saved model (saved values win)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+GEOMETRIES = ("hyperbolic", "euclidean")
+MAX_LEVELS = 16
+MAX_CODEBOOK_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of an (H)RQ-VAE (HRQ paper §3.2, Appendix C.2)."""
+
+    input_dim: int = 768  # taken from the data at fit time
+    hidden_dims: tuple[int, ...] = (512, 256, 128)  # encoder; the decoder mirrors it
+    latent_dim: int = 32  # h: dimension of the quantized latent
+    levels: int = 3  # k: tokens per item before the disambiguation token
+    codebook_size: int = 256  # s: codes per level
+    geometry: str = "hyperbolic"  # "hyperbolic" (HRQ-VAE) or "euclidean" (RQ-VAE)
+    curvature: float = 1.0  # c of the Poincaré ball; unused in Euclidean mode
+    commitment: float = 0.25  # alpha in ||sg[r]-e||^2 + alpha ||r-sg[e]||^2
+
+    def __post_init__(self) -> None:
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
+        if not 1 <= self.levels <= MAX_LEVELS:
+            raise ValueError(f"levels must be in 1..{MAX_LEVELS}, got {self.levels}")
+        if not 2 <= self.codebook_size <= MAX_CODEBOOK_SIZE:
+            raise ValueError(
+                f"codebook_size must be in 2..{MAX_CODEBOOK_SIZE}, got {self.codebook_size}"
+            )
+        if self.latent_dim < 1 or self.input_dim < 1 or any(d < 1 for d in self.hidden_dims):
+            raise ValueError("dimensions must be positive")
+        if self.curvature <= 0:
+            raise ValueError(f"curvature must be > 0, got {self.curvature}")
+        if self.commitment < 0:
+            raise ValueError(f"commitment must be >= 0, got {self.commitment}")
+
+    @property
+    def hyperbolic(self) -> bool:
+        return self.geometry == "hyperbolic"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How `fit` trains (warm-up, k-means init, RiemannianAdam, revival, early stopping)."""
+
+    epochs: int = 200  # upper bound on epochs with quantization
+    warmup_epochs: int = 10  # autoencoder epochs without quantization before k-means init
+    batch_size: int = 128  # the paper's batch size
+    learning_rate: float = 1e-3
+    kmeans_iters: int = 25  # Lloyd iterations per level at initialisation
+    revive_dead_codes: bool = True  # reseed unused codes from badly reconstructed residuals
+    validation_fraction: float = 0.1  # held-out slice for early stopping
+    patience: int = 20  # epochs without validation improvement before stopping
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.warmup_epochs < 0:
+            raise ValueError("epochs must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1)")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config dataclass (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a config; unknown keys are an error so that a newer file is not misread."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**values)

@@ -1,0 +1,156 @@
+"""Poincaré-ball geometry (HRQ paper §2, Ganea et al. 2018) and every numerical constant.
+
+A functional core in the style of geoopt: each operation is one function over the last
+dimension with keyword-only curvature ``c > 0``; ``0`` in a name means "at the origin".
+The ball of curvature c is ``{x : c‖x‖² < 1}``. geoopt supplies the manifold object for
+codebook parameters and the Riemannian optimiser; the tests check these functions against
+geoopt's own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import geoopt
+import torch
+from torch import Tensor
+
+# --- Numerical constants. Nothing else in hrqtok writes an epsilon. ---------------------------
+# Points are kept at norm <= (1 - margin) / sqrt(c). float32 cannot resolve 1 - c‖x‖² much below
+# 1e-7 and artanh/λ blow up there, so the margin depends on the dtype (geoopt uses the same).
+BALL_MARGIN = {torch.float32: 4e-3, torch.float64: 1e-5}
+# artanh is evaluated on inputs clamped to ±(1 - ARTANH_MARGIN): the last float below 1.
+ARTANH_MARGIN = {torch.float32: 1e-7, torch.float64: 1e-15}
+# tanh saturates to exactly 1 in float32 past ~9; clamping keeps its gradient finite.
+TANH_LIMIT = 15.0
+# Floor for norms and denominators that are divided by (the zero vector has no direction).
+MIN_NORM = 1e-15
+# Rows per chunk in nearest-code search: bounds the (n × s) score matrix.
+SEARCH_CHUNK = 65536
+
+
+def _margin(table: dict, dtype: torch.dtype) -> float:
+    # bfloat16/float16 get the float32 margins; they are not recommended on the ball.
+    return table.get(dtype, table[torch.float32])
+
+
+def ball(c: float) -> geoopt.PoincareBall:
+    """The geoopt manifold for codebooks and biases of curvature ``c``."""
+    return geoopt.PoincareBall(c=c)
+
+
+def norm(x: Tensor, *, dim: int = -1, keepdim: bool = True) -> Tensor:
+    """Euclidean norm with a floor, so that its gradient at 0 is finite."""
+    return x.pow(2).sum(dim=dim, keepdim=keepdim).clamp_min(MIN_NORM**2).sqrt()
+
+
+def max_norm(*, c: float, dtype: torch.dtype) -> float:
+    """Largest norm a point may have on the ball of curvature ``c`` in ``dtype``."""
+    return (1.0 - _margin(BALL_MARGIN, dtype)) / math.sqrt(c)
+
+
+def project(x: Tensor, *, c: float, dim: int = -1) -> Tensor:
+    """Pull points back inside the ball, to norm at most ``max_norm``; others are unchanged."""
+    n = norm(x, dim=dim)
+    bound = max_norm(c=c, dtype=x.dtype)
+    return torch.where(n > bound, x / n * bound, x)
+
+
+def check_on_ball(x: Tensor, *, c: float, what: str = "point") -> None:
+    """Raise ValueError naming the manifold, the largest norm found and the bound."""
+    largest = float(norm(x.detach()).max()) if x.numel() else 0.0
+    bound = 1.0 / math.sqrt(c)
+    if not largest < bound:
+        raise ValueError(
+            f"{what} lies outside the Poincaré ball of curvature {c}: "
+            f"norm {largest:.6g} >= bound {bound:.6g}"
+        )
+
+
+def artanh(x: Tensor) -> Tensor:
+    limit = 1.0 - _margin(ARTANH_MARGIN, x.dtype)
+    return torch.atanh(x.clamp(-limit, limit))
+
+
+def tanh(x: Tensor) -> Tensor:
+    return torch.tanh(x.clamp(-TANH_LIMIT, TANH_LIMIT))
+
+
+def lambda_x(x: Tensor, *, c: float) -> Tensor:
+    """Conformal factor λ_x = 2 / (1 - c‖x‖²), shape (..., 1)."""
+    return 2.0 / (1.0 - c * x.pow(2).sum(-1, keepdim=True)).clamp_min(MIN_NORM)
+
+
+def mobius_add(x: Tensor, y: Tensor, *, c: float) -> Tensor:
+    """x ⊕_c y (HRQ paper §2). Neither commutative nor associative; left cancellation holds:
+    x ⊕ ((-x) ⊕ y) = y."""
+    x2 = x.pow(2).sum(-1, keepdim=True)
+    y2 = y.pow(2).sum(-1, keepdim=True)
+    xy = (x * y).sum(-1, keepdim=True)
+    numerator = (1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y
+    denominator = 1 + 2 * c * xy + c**2 * x2 * y2
+    return numerator / denominator.clamp_min(MIN_NORM)
+
+
+def expmap0(v: Tensor, *, c: float) -> Tensor:
+    """Tangent vector at the origin -> point on the ball: tanh(√c‖v‖) v / (√c‖v‖)."""
+    sqrt_c = math.sqrt(c)
+    scaled = sqrt_c * norm(v)
+    return project(tanh(scaled) * v / scaled, c=c)
+
+
+def logmap0(y: Tensor, *, c: float) -> Tensor:
+    """Point on the ball -> tangent vector at the origin: artanh(√c‖y‖) y / (√c‖y‖)."""
+    sqrt_c = math.sqrt(c)
+    scaled = sqrt_c * norm(y)
+    return artanh(scaled) * y / scaled
+
+
+def dist(x: Tensor, y: Tensor, *, c: float, keepdim: bool = False) -> Tensor:
+    """Geodesic distance 2/√c · artanh(√c‖(-x) ⊕ y‖), equal to Eq. 1's arcosh form but with a
+    finite gradient at x = y."""
+    sqrt_c = math.sqrt(c)
+    d = 2.0 / sqrt_c * artanh(sqrt_c * norm(mobius_add(-x, y, c=c)))
+    return d if keepdim else d.squeeze(-1)
+
+
+def dist0(x: Tensor, *, c: float, keepdim: bool = False) -> Tensor:
+    """Distance from the origin, 2/√c · artanh(√c‖x‖)."""
+    sqrt_c = math.sqrt(c)
+    d = 2.0 / sqrt_c * artanh(sqrt_c * norm(x))
+    return d if keepdim else d.squeeze(-1)
+
+
+def mobius_matvec(weight: Tensor, x: Tensor, *, c: float) -> Tensor:
+    """Möbius matrix-vector product W ⊗_c x = exp0(W log0(x)) (Ganea et al. 2018, Eq. 27),
+    written in closed form: tanh(‖Wx‖/‖x‖ · artanh(√c‖x‖)) Wx / (√c‖Wx‖).
+
+    weight: (out, in); x: (..., in) on the ball -> (..., out) on the ball.
+    """
+    sqrt_c = math.sqrt(c)
+    mx = x @ weight.transpose(0, 1)
+    x_norm = norm(x)
+    mx_norm = norm(mx)
+    scale = tanh(mx_norm / x_norm * artanh(sqrt_c * x_norm)) / (sqrt_c * mx_norm)
+    return project(scale * mx, c=c)
+
+
+def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Tensor:
+    """Index of the nearest code for each row: argmin_j d(x, codebook[j]).
+
+    x: (n, dim); codebook: (s, dim) -> (n,) int64. ``c=None`` is Euclidean distance.
+
+    No (n × s × dim) tensor is built. On the ball, for a fixed x, Eq. 1's arcosh argument
+    1 + 2c‖x-v‖² / ((1-c‖x‖²)(1-c‖v‖²)) is increasing in ‖x-v‖² / (1-c‖v‖²), so the argmin is
+    one matrix product (‖x‖² - 2⟨x,v⟩ + ‖v‖²) and a per-code scale, as cheap as Euclidean search.
+    """
+    code_sq = codebook.pow(2).sum(-1)  # (s,)
+    # Per-code scale; on the Euclidean path the row term ‖x‖² cannot change the argmin.
+    inv_scale = None if c is None else 1.0 / (1.0 - c * code_sq).clamp_min(MIN_NORM)
+    out = []
+    for chunk in x.split(SEARCH_CHUNK):
+        scores = torch.addmm(code_sq, chunk, codebook.transpose(0, 1), alpha=-2.0)  # (n, s)
+        if inv_scale is not None:
+            scores = (scores + chunk.pow(2).sum(-1, keepdim=True)).clamp_min(0) * inv_scale
+        out.append(scores.argmin(dim=-1))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)

@@ -1,0 +1,198 @@
+"""Residual quantizers: Euclidean RQ and hyperbolic HRQ (HRQ paper §3.1).
+
+Every quantizer has one call shape: ``forward(x) -> QuantizeOutput(quantized, codes, loss)`` and
+``decode_codes(codes)``, its exact inverse on the codebooks. The residual loop is shared; a
+geometry only says how to find the nearest code, subtract a code from a residual, and add codes
+back. ``build_quantizer`` is the one place that picks a class from a config, so further
+quantizers (HyperVQ levels, residual k-means) plug in there.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import geoopt
+import torch
+from torch import Tensor, nn
+
+from hrqtok import geometry
+from hrqtok.config import ModelConfig
+from hrqtok.kmeans import kmeans
+
+INIT_SCALE = 1e-2  # codebooks start as small Gaussian noise; fit replaces them by k-means
+
+
+class QuantizeOutput(NamedTuple):
+    quantized: Tensor  # (n, dim) value of decode_codes(codes); straight-through gradient to x
+    codes: Tensor  # (n, levels) int64
+    loss: Tensor  # () codebook + alpha * commitment loss, summed over levels
+
+
+class ResidualDetails(NamedTuple):
+    codes: Tensor  # (n, levels)
+    residuals: list[Tensor]  # r_0 … r_{k-1}, each (n, dim): what level i quantized
+    errors: list[Tensor]  # d(r_i, e_i) per level, each (n,)
+
+
+def _squared(x: Tensor) -> Tensor:
+    """‖x‖² summed over dimensions, mean over the batch."""
+    return x.pow(2).sum(-1).mean()
+
+
+class ResidualQuantizer(nn.Module):
+    """Euclidean residual quantization (RQ-VAE): r_{i+1} = r_i - e_i, y = Σ e_i."""
+
+    def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float):
+        super().__init__()
+        self.commitment = commitment
+        self.codebooks = nn.ParameterList(
+            [self._parameter(torch.randn(codebook_size, dim) * INIT_SCALE) for _ in range(levels)]
+        )
+
+    # --- geometry: Euclidean here, overridden on the ball -----------------------------------------
+    def _parameter(self, data: Tensor) -> nn.Parameter:
+        return nn.Parameter(data)
+
+    def _nearest(self, residual: Tensor, codebook: Tensor) -> Tensor:
+        return geometry.nearest_codes(residual, codebook)
+
+    def _subtract(self, residual: Tensor, code: Tensor) -> Tensor:
+        return residual - code
+
+    def _add(self, code: Tensor, rest: Tensor) -> Tensor:
+        return code + rest
+
+    def distance(self, a: Tensor, b: Tensor) -> Tensor:
+        return (a - b).norm(dim=-1)
+
+    def to_tangent(self, x: Tensor) -> Tensor:
+        """Coordinates in which k-means and latent norms are computed."""
+        return x
+
+    def from_tangent(self, v: Tensor) -> Tensor:
+        return v
+
+    def constrain(self, x: Tensor) -> Tensor:
+        """Keep a point in the latent space (a no-op in Euclidean space)."""
+        return x
+
+    # --- the algorithm ------------------------------------------------------------------------------
+    @property
+    def levels(self) -> int:
+        return len(self.codebooks)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebooks[0].shape[0]
+
+    def forward(self, x: Tensor) -> QuantizeOutput:
+        """x: (n, dim) latent -> QuantizeOutput; gradients reach the codebooks only via loss."""
+        residual = x  # r_0 = x
+        codes, chosen = [], []
+        loss = x.new_zeros(())
+        for codebook in self.codebooks:
+            code = self._nearest(residual.detach(), codebook)  # t_i = argmin_j d(r_i, C_i[j])
+            e = codebook[code]  # e_i = C_i[t_i]
+            # codebook term pulls e_i to r_i; commitment term pulls the encoder to e_i
+            loss = loss + _squared(residual.detach() - e)
+            loss = loss + self.commitment * _squared(residual - e.detach())
+            codes.append(code)
+            chosen.append(e.detach())
+            residual = self._subtract(residual, e.detach())  # r_{i+1} = r_i ⊖ e_i
+        y = self._combine(chosen)  # y = e_0 ⊕ (e_1 ⊕ (… ⊕ e_{k-1}))
+        quantized = self.constrain(x + (y - x).detach())  # straight-through: dy/dx ≈ I
+        return QuantizeOutput(quantized, torch.stack(codes, dim=-1), loss)
+
+    def _combine(self, vectors: list[Tensor]) -> Tensor:
+        # Right-nested sum: with left subtraction it undoes the residual loop exactly (gyro
+        # left cancellation a ⊕ ((-a) ⊕ b) = b); in Euclidean space any order gives Σ e_i.
+        y = vectors[-1]
+        for e in reversed(vectors[:-1]):
+            y = self._add(e, y)
+        return y
+
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """codes: (n, levels) -> (n, dim), the reconstruction y of forward()."""
+        return self._combine([cb[codes[..., i]] for i, cb in enumerate(self.codebooks)])
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """x: (n, dim) -> codes (n, levels), without losses."""
+        return self.details(x).codes
+
+    @torch.no_grad()
+    def details(self, x: Tensor) -> ResidualDetails:
+        """Codes plus each level's residual and its distance to the chosen code."""
+        residual, codes, residuals, errors = x, [], [], []
+        for codebook in self.codebooks:
+            code = self._nearest(residual, codebook)
+            e = codebook[code]
+            codes.append(code)
+            residuals.append(residual)
+            errors.append(self.distance(residual, e))
+            residual = self._subtract(residual, e)
+        return ResidualDetails(torch.stack(codes, dim=-1), residuals, errors)
+
+    @torch.no_grad()
+    def initialise(self, x: Tensor, *, iters: int, generator: torch.Generator) -> None:
+        """k-means on each level's residuals, level by level (in the tangent space at 0 on the
+        ball), so that no code starts dead (collapse paper, §5)."""
+        residual = x
+        for codebook in self.codebooks:
+            centroids = kmeans(
+                self.to_tangent(residual), codebook.shape[0], iters=iters, generator=generator
+            )
+            codebook.copy_(self.constrain(self.from_tangent(centroids)))
+            residual = self._subtract(residual, codebook[self._nearest(residual, codebook)])
+
+    @torch.no_grad()
+    def revive(self, level: int, dead: Tensor, replacements: Tensor) -> None:
+        """Move the codes ``dead`` (indices) of ``level`` onto ``replacements`` (len(dead), dim)."""
+        self.codebooks[level][dead] = self.constrain(replacements)
+
+
+class HyperbolicResidualQuantizer(ResidualQuantizer):
+    """HRQ on the Poincaré ball: nearest code by hyperbolic distance, left Möbius subtraction
+    r_{i+1} = (-e_i) ⊕ r_i, right-nested Möbius sum y = e_0 ⊕ (e_1 ⊕ (… ⊕ e_{k-1})), which is
+    exact when the last residual is a code. Codebooks are geoopt ManifoldParameters."""
+
+    def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float, c: float):
+        self.c = c
+        super().__init__(levels=levels, codebook_size=codebook_size, dim=dim, commitment=commitment)
+
+    def _parameter(self, data: Tensor) -> nn.Parameter:
+        return geoopt.ManifoldParameter(self.constrain(data), manifold=geometry.ball(self.c))
+
+    def _nearest(self, residual: Tensor, codebook: Tensor) -> Tensor:
+        return geometry.nearest_codes(residual, codebook, c=self.c)
+
+    def _subtract(self, residual: Tensor, code: Tensor) -> Tensor:
+        return geometry.project(geometry.mobius_add(-code, residual, c=self.c), c=self.c)
+
+    def _add(self, code: Tensor, rest: Tensor) -> Tensor:
+        return geometry.project(geometry.mobius_add(code, rest, c=self.c), c=self.c)
+
+    def distance(self, a: Tensor, b: Tensor) -> Tensor:
+        return geometry.dist(a, b, c=self.c)
+
+    def to_tangent(self, x: Tensor) -> Tensor:
+        return geometry.logmap0(x, c=self.c)
+
+    def from_tangent(self, v: Tensor) -> Tensor:
+        return geometry.expmap0(v, c=self.c)
+
+    def constrain(self, x: Tensor) -> Tensor:
+        return geometry.project(x, c=self.c)
+
+
+def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
+    """The quantizer a model config asks for."""
+    shape = dict(
+        levels=config.levels,
+        codebook_size=config.codebook_size,
+        dim=config.latent_dim,
+        commitment=config.commitment,
+    )
+    if config.hyperbolic:
+        return HyperbolicResidualQuantizer(**shape, c=config.curvature)
+    return ResidualQuantizer(**shape)

@@ -1,0 +1,1 @@
+"""Where items and their vectors come from: files, sentence embedders, packaged models."""

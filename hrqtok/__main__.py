@@ -1,0 +1,3 @@
+from hrqtok.cli import main
+
+main()

@@ -1,0 +1,366 @@
+"""hrqtok command line: thin Typer commands over hrqtok.pipeline, rich output on stderr.
+
+stdout carries data only. Bad options exit 2 (Typer); bad data exits 1 with one `Error:` line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hrqtok import __version__
+from hrqtok.config import MAX_CODEBOOK_SIZE, MAX_LEVELS, ModelConfig, TrainConfig
+from hrqtok.errors import HrqtokError
+from hrqtok.sources.embedder import PRECISIONS
+from hrqtok.sources.items import FORMATS, ItemFields
+from hrqtok.sources.packaged import DEFAULT_EMBEDDER
+
+app = typer.Typer(
+    help="Hierarchical multitokens (semantic IDs) with Hyperbolic Residual Quantization.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+Geometry = Enum("Geometry", {g: g for g in ("hyperbolic", "euclidean")}, type=str)
+InputFormat = Enum("InputFormat", {f: f for f in FORMATS}, type=str)
+OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
+Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
+
+# --- options shared by several commands, declared once ---------------------------------------------
+ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+ItemsArg = Annotated[Optional[str], typer.Argument(
+    help="Items file (JSONL, Parquet or CSV); - reads JSONL from stdin.", show_default=False)]
+IdOpt = Annotated[Optional[str], typer.Option(help="Field holding item ids [default: id].")]
+TextOpt = Annotated[Optional[list[str]], typer.Option(
+    help="Field holding text; repeat to join several [default: text].")]
+EmbeddingOpt = Annotated[Optional[str], typer.Option(
+    help="Field holding a precomputed vector; skips the embedder.")]
+InputFormatOpt = Annotated[Optional[InputFormat], typer.Option(
+    help="Input format [default: from the file suffix; jsonl for stdin].")]
+EmbedderOpt = Annotated[Optional[str], typer.Option(
+    help=f"Sentence model: name, folder or hub name [default: {DEFAULT_EMBEDDER}, packaged].")]
+PrecisionOpt = Annotated[Optional[Precision], typer.Option(
+    help="Embedder precision; bfloat16 is ~3x faster on CPU.")]
+
+
+def _fields(id_field, text_field, embedding_field) -> ItemFields | None:
+    if id_field is None and not text_field and embedding_field is None:
+        return None  # commands on a fitted model then reuse the fields it was fitted with
+    return ItemFields(id_field or "id", tuple(text_field or ("text",)), embedding_field)
+
+
+def _embed(embedder, precision):
+    from hrqtok.pipeline import EmbedSettings
+
+    if embedder is None and precision is None:
+        return None
+    return EmbedSettings(embedder or DEFAULT_EMBEDDER, precision.value if precision else "float32")
+
+
+@contextmanager
+def _progress(quiet: bool):
+    """A progress callback drawing rich bars on stderr (nothing with --quiet)."""
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err,
+                    disable=quiet, transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(task: str, done: int, total: int, info: dict | None) -> None:
+        name = "fit" if task in ("warm-up", "train") else task
+        if name not in tasks:
+            tasks[name] = bars.add_task(name, total=total, info="")
+        bars.update(tasks[name], completed=done, total=total,
+                    description=task, info=_epoch_info(info) if info else "")
+
+    with bars:
+        yield update
+
+
+def _epoch_info(row: dict) -> str:
+    text = f"rec {row['reconstruction']:.4f}"
+    if "utilisation" in row:
+        use = "/".join(f"{u:.0%}" for u in row["utilisation"])
+        text += f" · used {use} · collisions {row['collision_rate']:.1%}"
+    return text
+
+
+@contextmanager
+def _errors():
+    """Known problems become one `Error:` line and exit 1; no traceback."""
+    try:
+        yield
+    except HrqtokError as e:
+        click.echo(f"Error: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _level_table(report: dict) -> Table:
+    table = Table(title="codebook usage per level")
+    for column in ("level", "used", "perplexity", "norm. entropy", "largest share", "dead"):
+        table.add_column(column, justify="right")
+    for row in report["levels"]:
+        table.add_row(str(row["level"]), f"{row['used']}/{row['size']}",
+                      f"{row['perplexity']:.1f}", f"{row['normalised_entropy']:.3f}",
+                      f"{row['largest_share']:.1%}", str(row["dead"]))
+    return table
+
+
+def _render_report(report: dict) -> None:
+    model = report["model"]
+    err.print(f"[bold]{model['path']}[/]: {model['geometry']}, {model['levels']} levels × "
+              f"{model['codebook_size']} codes, latent {model['latent_dim']}, "
+              f"{report['items']} items")
+    err.print(_level_table(report))
+    prefixes = Table(title="prefix tree")
+    for column in ("depth", "distinct prefixes", "mean branching"):
+        prefixes.add_column(column, justify="right")
+    for row in report["prefixes"]:
+        prefixes.add_row(str(row["depth"]), str(row["prefixes"]), f"{row['branching']:.2f}")
+    err.print(prefixes)
+    c = report["collisions"]
+    err.print(f"collisions: {c['distinct_ids']} distinct {model['levels']}-code ids for "
+              f"{c['items']} items; {c['collision_rate']:.1%} of items share their codes; "
+              f"largest group {c['largest_group']} (disambiguation vocabulary "
+              f"{c['disambiguation_size']})")
+    radii = ", ".join(f"L{r['level']} {r['norm_mean']:.3f}" for r in report["codebooks"])
+    err.print(f"codebook mean norm: {radii}")
+    vectors = report.get("vectors")
+    if vectors:
+        norm, rec = vectors["latent_norm"], vectors["reconstruction"]
+        label = "‖log0 z‖" if model["geometry"] == "hyperbolic" else "‖z‖"
+        err.print(f"latent {label}: mean {norm['mean']:.3f}, std {norm['std']:.3f}, "
+                  f"CV {norm['cv']:.3f}")
+        err.print(f"reconstruction: MSE {rec['mse']:.3g}, cosine {rec['cosine']:.4f}")
+
+
+@app.command()
+def fit(
+    items: ItemsArg = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    geometry: Annotated[Geometry, typer.Option(help="hyperbolic = HRQ-VAE, euclidean = RQ-VAE.")] = Geometry.hyperbolic,
+    levels: Annotated[int, typer.Option(min=1, max=MAX_LEVELS, help="Tokens per item (k).")] = 3,
+    codebook_size: Annotated[int, typer.Option(min=2, max=MAX_CODEBOOK_SIZE, help="Codes per level (s).")] = 256,
+    latent_dim: Annotated[int, typer.Option(min=1, help="Latent dimension (h).")] = 32,
+    hidden_dims: Annotated[str, typer.Option(help="Encoder hidden sizes; the decoder mirrors them.")] = "512,256,128",
+    curvature: Annotated[float, typer.Option(min=1e-6, help="Curvature c of the ball.")] = 1.0,
+    commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
+    epochs: Annotated[int, typer.Option(min=0, help="Most epochs with quantization.")] = 200,
+    warmup_epochs: Annotated[int, typer.Option(min=0, help="Autoencoder epochs before k-means init.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    learning_rate: Annotated[float, typer.Option(min=1e-9)] = 1e-3,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs).")] = 20,
+    validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.1,
+    seed: Annotated[int, typer.Option(help="Same input and seed give the same bytes.")] = 0,
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    embedding_field: EmbeddingOpt = None,
+    input_format: InputFormatOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_precision: PrecisionOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train an (H)RQ-VAE tokenizer on items and store it with its token table.
+
+    Example: hrqtok fit data/wordnet_glosses.jsonl --model my-model --epochs 100
+    """
+    from hrqtok.pipeline import EmbedSettings, fit_items
+
+    if items is None:
+        raise typer.BadParameter("give an items file, or - for stdin", param_hint="ITEMS")
+    try:
+        hidden = tuple(int(d) for d in hidden_dims.split(",") if d.strip())
+        model_config = ModelConfig(hidden_dims=hidden, latent_dim=latent_dim, levels=levels,
+                                   codebook_size=codebook_size, geometry=geometry.value,
+                                   curvature=curvature, commitment=commitment)
+        train_config = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs,
+                                   batch_size=batch_size, learning_rate=learning_rate,
+                                   patience=patience, validation_fraction=validation_fraction,
+                                   seed=seed)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    fields = _fields(id_field, text_field, embedding_field) or ItemFields()
+    embed = _embed(embedder, embed_precision) or EmbedSettings()
+    fmt = input_format.value if input_format else None
+    with _errors(), _progress(quiet) as progress:
+        metrics = fit_items(items, model_dir=model, model_config=model_config,
+                            train_config=train_config, fields=fields, fmt=fmt, embed=embed,
+                            progress=progress)
+    if json_out:
+        print(json.dumps(metrics))
+    if not quiet:
+        f, c = metrics["fit"], metrics["table"]["collisions"]
+        err.print(f"fitted {f['items']} items in {f['epochs']} epochs ({f['stopped']}, best "
+                  f"epoch {f['best_epoch']}, {f['seconds']:.1f} s) -> {model}")
+        used = " / ".join(f"{lv['used']}" for lv in metrics["table"]["levels"])
+        err.print(f"codes used per level: {used} of {codebook_size}; "
+                  f"collisions {c['collision_rate']:.1%}; "
+                  f"reconstruction cosine {metrics['vectors']['reconstruction']['cosine']:.4f}")
+
+
+def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
+    if fmt is not None:
+        return fmt.value
+    suffix = Path(out).suffix.lower()
+    return {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".txt": "strings"}.get(
+        suffix, "jsonl")
+
+
+@app.command()
+def encode(
+    items: ItemsArg = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Output file, or - for stdout.")] = "-",
+    format: Annotated[Optional[OutputFormat], typer.Option(
+        "--format", help="Output format [default: from --out's suffix; jsonl for stdout].")] = None,
+    existing: Annotated[Optional[Path], typer.Option(
+        help="Earlier token table: its ids keep their multitokens.")] = None,
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    embedding_field: EmbeddingOpt = None,
+    input_format: InputFormatOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_precision: PrecisionOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write multitokens: of the fitted items (no ITEMS), or of other items.
+
+    Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head
+    """
+    from hrqtok.pipeline import encode_items
+    from hrqtok.tables import write_table
+
+    fmt = _output_format(out, format)
+    if fmt == "parquet" and out == "-" and sys.stdout.isatty():
+        raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
+    with _errors(), _progress(quiet) as progress:
+        table = encode_items(
+            model, items, fields=_fields(id_field, text_field, embedding_field),
+            fmt=input_format.value if input_format else None,
+            embed=_embed(embedder, embed_precision), existing=existing, progress=progress)
+        write_table(table, out, fmt)
+    if not quiet and out != "-":
+        err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")
+
+
+def _parse_multitoken(text: str, where: str) -> list[int]:
+    text = text.strip()
+    try:
+        value = json.loads(text) if text[:1] in "[{" else [int(t) for t in text.replace(",", " ").split()]
+    except (json.JSONDecodeError, ValueError):
+        raise HrqtokError(f"{where}: expected a multitoken like '12 40 7 0' or [12, 40, 7, 0]") from None
+    if isinstance(value, dict):
+        value = value.get("tokens")
+    if not isinstance(value, list) or not value or not all(isinstance(t, int) for t in value):
+        raise HrqtokError(f"{where}: expected a list of integer tokens")
+    return value
+
+
+def _read_multitokens(source: str) -> list[list[int]]:
+    if source != "-" and Path(source).suffix.lower() in (".parquet", ".pq"):
+        from hrqtok.tables import read_table
+
+        return read_table(source).tokens.tolist()
+    name = "<stdin>" if source == "-" else source
+    if source != "-" and not Path(source).is_file():
+        raise HrqtokError(f"{source}: no such file")
+    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")
+    with handle:
+        return [_parse_multitoken(line, f"{name}:{number}")
+                for number, line in enumerate(handle, start=1) if line.strip()]
+
+
+@app.command()
+def decode(
+    tokens: Annotated[Optional[list[str]], typer.Argument(
+        help="One multitoken (12 40 7 0), or several as 12,40,7,0 3,1,4,0.",
+        show_default=False)] = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    input: Annotated[Optional[str], typer.Option(
+        "--input", "-i", help="File of multitokens (JSONL, lines of integers, Parquet); - is stdin.")] = None,
+    table: Annotated[Optional[Path], typer.Option(
+        "--tokens", help="Token table to look ids up in [default: the model's].")] = None,
+    vectors: Annotated[bool, typer.Option("--vectors", help="Add decoder reconstructions.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSONL output even for arguments.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Map multitokens back to item ids (null when no item has it).
+
+    Examples: hrqtok decode 12 40 7 0;  hrqtok decode -i tokens.jsonl --vectors
+    """
+    from hrqtok.pipeline import decode_tokens
+
+    with _errors():
+        if tokens:
+            groups = tokens if any("," in t for t in tokens) else [" ".join(tokens)]
+            multitokens = [_parse_multitoken(g, "argument") for g in groups]
+        elif input is not None or not sys.stdin.isatty():
+            multitokens = _read_multitokens(input or "-")
+        else:
+            raise typer.BadParameter("give multitokens as arguments, with --input, or on stdin")
+        result = decode_tokens(model, multitokens, table=table, vectors=vectors)
+    as_json = json_out or vectors or not tokens
+    for row in result["results"]:
+        print(json.dumps(row) if as_json else (row["id"] if row["id"] is not None else "null"))
+    if not quiet:
+        for row in result["results"]:
+            if row["id"] is None and len(result["results"]) == 1:
+                err.print(f"no such item: {' '.join(map(str, row['tokens']))}")
+        err.print(f"decoded {len(result['results'])} multitokens, {result['invalid']} invalid")
+
+
+@app.command()
+def inspect(
+    items: ItemsArg = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    table: Annotated[Optional[Path], typer.Option(
+        "--tokens", help="Report on this token table instead of the model's.")] = None,
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    embedding_field: EmbeddingOpt = None,
+    input_format: InputFormatOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Report codebook usage, prefix tree, collisions, latent geometry and reconstruction.
+
+    Examples: hrqtok inspect;  hrqtok inspect --json | jq .collisions;  hrqtok inspect new.jsonl
+    """
+    from hrqtok.pipeline import inspect_model
+
+    with _errors(), _progress(quiet) as progress:
+        report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
+                               fmt=input_format.value if input_format else None,
+                               table=table, progress=progress)
+    if json_out:
+        print(json.dumps(report))
+    else:
+        _render_report(report)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hrqtok {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version.")] = False) -> None:
+    """Hierarchical multitokens (semantic IDs) with Hyperbolic Residual Quantization."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,182 @@
+"""One library function per command: fit, encode, decode, inspect. The CLI only parses options
+and renders what these return; they never print."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrqtok.artifacts import ModelDir, load_model_dir, save_model_dir, table_metadata
+from hrqtok.config import ModelConfig, TrainConfig, to_dict
+from hrqtok.errors import InputError
+from hrqtok.report import codebook_report, table_report, vector_report
+from hrqtok.sources.embedder import (EmbeddingCache, ProgressFn, SentenceTransformerEmbedder,
+                                     embed_texts)
+from hrqtok.sources.items import ItemFields, Items, read_items
+from hrqtok.sources.packaged import DEFAULT_EMBEDDER
+from hrqtok.tables import TokenTable, build_table, read_table
+from hrqtok.train import fit_model
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    embedder: str = DEFAULT_EMBEDDER  # name, folder, or hub name
+    precision: str = "float32"  # or "bfloat16" (about 3x faster on CPU)
+    batch_size: int = 32
+
+
+def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | None = None,
+                 model_path: Path | None = None, progress: ProgressFn | None = None) -> np.ndarray:
+    """The items' vectors: given ones, or embeddings through the on-disk cache."""
+    if items.vectors is not None:
+        vectors = items.vectors
+    else:
+        embedder = SentenceTransformerEmbedder(
+            settings.embedder, precision=settings.precision, batch_size=settings.batch_size)
+        cache = EmbeddingCache()
+        try:
+            vectors = embed_texts(items.texts, embedder, cache=cache, progress=progress)
+        finally:
+            cache.close()
+    if expected_dim is not None and vectors.shape[1] != expected_dim:
+        raise InputError(
+            f"vectors have {vectors.shape[1]} dimensions but the model at {model_path} was "
+            f"fitted on {expected_dim}; use the same embedder or --embedding-field as at fit",
+            source=items.source, line=items.lines[0])
+    return vectors
+
+
+def fit_items(source: str, *, model_dir: str | Path, model_config: ModelConfig,
+              train_config: TrainConfig, fields: ItemFields = ItemFields(),
+              fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
+              progress: ProgressFn | None = None) -> dict:
+    """Read items, embed them, train an (H)RQ-VAE, write the model directory. Returns the
+    metrics written to metrics.json."""
+    items = read_items(source, fields, fmt=fmt)
+    vectors = item_vectors(items, embed, progress=progress)
+    model_config = replace(model_config, input_dim=int(vectors.shape[1]))
+    start = time.perf_counter()
+    result = fit_model(torch.from_numpy(vectors), model_config, train_config, progress=progress)
+    seconds = time.perf_counter() - start
+    codes = result.model.encode(torch.from_numpy(vectors)).numpy()
+    fit_summary = {
+        "items": len(items), "train_items": len(result.train_index),
+        "validation_items": len(result.validation_index), "epochs": len(result.log),
+        "best_epoch": result.best_epoch, "stopped": result.stopped, "seconds": seconds,
+        "items_per_second": len(result.train_index) * len(result.log) / max(seconds, 1e-9),
+    }
+    config = {
+        "model": to_dict(model_config), "train": to_dict(train_config),
+        "input": {"id_field": fields.id_field, "text_fields": list(fields.text_fields),
+                  "embedding_field": fields.embedding_field},
+        "embedder": None if fields.embedding_field else {
+            "spec": embed.embedder, "precision": embed.precision},
+        "fit": fit_summary,
+    }
+    metrics = {
+        "fit": fit_summary,
+        "vectors": vector_report(result.model, vectors),
+        "table": table_report(build_table(items.ids, codes, {}), model_config.codebook_size),
+    }
+    save_model_dir(model_dir, model=result.model, config=config, log=result.log,
+                   metrics=metrics, ids=items.ids, codes=codes)
+    return metrics
+
+
+def _fields_for(loaded: ModelDir, fields: ItemFields | None) -> ItemFields:
+    """Input fields as given, else as stored at fit time."""
+    if fields is not None:
+        return fields
+    saved = loaded.config.get("input", {})
+    return ItemFields(saved.get("id_field", "id"), tuple(saved.get("text_fields", ["text"])),
+                      saved.get("embedding_field"))
+
+
+def _embed_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
+    saved = loaded.config.get("embedder") or {}
+    if embed is not None:
+        return embed
+    return EmbedSettings(saved.get("spec", DEFAULT_EMBEDDER), saved.get("precision", "float32"))
+
+
+def encode_items(model_dir: str | Path, source: str | None = None, *, fields: ItemFields | None = None,
+                 fmt: str | None = None, embed: EmbedSettings | None = None,
+                 existing: str | Path | None = None,
+                 progress: ProgressFn | None = None) -> TokenTable:
+    """Token table of ``source`` items, or of the fitted items when ``source`` is None.
+
+    ``existing``: an earlier table whose ids keep their multitokens (see tables.build_table).
+    """
+    loaded = load_model_dir(model_dir)
+    old = read_table(existing) if existing else None
+    if source is None:
+        fitted = loaded.table()
+        if old is None:
+            return fitted
+        ids, codes = fitted.ids, fitted.codes
+    else:
+        items = read_items(source, _fields_for(loaded, fields), fmt=fmt)
+        vectors = item_vectors(items, _embed_for(loaded, embed),
+                               expected_dim=loaded.model_config.input_dim,
+                               model_path=loaded.path, progress=progress)
+        ids, codes = items.ids, loaded.model.encode(torch.from_numpy(vectors)).numpy()
+    return build_table(ids, codes, table_metadata(loaded.fingerprint, loaded.model_config), old)
+
+
+def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
+                  table: str | Path | None = None, vectors: bool = False) -> dict:
+    """Multitokens -> item ids (None when no item has it) and optionally decoder vectors.
+
+    A multitoken has k codes and the disambiguation token; k codes alone mean d = 0. Returns
+    {"results": [{"tokens", "id"[, "vector"]}], "invalid": count}.
+    """
+    loaded = load_model_dir(model_dir)
+    k, size = loaded.model_config.levels, loaded.model_config.codebook_size
+    lookup = (read_table(table) if table else loaded.table()).lookup()
+    results, invalid = [], 0
+    for tokens in multitokens:
+        key = tuple(tokens) + ((0,) if len(tokens) == k else ())
+        item_id = lookup.get(key)
+        invalid += item_id is None
+        results.append({"tokens": list(tokens), "id": item_id})
+    if vectors:
+        for row in results:
+            codes = row["tokens"][:k]
+            ok = len(codes) == k and all(0 <= t < size for t in codes)
+            row["vector"] = (
+                loaded.model.decode_codes(torch.tensor([codes])).squeeze(0).tolist() if ok else None)
+    return {"results": results, "invalid": invalid}
+
+
+def inspect_model(model_dir: str | Path, source: str | None = None, *,
+                  fields: ItemFields | None = None, fmt: str | None = None,
+                  embed: EmbedSettings | None = None, table: str | Path | None = None,
+                  progress: ProgressFn | None = None) -> dict:
+    """The inspect report: the fitted items' (or ``source`` items') codes, geometry and
+    reconstruction, the codebooks, and the training summary."""
+    loaded = load_model_dir(model_dir)
+    cfg = loaded.model_config
+    metrics = loaded.metrics()
+    if source is not None:
+        items = read_items(source, _fields_for(loaded, fields), fmt=fmt)
+        vectors = item_vectors(items, _embed_for(loaded, embed), expected_dim=cfg.input_dim,
+                               model_path=loaded.path, progress=progress)
+        codes = loaded.model.encode(torch.from_numpy(vectors)).numpy()
+        tokens = build_table(items.ids, codes, {})
+        vector_stats = vector_report(loaded.model, vectors)
+    else:
+        tokens = read_table(table) if table else loaded.table()
+        vector_stats = metrics.get("vectors")
+    return {
+        "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint,
+                  **{k: getattr(cfg, k) for k in ("geometry", "levels", "codebook_size",
+                                                  "latent_dim", "curvature", "input_dim")},
+                  "fit": loaded.config.get("fit", {})},
+        **table_report(tokens, cfg.codebook_size),
+        "codebooks": codebook_report(loaded.model),
+        "vectors": vector_stats,
+    }

@@ -1,0 +1,190 @@
+"""Fitting an (H)RQ-VAE: autoencoder warm-up, k-means codebook initialisation, RiemannianAdam,
+dead-code revival and early stopping on a held-out slice (HRQ paper Appendix C.2; collision
+paper §5 for the initialisation and revival)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import geoopt
+import numpy as np
+import torch
+from torch import Tensor
+
+from hrqtok.config import ModelConfig, TrainConfig
+from hrqtok.model import HRQVAE
+from hrqtok.usage import collision_stats, level_usage
+
+MIN_ITEMS_FOR_VALIDATION = 20  # below this every item trains and early stopping uses train loss
+RELATIVE_IMPROVEMENT = 1e-4  # a validation loss must beat the best by this much to count
+
+# progress(phase, done, total, info): phase is "warm-up" or "train"; info is the epoch's log row.
+ProgressFn = Callable[[str, int, int, dict], None]
+
+
+class FitResult(NamedTuple):
+    model: HRQVAE  # with the best weights (lowest validation loss)
+    log: list[dict]  # one row per epoch, as written to train_log.jsonl
+    best_epoch: int
+    stopped: str  # "completed", "early-stopped" or "interrupted"
+    train_index: np.ndarray  # rows of the input used for training
+    validation_index: np.ndarray  # rows held out for early stopping
+
+
+def split_rows(n: int, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Seeded train / validation split of n rows."""
+    order = torch.randperm(n, generator=generator)
+    n_val = int(round(n * fraction)) if n >= MIN_ITEMS_FOR_VALIDATION else 0
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def fit_model(
+    vectors: Tensor,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """Train an (H)RQ-VAE on ``vectors`` (n, input_dim) float32. Ctrl-C stops cleanly."""
+    torch.manual_seed(train_config.seed)
+    generator = torch.Generator().manual_seed(train_config.seed)
+    train_rows, val_rows = split_rows(len(vectors), train_config.validation_fraction, generator)
+    train_x, val_x = vectors[train_rows], vectors[val_rows]
+    model = HRQVAE(model_config)
+    optimizer = geoopt.optim.RiemannianAdam(model.parameters(), lr=train_config.learning_rate)
+    loop = _Loop(model, optimizer, train_x, val_x, train_config, generator, progress)
+    stopped = "completed"
+    try:
+        loop.warm_up()
+        loop.initialise_codebooks()
+        stopped = loop.train()
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    return FitResult(
+        loop.finish(), loop.log, loop.best_epoch, stopped, train_rows.numpy(), val_rows.numpy()
+    )
+
+
+class _Loop:
+    """State of one fit: the model, its optimiser, the log and the best weights so far."""
+
+    def __init__(self, model, optimizer, train_x, val_x, config, generator, progress):
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.train_x, self.val_x = train_x, val_x
+        self.generator = generator
+        self.progress = progress
+        self.total_epochs = config.warmup_epochs + config.epochs
+        self.log: list[dict] = []
+        self.initialised = False
+        self.best_loss = float("inf")
+        self.best_epoch = 0
+        self.best_state: dict | None = None
+
+    def _epoch(self, *, quantize: bool) -> dict:
+        """One pass over shuffled training batches; returns mean losses."""
+        self.model.train()
+        order = torch.randperm(len(self.train_x), generator=self.generator)
+        totals = np.zeros(3)
+        for batch in order.split(self.config.batch_size):
+            out = self.model(self.train_x[batch], quantize=quantize)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            totals += len(batch) * np.array(
+                [out.loss.item(), out.reconstruction_loss.item(), out.quantization_loss.item()]
+            )
+        loss, reconstruction, quantization = totals / max(len(self.train_x), 1)
+        return {"loss": loss, "reconstruction": reconstruction, "quantization": quantization}
+
+    def _emit(self, phase: str, row: dict) -> None:
+        self.log.append(row)
+        if self.progress:
+            self.progress(phase, len(self.log), self.total_epochs, row)
+
+    def warm_up(self) -> None:
+        """Autoencoder epochs without quantization, so k-means sees meaningful latents."""
+        for _ in range(self.config.warmup_epochs):
+            start = time.perf_counter()
+            row = {"epoch": len(self.log) + 1, "phase": "warm-up", **self._epoch(quantize=False)}
+            row["seconds"] = time.perf_counter() - start
+            self._emit("warm-up", row)
+
+    def initialise_codebooks(self) -> None:
+        self.model.eval()
+        latents = self.model.latents(self.train_x)
+        self.model.quantizer.initialise(
+            latents, iters=self.config.kmeans_iters, generator=self.generator
+        )
+        self.initialised = True
+
+    def train(self) -> str:
+        waited = 0
+        for _ in range(self.config.epochs):
+            start = time.perf_counter()
+            row = {"epoch": len(self.log) + 1, "phase": "train", **self._epoch(quantize=True)}
+            row.update(self._evaluate())
+            improved = row["validation_loss"] < self.best_loss * (1 - RELATIVE_IMPROVEMENT)
+            if improved or self.best_state is None:
+                self.best_loss, self.best_epoch = row["validation_loss"], row["epoch"]
+                self.best_state = copy.deepcopy(self.model.state_dict())
+                waited = 0
+            else:
+                waited += 1
+            row["revived"] = self._revive_dead_codes() if self.config.revive_dead_codes else []
+            row["seconds"] = time.perf_counter() - start
+            self._emit("train", row)
+            if waited >= self.config.patience:
+                return "early-stopped"
+        return "completed"
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict:
+        """Validation loss (training loss when nothing is held out) and code usage on train."""
+        self.model.eval()
+        held_out = self.val_x if len(self.val_x) else self.train_x
+        out = self.model(held_out)
+        self._details = self.model.quantizer.details(self.model.latents(self.train_x))
+        codes = self._details.codes.numpy()
+        size = self.model.config.codebook_size
+        usage = [level_usage(codes[:, i], size) for i in range(codes.shape[1])]
+        return {
+            "validation_loss": out.loss.item(),
+            "validation_reconstruction": out.reconstruction_loss.item(),
+            "utilisation": [u["utilisation"] for u in usage],
+            "perplexity": [u["perplexity"] for u in usage],
+            "collision_rate": collision_stats(codes)["collision_rate"],
+        }
+
+    @torch.no_grad()
+    def _revive_dead_codes(self) -> list[int]:
+        """Move each level's unused codes onto the residuals that level quantizes worst."""
+        quantizer = self.model.quantizer
+        revived = []
+        for level, codebook in enumerate(quantizer.codebooks):
+            counts = torch.bincount(self._details.codes[:, level], minlength=codebook.shape[0])
+            dead = torch.nonzero(counts == 0).squeeze(-1)
+            if len(dead):
+                worst = self._details.errors[level].argsort(descending=True)
+                take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
+                quantizer.revive(level, dead, self._details.residuals[level][take])
+                self._reset_optimizer_rows(codebook, dead)
+            revived.append(len(dead))
+        return revived
+
+    def _reset_optimizer_rows(self, parameter: Tensor, rows: Tensor) -> None:
+        # Stale Adam moments would push a revived code straight off its new position.
+        for value in self.optimizer.state.get(parameter, {}).values():
+            if torch.is_tensor(value) and value.shape == parameter.shape:
+                value[rows] = 0
+
+    def finish(self) -> HRQVAE:
+        """The model with its best weights; an interrupted warm-up still gets codebooks."""
+        if not self.initialised:
+            self.initialise_codebooks()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return self.model

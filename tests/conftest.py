@@ -1,0 +1,91 @@
+"""Seeds, dtypes, a deterministic fake embedder and small item files shared by the tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+SEEDS = list(range(20))
+DTYPES = ["float32", "float64"]
+
+
+class FakeEmbedder:
+    """Deterministic stand-in for a sentence model: hashed bag of words, unit norm."""
+
+    calls = 0
+
+    def __init__(self, spec="fake", *, precision="float32", batch_size=32, dim=48):
+        self.identity = f"fake-{dim}"
+        self.dim = dim
+
+    def embed(self, texts):
+        FakeEmbedder.calls += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+                out[row, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
+        out += 1e-3
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache folder (embeddings); the packaged MPNet copy is shared."""
+    from hrqtok import paths
+
+    real = paths.cache_dir()
+    monkeypatch.setenv("HRQTOK_CACHE", str(tmp_path / "cache"))
+    models = real / "models"
+    if models.exists():
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache" / "models").symlink_to(models)
+    yield
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch):
+    import hrqtok.pipeline
+
+    FakeEmbedder.calls = 0
+    monkeypatch.setattr(hrqtok.pipeline, "SentenceTransformerEmbedder", FakeEmbedder)
+    return FakeEmbedder
+
+
+def clustered_vectors(n=120, dim=16, clusters=6, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, dim))
+    x = centers[rng.integers(clusters, size=n)] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def vector_items(tmp_path):
+    """A JSONL file of 120 items with 16-d vectors in field 'vec'."""
+    path = tmp_path / "items.jsonl"
+    vectors = clustered_vectors()
+    with open(path, "w") as f:
+        for i, v in enumerate(vectors):
+            f.write(json.dumps({"id": f"item{i:03d}", "vec": v.tolist()}) + "\n")
+    return path
+
+
+@pytest.fixture
+def text_items(tmp_path):
+    """A JSONL file of 60 short texts from three topics."""
+    topics = {"animal": "dog cat horse lion tiger wolf", "vehicle": "car bus truck train bike van",
+              "food": "bread rice soup cake pasta salad"}
+    path = tmp_path / "texts.jsonl"
+    with open(path, "w") as f:
+        for i in range(60):
+            topic, words = list(topics.items())[i % 3]
+            w = words.split()
+            f.write(json.dumps({"id": f"t{i}", "text": f"{topic} {w[i % 6]} {w[(i * 7) % 6]}"}) + "\n")
+    return path
+
+
+TINY_FIT = ["--levels", "2", "--codebook-size", "8", "--latent-dim", "4", "--hidden-dims", "32,16",
+            "--epochs", "6", "--warmup-epochs", "2", "--batch-size", "32", "--quiet"]

@@ -1,0 +1,123 @@
+import math
+
+import geoopt.manifolds.stereographic.math as gmath
+import pytest
+import torch
+
+from hrqtok import geometry
+from tests.conftest import DTYPES, SEEDS
+from tests.reference import nearest_codes_naive
+
+CURVATURES = [0.5, 1.0, 2.0]
+
+
+def points(n, dim, *, c, dtype, seed, near_boundary=False):
+    """Random points of the ball; near_boundary puts norms within 1e-6 of the bound."""
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.nn.functional.normalize(torch.randn(n, dim, generator=g, dtype=dtype), dim=-1)
+    if near_boundary:
+        radius = (1 - 10 ** -torch.empty(n, 1, dtype=dtype).uniform_(1, 6, generator=g)) / math.sqrt(c)
+    else:
+        radius = torch.rand(n, 1, generator=g, dtype=dtype) * 0.9 / math.sqrt(c)
+    return geometry.project(direction * radius, c=c)
+
+
+@pytest.mark.parametrize("c", CURVATURES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_functions_match_geoopt(c, dtype):
+    dtype = getattr(torch, dtype)
+    x, y = points(64, 8, c=c, dtype=dtype, seed=1), points(64, 8, c=c, dtype=dtype, seed=2)
+    k = torch.tensor(-c, dtype=dtype)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(geometry.mobius_add(x, y, c=c), gmath.mobius_add(x, y, k=k), **tol)
+    torch.testing.assert_close(geometry.dist(x, y, c=c), gmath.dist(x, y, k=k), **tol)
+    torch.testing.assert_close(geometry.logmap0(x, c=c), gmath.logmap0(x, k=k), **tol)
+    v = torch.randn(64, 8, dtype=dtype) * 0.5 / math.sqrt(c)  # inside the clipping radius
+    torch.testing.assert_close(geometry.expmap0(v, c=c), gmath.expmap0(v, k=k), **tol)
+    w = torch.randn(5, 8, dtype=dtype) * 0.3
+    torch.testing.assert_close(geometry.mobius_matvec(w, x, c=c), gmath.mobius_matvec(w, x, k=k), **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_points_stay_inside_and_finite_near_boundary(dtype, seed):
+    dtype = getattr(torch, dtype)
+    for c in CURVATURES:
+        x = points(32, 6, c=c, dtype=dtype, seed=seed, near_boundary=True).requires_grad_(True)
+        y = points(32, 6, c=c, dtype=dtype, seed=seed + 100, near_boundary=True)
+        outputs = [
+            geometry.project(geometry.mobius_add(x, y, c=c), c=c),
+            geometry.project(geometry.mobius_add(-x, y, c=c), c=c),
+            geometry.expmap0(geometry.logmap0(x, c=c) * 3, c=c),
+            geometry.mobius_matvec(torch.randn(4, 6, dtype=dtype), x, c=c),
+        ]
+        for out in outputs:
+            assert torch.isfinite(out).all()
+            geometry.check_on_ball(out, c=c)
+        total = sum(o.sum() for o in outputs) + geometry.dist(x, y, c=c).sum()
+        (grad,) = torch.autograd.grad(total, x)
+        assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiny_inputs_have_finite_values_and_gradients(dtype):
+    dtype = getattr(torch, dtype)
+    for scale in (0.0, 1e-15, 1e-10, 1e-5):
+        v = (torch.ones(3, 4, dtype=dtype) * scale).requires_grad_(True)
+        out = geometry.logmap0(geometry.expmap0(v, c=1.0), c=1.0) + geometry.dist(v, v * 0, c=1.0)[:, None]
+        (grad,) = torch.autograd.grad(out.sum(), v)
+        assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", SEEDS[:5])
+def test_exp_log_round_trip(dtype, seed):
+    dtype = getattr(torch, dtype)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for c in CURVATURES:
+        # Tangent vectors up to radius ~2.2/sqrt(c): beyond artanh(1 - margin) the ball clips.
+        v = torch.randn(50, 7, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 0.5 / math.sqrt(c)
+        torch.testing.assert_close(geometry.logmap0(geometry.expmap0(v, c=c), c=c), v, rtol=tol, atol=tol)
+        x = points(50, 7, c=c, dtype=dtype, seed=seed)
+        torch.testing.assert_close(geometry.expmap0(geometry.logmap0(x, c=c), c=c), x, rtol=tol, atol=tol)
+
+
+def test_left_cancellation_in_float64():
+    x, y = points(100, 5, c=1.0, dtype=torch.float64, seed=3), points(100, 5, c=1.0, dtype=torch.float64, seed=4)
+    back = geometry.mobius_add(x, geometry.mobius_add(-x, y, c=1.0), c=1.0)
+    torch.testing.assert_close(back, y, rtol=1e-10, atol=1e-12)
+    # Möbius addition is not commutative: the order matters in HRQ.
+    assert not torch.allclose(geometry.mobius_add(x, y, c=1.0), geometry.mobius_add(y, x, c=1.0))
+
+
+def test_hand_checked_values():
+    # On the 1-d ball with c = 1: 0.5 ⊕ 0.5 = 1 / 1.25 = 0.8; d(0, 0.5) = 2 artanh(0.5) = ln 3.
+    half = torch.tensor([[0.5]], dtype=torch.float64)
+    assert geometry.mobius_add(half, half, c=1.0).item() == pytest.approx(0.8)
+    assert geometry.dist(half * 0, half, c=1.0).item() == pytest.approx(math.log(3))
+    assert geometry.expmap0(torch.tensor([[1.0]], dtype=torch.float64), c=1.0).item() == pytest.approx(math.tanh(1))
+
+
+def test_check_on_ball_names_manifold_norm_and_bound():
+    with pytest.raises(ValueError, match=r"Poincaré ball of curvature 2.0: norm 1 >= bound 0.707107"):
+        geometry.check_on_ball(torch.tensor([[1.0, 0.0]]), c=2.0, what="codebook")
+
+
+@pytest.mark.parametrize("c", [None, 0.5, 1.0])
+@pytest.mark.parametrize("seed", SEEDS[:5])
+def test_nearest_codes_matches_naive_reference(c, seed):
+    dtype = torch.float64
+    x = points(300, 6, c=c or 1.0, dtype=dtype, seed=seed, near_boundary=seed % 2 == 1)
+    codebook = points(37, 6, c=c or 1.0, dtype=dtype, seed=seed + 50)
+    fast = geometry.nearest_codes(x, codebook, c=c)
+    expected, distances = nearest_codes_naive(x, codebook, c=c)
+    chosen = distances.gather(1, fast[:, None]).squeeze(1)
+    best = distances.gather(1, expected[:, None]).squeeze(1)
+    torch.testing.assert_close(chosen, best, rtol=1e-7, atol=1e-9)  # same distance (ties allowed)
+    assert (fast == expected).float().mean() > 0.99
+
+
+def test_nearest_codes_chunks(monkeypatch):
+    monkeypatch.setattr(geometry, "SEARCH_CHUNK", 7)
+    x, codebook = points(50, 4, c=1.0, dtype=torch.float64, seed=0), points(9, 4, c=1.0, dtype=torch.float64, seed=1)
+    assert torch.equal(geometry.nearest_codes(x, codebook, c=1.0), nearest_codes_naive(x, codebook, c=1.0)[0])

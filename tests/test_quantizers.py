@@ -1,0 +1,112 @@
+import geoopt
+import pytest
+import torch
+
+from hrqtok import geometry
+from hrqtok.config import ModelConfig
+from hrqtok.kmeans import inertia, kmeans
+from hrqtok.quantizers import HyperbolicResidualQuantizer, ResidualQuantizer, build_quantizer
+from tests.conftest import SEEDS
+from tests.reference import residual_quantize_naive
+from tests.test_geometry import points
+
+
+def hyperbolic(levels=3, size=16, dim=5, c=1.0, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    q = HyperbolicResidualQuantizer(levels=levels, codebook_size=size, dim=dim, commitment=0.25, c=c)
+    for i, cb in enumerate(q.codebooks):
+        cb.data = points(size, dim, c=c, dtype=dtype, seed=seed * 10 + i) * 0.5
+    return q
+
+
+def euclidean(levels=3, size=16, dim=5, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    q = ResidualQuantizer(levels=levels, codebook_size=size, dim=dim, commitment=0.25)
+    for cb in q.codebooks:
+        cb.data = cb.data.to(dtype) * 30
+    return q
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("seed", SEEDS[:5])
+def test_hrq_reconstruction_is_exact_when_last_residual_is_a_code(c, seed):
+    q = hyperbolic(c=c, seed=seed)
+    x = points(16, 5, c=c, dtype=torch.float64, seed=seed + 99) * 0.8
+    details = q.details(x)
+    # Put each item's last residual into the last codebook: the sum must give x back exactly.
+    q.codebooks[-1].data[:] = details.residuals[-1]
+    out = q(x)
+    torch.testing.assert_close(out.quantized, x, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(q.decode_codes(out.codes), x, rtol=1e-10, atol=1e-12)
+
+
+def test_right_subtraction_would_not_be_exact():
+    # The paper's r ⊖ e = r ⊕ (-e) with a left-nested sum is not exact: Möbius addition is not
+    # associative. This guards the choice made in quantizers.py.
+    c, x = 1.0, points(20, 5, c=1.0, dtype=torch.float64, seed=7) * 0.8
+    e = points(20, 5, c=1.0, dtype=torch.float64, seed=8) * 0.8
+    r = geometry.mobius_add(x, -e, c=c)
+    assert not torch.allclose(geometry.mobius_add(e, r, c=c), x, atol=1e-6)
+    left = geometry.mobius_add(-e, x, c=c)
+    torch.testing.assert_close(geometry.mobius_add(e, left, c=c), x, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["hyperbolic", "euclidean"])
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_fast_residual_loop_matches_reference(kind, seed):
+    q = hyperbolic(seed=seed) if kind == "hyperbolic" else euclidean(seed=seed)
+    x = points(40, 5, c=1.0, dtype=torch.float64, seed=seed + 5)
+    out = q(x)
+    codes, y = residual_quantize_naive(x, [cb.detach() for cb in q.codebooks],
+                                       c=1.0 if kind == "hyperbolic" else None)
+    assert torch.equal(out.codes, codes)
+    torch.testing.assert_close(q.decode_codes(out.codes), y, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(out.quantized, y, rtol=1e-9, atol=1e-11)
+
+
+def test_loss_by_hand_and_straight_through():
+    q = ResidualQuantizer(levels=1, codebook_size=2, dim=2, commitment=0.25)
+    q.codebooks[0].data = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    x = torch.tensor([[0.8, 1.0]], requires_grad=True)
+    out = q(x)
+    assert out.codes.tolist() == [[1]]
+    # ||r - e||^2 = 0.04: codebook term 0.04 plus 0.25 * 0.04 commitment
+    assert out.loss.item() == pytest.approx(0.05)
+    (grad,) = torch.autograd.grad(out.quantized.sum(), x)
+    assert torch.equal(grad, torch.ones_like(x))  # straight-through: dy/dx = I
+    out.loss.backward()
+    assert q.codebooks[0].grad[1].tolist() == pytest.approx([0.4, 0.0])  # d/de ||r - e||^2
+
+
+def test_hyperbolic_codebooks_are_manifold_parameters_on_the_ball():
+    q = build_quantizer(ModelConfig(latent_dim=4, levels=2, codebook_size=8, curvature=2.0))
+    assert isinstance(q, HyperbolicResidualQuantizer)
+    for cb in q.codebooks:
+        assert isinstance(cb, geoopt.ManifoldParameter)
+        assert cb.manifold.c.item() == pytest.approx(2.0)
+        geometry.check_on_ball(cb, c=2.0)
+    assert type(build_quantizer(ModelConfig(geometry="euclidean")).codebooks[0]) is torch.nn.Parameter
+
+
+@pytest.mark.parametrize("kind", ["hyperbolic", "euclidean"])
+def test_kmeans_initialisation_uses_every_code_and_revive_moves_codes(kind):
+    q = hyperbolic(size=8) if kind == "hyperbolic" else euclidean(size=8)
+    x = points(200, 5, c=1.0, dtype=torch.float64, seed=3) * 0.7
+    q.initialise(x, iters=10, generator=torch.Generator().manual_seed(0))
+    assert len(torch.unique(q.encode(x)[:, 0])) == 8
+    target = x[:2] * 0.5
+    q.revive(1, torch.tensor([0, 5]), target)
+    torch.testing.assert_close(q.codebooks[1].data[[0, 5]], q.constrain(target))
+
+
+def test_kmeans_lowers_the_objective_and_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(100, 3) + 5 * i for i in range(4)])
+    start = kmeans(x, 4, iters=0, generator=torch.Generator().manual_seed(1))
+    end = kmeans(x, 4, iters=20, generator=torch.Generator().manual_seed(1))
+    assert inertia(x, end) <= inertia(x, start)
+    assert inertia(x, end) < 0.05 * inertia(x, x.mean(0, keepdim=True))
+    again = kmeans(x, 4, iters=20, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(end, again)
+    few = kmeans(x[:3], 8, iters=5, generator=g)  # fewer points than clusters
+    assert few.shape == (8, 3) and torch.isfinite(few).all()

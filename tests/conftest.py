@@ -83,7 +83,7 @@ def text_items(tmp_path):
         for i in range(60):
             topic, words = list(topics.items())[i % 3]
             w = words.split()
-            f.write(json.dumps({"id": f"t{i}", "text": f"{topic} {w[i % 6]} {w[(i * 7) % 6]}"}) + "\n")
+            f.write(json.dumps({"id": f"t{i}", "text": f"{topic} {w[i % 6]} {w[(i // 3) % 6]} no {i}"}) + "\n")
     return path
 
 

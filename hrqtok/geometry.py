@@ -151,6 +151,6 @@ def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Ten
     for chunk in x.split(SEARCH_CHUNK):
         scores = torch.addmm(code_sq, chunk, codebook.transpose(0, 1), alpha=-2.0)  # (n, s)
         if inv_scale is not None:
-            scores = (scores + chunk.pow(2).sum(-1, keepdim=True)).clamp_min(0) * inv_scale
+            scores.add_(chunk.pow(2).sum(-1, keepdim=True)).clamp_(min=0).mul_(inv_scale)
         out.append(scores.argmin(dim=-1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)

@@ -17,7 +17,7 @@ from hrqtok.atomic import atomic_dir
 from hrqtok.config import ModelConfig, from_dict
 from hrqtok.errors import ArtifactError
 from hrqtok.model import HRQVAE
-from hrqtok.tables import TokenTable, read_table, write_table
+from hrqtok.tables import TokenTable, build_table, read_table, write_table
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, LOG, METRICS, TOKENS = (
@@ -73,8 +73,6 @@ def save_model_dir(path: str | Path, *, model: HRQVAE, config: dict, log: list[d
     ``config`` holds everything but the format version, versions and fingerprint, which are
     added here. The token table of the fitted items (``ids``, ``codes``) is built and stored.
     """
-    from hrqtok.tables import build_table
-
     with atomic_dir(path) as tmp:
         save_file(_plain_state(model), tmp / WEIGHTS, metadata={"format_version": str(FORMAT_VERSION)})
         fingerprint = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()[:16]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from pathlib import Path
 
 # Distinct branches of the noun hierarchy, and how many synsets to take under each.
 BRANCHES = {

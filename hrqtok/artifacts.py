@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -16,25 +18,39 @@ from hrqtok import __version__
 from hrqtok.atomic import atomic_dir
 from hrqtok.config import ModelConfig, from_dict
 from hrqtok.errors import ArtifactError
+from hrqtok.hierarchy import Hierarchy, read_hierarchy
+from hrqtok.hierarchy_model import HierarchyModel
 from hrqtok.model import HRQVAE
 from hrqtok.tables import TokenTable, build_table, read_table, write_table
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, LOG, METRICS, TOKENS = (
     "config.json", "model.safetensors", "train_log.jsonl", "metrics.json", "tokens.parquet")
+NODES, PAIRS = "nodes.parquet", "pairs.parquet"  # WordNet models: nouns, closure and split
 REQUIRED = (CONFIG, WEIGHTS)
+ITEMS, WORDNET = "items", "wordnet"  # config["kind"]: what a model was fitted on
 
 
 @dataclass
 class ModelDir:
     path: Path
-    model: HRQVAE
+    model: HRQVAE | HierarchyModel
     config: dict  # the whole config.json
     model_config: ModelConfig
 
     @property
     def fingerprint(self) -> str:
         return self.config["fingerprint"]
+
+    @property
+    def kind(self) -> str:
+        return self.config.get("kind", ITEMS)
+
+    def hierarchy(self) -> tuple[Hierarchy, np.ndarray]:
+        """A WordNet model's nodes and closure pairs, and the mask of held-out pairs."""
+        if self.kind != WORDNET:
+            raise ArtifactError(f"{self.path}: not a WordNet model (fit with `hrqtok fit --wordnet`)")
+        return read_hierarchy(self.path / NODES, self.path / PAIRS)
 
     def table(self) -> TokenTable:
         """The fitted items' token table."""
@@ -66,14 +82,18 @@ def _plain_state(model: HRQVAE) -> dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
-def save_model_dir(path: str | Path, *, model: HRQVAE, config: dict, log: list[dict],
-                   metrics: dict, ids: list[str], codes) -> ModelDir:
+def save_model_dir(path: str | Path, *, model: HRQVAE | HierarchyModel, config: dict,
+                   log: list[dict], metrics: dict, ids: list[str], codes,
+                   extra: dict[str, Callable[[Path], None]] | None = None) -> ModelDir:
     """Write a whole model directory atomically (temporary sibling, then rename).
 
     ``config`` holds everything but the format version, versions and fingerprint, which are
     added here. The token table of the fitted items (``ids``, ``codes``) is built and stored.
+    ``extra``: file name -> function writing that file (a WordNet model's nodes and pairs).
     """
     with atomic_dir(path) as tmp:
+        for name, write in (extra or {}).items():
+            write(tmp / name)
         save_file(_plain_state(model), tmp / WEIGHTS, metadata={"format_version": str(FORMAT_VERSION)})
         fingerprint = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()[:16]
         full = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, **config,
@@ -106,7 +126,10 @@ def load_model_dir(path: str | Path) -> ModelDir:
             f"this hrqtok {__version__} reads version {FORMAT_VERSION}; refit with `hrqtok fit`")
     try:
         model_config = from_dict(ModelConfig, config["model"])
-        model = HRQVAE(model_config)
+        if config.get("kind", ITEMS) == WORDNET:
+            model = HierarchyModel(model_config, int(config["hierarchy"]["nodes"]))
+        else:
+            model = HRQVAE(model_config)
         model.load_state_dict(load_file(path / WEIGHTS), strict=True)
     except (KeyError, ValueError, RuntimeError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__

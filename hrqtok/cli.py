@@ -19,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hrqtok import __version__
-from hrqtok.config import MAX_CODEBOOK_SIZE, MAX_LEVELS, ModelConfig, TrainConfig
+from hrqtok.config import (MAX_CODEBOOK_SIZE, MAX_LEVELS, HierarchyTrainConfig, ModelConfig,
+                           TrainConfig)
 from hrqtok.errors import HrqtokError
 from hrqtok.sources.embedder import PRECISIONS
 from hrqtok.sources.items import FORMATS, ItemFields
@@ -78,7 +79,7 @@ def _progress(quiet: bool):
     tasks: dict[str, int] = {}
 
     def update(task: str, done: int, total: int, info: dict | None) -> None:
-        name = "fit" if task in ("warm-up", "train") else task
+        name = "fit" if task in ("warm-up", "train", "burn-in") else task
         if name not in tasks:
             tasks[name] = bars.add_task(name, total=total, info="")
         bars.update(tasks[name], completed=done, total=total,
@@ -89,7 +90,12 @@ def _progress(quiet: bool):
 
 
 def _epoch_info(row: dict) -> str:
-    text = f"rec {row['reconstruction']:.4f}"
+    if "rank_loss" in row:  # WordNet mode
+        text = f"loss {row['loss']:.3f} · {row['pairs_per_second']:,.0f} pairs/s"
+        if "train_mean_rank" in row:
+            text += f" · MR {row['train_mean_rank']:.2f} MAP {row['train_map']:.3f} (sample)"
+    else:
+        text = f"rec {row['reconstruction']:.4f}"
     if "utilisation" in row:
         use = "/".join(f"{u:.0%}" for u in row["utilisation"])
         text += f" · used {use} · collisions {row['collision_rate']:.1%}"
@@ -143,25 +149,57 @@ def _render_report(report: dict) -> None:
         err.print(f"latent {label}: mean {norm['mean']:.3f}, std {norm['std']:.3f}, "
                   f"CV {norm['cv']:.3f}")
         err.print(f"reconstruction: MSE {rec['mse']:.3g}, cosine {rec['cosine']:.4f}")
+    if report.get("hierarchy"):
+        _render_hierarchy(report["hierarchy"])
+
+
+# fit's defaults that differ between item mode and WordNet mode: (items, --wordnet)
+FIT_DEFAULTS = {"latent_dim": (32, 10), "epochs": (200, HierarchyTrainConfig.epochs),
+                "batch_size": (128, HierarchyTrainConfig.batch_size),
+                "learning_rate": (1e-3, HierarchyTrainConfig.learning_rate)}
+
+
+def _mode_default(name: str, value, wordnet: bool):
+    return FIT_DEFAULTS[name][wordnet] if value is None else value
+
+
+def _fit_help(name: str, text: str = "") -> str:
+    items, wordnet = FIT_DEFAULTS[name]
+    return f"{text} [default: {items}; {wordnet} with --wordnet]".strip()
 
 
 @app.command()
 def fit(
     items: ItemsArg = None,
     model: ModelOpt = Path("hrqtok-model"),
+    wordnet: Annotated[bool, typer.Option(
+        "--wordnet", help="Train on the WordNet noun hypernym closure instead of ITEMS.")] = False,
+    root: Annotated[Optional[str], typer.Option(
+        help="With --wordnet: only this synset's subtree, e.g. mammal.n.01.")] = None,
     geometry: Annotated[Geometry, typer.Option(help="hyperbolic = HRQ-VAE, euclidean = RQ-VAE.")] = Geometry.hyperbolic,
     levels: Annotated[int, typer.Option(min=1, max=MAX_LEVELS, help="Tokens per item (k).")] = 3,
     codebook_size: Annotated[int, typer.Option(min=2, max=MAX_CODEBOOK_SIZE, help="Codes per level (s).")] = 256,
-    latent_dim: Annotated[int, typer.Option(min=1, help="Latent dimension (h).")] = 32,
+    latent_dim: Annotated[Optional[int], typer.Option(
+        min=1, help=_fit_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
     hidden_dims: Annotated[str, typer.Option(help="Encoder hidden sizes; the decoder mirrors them.")] = "512,256,128",
     curvature: Annotated[float, typer.Option(min=1e-6, help="Curvature c of the ball.")] = 1.0,
     commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
-    epochs: Annotated[int, typer.Option(min=0, help="Most epochs with quantization.")] = 200,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=0, help=_fit_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, help="Autoencoder epochs before k-means init.")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    learning_rate: Annotated[float, typer.Option(min=1e-9)] = 1e-3,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help=_fit_help("batch_size"), show_default=False)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(
+        min=1e-9, help=_fit_help("learning_rate"), show_default=False)] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs).")] = 20,
     validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.1,
+    test_fraction: Annotated[float, typer.Option(
+        help="With --wordnet: held-out share of the closure pairs, in (0, 1).")] = 0.15,
+    negatives: Annotated[int, typer.Option(min=1, help="With --wordnet: sampled non-hypernyms per pair.")] = 50,
+    burn_in_epochs: Annotated[int, typer.Option(
+        min=0, help="With --wordnet: epochs at a low rate before the codebooks start.")] = HierarchyTrainConfig.burn_in_epochs,
+    eval_every: Annotated[int, typer.Option(
+        min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     seed: Annotated[int, typer.Option(help="Same input and seed give the same bytes.")] = 0,
     id_field: IdOpt = None,
     text_field: TextOpt = None,
@@ -172,14 +210,35 @@ def fit(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train an (H)RQ-VAE tokenizer on items and store it with its token table.
+    """Train an (H)RQ-VAE tokenizer on items, or on WordNet nouns with --wordnet, and store it
+    with its token table.
 
-    Example: hrqtok fit data/wordnet_glosses.jsonl --model my-model --epochs 100
+    Examples: hrqtok fit data/wordnet_glosses.jsonl --model my-model;
+    hrqtok fit --wordnet --root mammal.n.01 --model mammals
     """
+    if wordnet and items is not None:
+        raise typer.BadParameter("give either ITEMS or --wordnet, not both", param_hint="ITEMS")
+    if items is None and not wordnet:
+        raise typer.BadParameter("give an items file, - for stdin, or --wordnet", param_hint="ITEMS")
+    if root is not None and not wordnet:
+        raise typer.BadParameter("--root needs --wordnet", param_hint="--root")
+    if not 0 < test_fraction < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {test_fraction}", param_hint="--test-fraction")
+    latent_dim = _mode_default("latent_dim", latent_dim, wordnet)
+    epochs = _mode_default("epochs", epochs, wordnet)
+    batch_size = _mode_default("batch_size", batch_size, wordnet)
+    learning_rate = _mode_default("learning_rate", learning_rate, wordnet)
+    if wordnet:
+        _fit_wordnet(model, root=root, geometry=geometry.value, levels=levels,
+                     codebook_size=codebook_size, latent_dim=latent_dim, curvature=curvature,
+                     commitment=commitment,
+                     train=dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                test_fraction=test_fraction, negatives=negatives,
+                                burn_in_epochs=burn_in_epochs, eval_every=eval_every, seed=seed),
+                     json_out=json_out, quiet=quiet)
+        return
     from hrqtok.pipeline import EmbedSettings, fit_items
 
-    if items is None:
-        raise typer.BadParameter("give an items file, or - for stdin", param_hint="ITEMS")
     try:
         hidden = tuple(int(d) for d in hidden_dims.split(",") if d.strip())
         model_config = ModelConfig(hidden_dims=hidden, latent_dim=latent_dim, levels=levels,
@@ -208,6 +267,49 @@ def fit(
         err.print(f"codes used per level: {used} of {codebook_size}; "
                   f"collisions {c['collision_rate']:.1%}; "
                   f"reconstruction cosine {metrics['vectors']['reconstruction']['cosine']:.4f}")
+
+
+def _fit_wordnet(model: Path, *, root, geometry, levels, codebook_size, latent_dim, curvature,
+                 commitment, train: dict, json_out: bool, quiet: bool) -> None:
+    from hrqtok.hierarchy_model import hierarchy_model_config
+    from hrqtok.pipeline import fit_wordnet
+
+    try:
+        model_config = hierarchy_model_config(
+            latent_dim=latent_dim, levels=levels, codebook_size=codebook_size, geometry=geometry,
+            curvature=curvature, commitment=commitment)
+        train_config = HierarchyTrainConfig(**train)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    with _errors(), _progress(quiet) as progress:
+        metrics = fit_wordnet(model_dir=model, model_config=model_config,
+                              train_config=train_config, root=root, progress=progress)
+    if json_out:
+        print(json.dumps(metrics))
+    if not quiet:
+        f, c = metrics["fit"], metrics["table"]["collisions"]
+        err.print(f"fitted {f['nodes']} nouns on {f['train_pairs']} closure pairs in "
+                  f"{f['epochs']} epochs ({f['seconds']:.1f} s, {f['pairs_per_second']:,.0f} "
+                  f"pairs/s) -> {model}")
+        _render_hierarchy(metrics["hierarchy"])
+        used = " / ".join(f"{lv['used']}" for lv in metrics["table"]["levels"])
+        err.print(f"codes used per level: {used} of {codebook_size}; "
+                  f"collisions {c['collision_rate']:.1%}")
+
+
+def _render_hierarchy(report: dict) -> None:
+    table = Table(title=f"closure ranking ({report['train_pairs']} train / "
+                        f"{report['test_pairs']} held-out pairs)")
+    for column in ("points", "train MR", "train MAP", "held-out MR", "held-out MAP"):
+        table.add_column(column, justify="right")
+    for kind, row in report["ranking"].items():
+        table.add_row(kind, f"{row['train']['mean_rank']:.2f}", f"{row['train']['map']:.3f}",
+                      f"{row['test']['mean_rank']:.2f}", f"{row['test']['map']:.3f}")
+    err.print(table)
+    agree = report["prefix_agreement"]
+    shares = lambda key: " / ".join(f"{x:.1%}" for x in agree[key])  # noqa: E731
+    err.print(f"noun and hypernym share the first 1/2/… tokens: {shares('closure_pairs')} "
+              f"(direct parent {shares('parent_pairs')}; random nouns {shares('random_pairs')})")
 
 
 def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 GEOMETRIES = ("hyperbolic", "euclidean")
+QUANTIZATION_LOSSES = ("squared", "geodesic")
 MAX_LEVELS = 16
 MAX_CODEBOOK_SIZE = 65536
 
@@ -22,6 +23,7 @@ class ModelConfig:
     geometry: str = "hyperbolic"  # "hyperbolic" (HRQ-VAE) or "euclidean" (RQ-VAE)
     curvature: float = 1.0  # c of the Poincaré ball; unused in Euclidean mode
     commitment: float = 0.25  # alpha in ||sg[r]-e||^2 + alpha ||r-sg[e]||^2
+    quantization_loss: str = "squared"  # "squared": ||r-e||^2 in coordinates; "geodesic": d(r,e)^2
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:
@@ -36,6 +38,8 @@ class ModelConfig:
             raise ValueError("dimensions must be positive")
         if self.curvature <= 0:
             raise ValueError(f"curvature must be > 0, got {self.curvature}")
+        if self.quantization_loss not in QUANTIZATION_LOSSES:
+            raise ValueError(f"quantization_loss must be one of {QUANTIZATION_LOSSES}")
         if self.commitment < 0:
             raise ValueError(f"commitment must be >= 0, got {self.commitment}")
 
@@ -69,6 +73,48 @@ class TrainConfig:
             raise ValueError("validation_fraction must be in [0, 1)")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
+
+
+@dataclass(frozen=True)
+class HierarchyTrainConfig:
+    """How `fit --wordnet` trains node embeddings and codebooks together (HRQ paper §4.1,
+    Appendix C.1; Nickel & Kiela 2017 for the embedding loss, burn-in and RSGD)."""
+
+    epochs: int = 200  # epochs after burn-in, with quantization
+    burn_in_epochs: int = 30  # first epochs at a reduced rate, without quantization
+    burn_in_factor: float = 0.01  # learning rate multiplier during burn-in (paper: 0.01)
+    final_factor: float = 0.01  # the rate decays linearly to this share of it by the last epoch
+    batch_size: int = 512  # pairs per step; the loss is summed over a batch's pairs
+    learning_rate: float = 0.1  # Riemannian SGD rate of the node embeddings, per pair
+    max_step: float = 1.0  # longest step a node's embedding may take, in manifold length
+    codebook_learning_rate: float = 1e-2  # RiemannianAdam rate of the codebooks
+    negatives: int = 50  # sampled non-hypernyms of u per pair
+    negative_group: int = 32  # pairs sharing one draw of negatives (1: a draw per pair)
+    quantize_weight: float = 0.1  # weight of the (H)RQ loss of both ends of a pair
+    kmeans_iters: int = 25  # Lloyd iterations per level when codebooks start after burn-in
+    revive_dead_codes: bool = True  # reseed unused codes after each epoch
+    test_fraction: float = 0.15  # held-out share of the closure pairs
+    eval_every: int = 10  # epochs between MR/MAP checks in the log (0: only at the end)
+    eval_sample: int = 2000  # hyponyms scored by those checks (the final one scores all)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.burn_in_epochs < 0:
+            raise ValueError("epochs must be >= 0")
+        if min(self.batch_size, self.negatives, self.negative_group) < 1:
+            raise ValueError("batch size, negatives and negative group must be >= 1")
+        if self.learning_rate <= 0 or self.codebook_learning_rate <= 0 or self.burn_in_factor <= 0:
+            raise ValueError("learning rates must be > 0")
+        if not 0 < self.final_factor <= 1:
+            raise ValueError(f"final factor must be in (0, 1], got {self.final_factor}")
+        if self.max_step <= 0:
+            raise ValueError(f"max step must be > 0, got {self.max_step}")
+        if self.quantize_weight < 0:
+            raise ValueError(f"quantize weight must be >= 0, got {self.quantize_weight}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test fraction must be in (0, 1), got {self.test_fraction}")
+        if self.eval_every < 0 or self.eval_sample < 1:
+            raise ValueError("eval_every must be >= 0 and eval_sample >= 1")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

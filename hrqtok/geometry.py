@@ -25,6 +25,8 @@ ARTANH_MARGIN = {torch.float32: 1e-7, torch.float64: 1e-15}
 TANH_LIMIT = 15.0
 # Floor for norms and denominators that are divided by (the zero vector has no direction).
 MIN_NORM = 1e-15
+# arcosh is evaluated on inputs >= 1 + ARCOSH_MARGIN: its derivative is infinite at 1 (x = y).
+ARCOSH_MARGIN = {torch.float32: 1e-6, torch.float64: 1e-12}
 # Rows per chunk in nearest-code search: bounds the (n × s) score matrix.
 SEARCH_CHUNK = 65536
 
@@ -112,6 +114,25 @@ def dist(x: Tensor, y: Tensor, *, c: float, keepdim: bool = False) -> Tensor:
     sqrt_c = math.sqrt(c)
     d = 2.0 / sqrt_c * artanh(sqrt_c * norm(mobius_add(-x, y, c=c)))
     return d if keepdim else d.squeeze(-1)
+
+
+def dist_arcosh(x: Tensor, y: Tensor, *, c: float) -> Tensor:
+    """The same distance as ``dist``, as 1/√c · arcosh(1 + 2c‖x - y‖² / ((1 - c‖x‖²)(1 - c‖y‖²)))
+    (Eq. 1): about 3x cheaper for broadcast batches, used to train embeddings. Its gradient
+    is clamped finite, not exact, where x = y. Shapes broadcast over the last dimension."""
+    floor = 1.0 + _margin(ARCOSH_MARGIN, x.dtype)
+    sq = (x - y).pow(2).sum(-1)
+    alpha = (1 - c * x.pow(2).sum(-1)).clamp_min(MIN_NORM)
+    beta = (1 - c * y.pow(2).sum(-1)).clamp_min(MIN_NORM)
+    return torch.acosh((1 + 2 * c * sq / (alpha * beta)).clamp_min(floor)) / math.sqrt(c)
+
+
+def rsgd_step(x: Tensor, grad: Tensor, lr: float, *, c: float) -> Tensor:
+    """One Riemannian SGD step on the ball with the retraction of Nickel & Kiela (2017):
+    x - lr · (1 - c‖x‖²)²/4 · ∇, projected back inside. (1 - c‖x‖²)²/4 is 1/λ_x², the
+    inverse of the Poincaré metric."""
+    scale = (1 - c * x.pow(2).sum(-1, keepdim=True)).pow(2) / 4
+    return project(x - lr * scale * grad, c=c)
 
 
 def dist0(x: Tensor, *, c: float, keepdim: bool = False) -> Tensor:

@@ -10,9 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrqtok.artifacts import ModelDir, load_model_dir, save_model_dir, table_metadata
-from hrqtok.config import ModelConfig, TrainConfig, to_dict
-from hrqtok.errors import InputError
+from hrqtok.artifacts import (NODES, PAIRS, WORDNET, ModelDir, load_model_dir, save_model_dir,
+                              table_metadata)
+from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, to_dict
+from hrqtok.errors import HrqtokError, InputError
+from hrqtok.hierarchy import split_pairs, write_nodes, write_pairs
+from hrqtok.hierarchy_report import hierarchy_report
+from hrqtok.hierarchy_train import fit_hierarchy
 from hrqtok.report import codebook_report, table_report, vector_report
 from hrqtok.sources.embedder import (EmbeddingCache, ProgressFn, SentenceTransformerEmbedder,
                                      embed_texts)
@@ -87,6 +91,48 @@ def fit_items(source: str, *, model_dir: str | Path, model_config: ModelConfig,
     return metrics
 
 
+def fit_wordnet(*, model_dir: str | Path, model_config: ModelConfig,
+                train_config: HierarchyTrainConfig, root: str | None = None,
+                progress: ProgressFn | None = None) -> dict:
+    """Train node embeddings and (H)RQ codebooks on the WordNet noun closure (all nouns, or
+    the subtree under ``root``); write the model directory with the nouns, the split pairs and
+    every noun's multitoken. Returns the metrics written to metrics.json."""
+    from hrqtok.sources.wordnet import load_nouns
+
+    hierarchy = load_nouns(root)
+    test = split_pairs(len(hierarchy.pairs), train_config.test_fraction, train_config.seed)
+    result = fit_hierarchy(hierarchy.pairs, test, len(hierarchy), model_config, train_config,
+                           progress=progress)
+    codes = result.model.encode().numpy()
+    fit_summary = {
+        "nodes": len(hierarchy), "pairs": int(len(hierarchy.pairs)),
+        "train_pairs": int((~test).sum()), "epochs": len(result.log), "stopped": result.stopped,
+        "seconds": result.seconds, "pairs_per_second": result.pairs_per_second,
+    }
+    config = {
+        "kind": WORDNET, "model": to_dict(model_config), "train": to_dict(train_config),
+        "hierarchy": {"source": "wordnet-3.0-nouns", "root": root, "nodes": len(hierarchy),
+                      "pairs": int(len(hierarchy.pairs))},
+        "fit": fit_summary,
+    }
+    metrics = {
+        "fit": fit_summary,
+        "hierarchy": hierarchy_report(result.model, hierarchy, test, codes, progress=progress),
+        "table": table_report(build_table(hierarchy.names, codes, {}), model_config.codebook_size),
+    }
+    save_model_dir(model_dir, model=result.model, config=config, log=result.log, metrics=metrics,
+                   ids=hierarchy.names, codes=codes,
+                   extra={NODES: lambda path: write_nodes(hierarchy, path),
+                          PAIRS: lambda path: write_pairs(hierarchy, test, path)})
+    return metrics
+
+
+def _own_items_only(loaded: ModelDir, source: str | None) -> None:
+    if source is not None and loaded.kind == WORDNET:
+        raise HrqtokError(f"{loaded.path} is a WordNet model: it has multitokens for its own "
+                          "nouns only; leave out ITEMS")
+
+
 def _fields_for(loaded: ModelDir, fields: ItemFields | None) -> ItemFields:
     """Input fields as given, else as stored at fit time."""
     if fields is not None:
@@ -112,6 +158,7 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     ``existing``: an earlier table whose ids keep their multitokens (see tables.build_table).
     """
     loaded = load_model_dir(model_dir)
+    _own_items_only(loaded, source)
     old = read_table(existing) if existing else None
     if source is None:
         fitted = loaded.table()
@@ -159,6 +206,7 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
     """The inspect report: the fitted items' (or ``source`` items') codes, geometry and
     reconstruction, the codebooks, and the training summary."""
     loaded = load_model_dir(model_dir)
+    _own_items_only(loaded, source)
     cfg = loaded.model_config
     metrics = loaded.metrics()
     if source is not None:
@@ -172,11 +220,12 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
         tokens = read_table(table) if table else loaded.table()
         vector_stats = metrics.get("vectors")
     return {
-        "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint,
+        "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": loaded.kind,
                   **{k: getattr(cfg, k) for k in ("geometry", "levels", "codebook_size",
                                                   "latent_dim", "curvature", "input_dim")},
                   "fit": loaded.config.get("fit", {})},
         **table_report(tokens, cfg.codebook_size),
         "codebooks": codebook_report(loaded.model),
         "vectors": vector_stats,
+        **({"hierarchy": metrics.get("hierarchy")} if loaded.kind == WORDNET else {}),
     }

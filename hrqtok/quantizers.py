@@ -34,17 +34,26 @@ class ResidualDetails(NamedTuple):
     errors: list[Tensor]  # d(r_i, e_i) per level, each (n,)
 
 
-def _squared(x: Tensor) -> Tensor:
-    """‖x‖² summed over dimensions, mean over the batch."""
-    return x.pow(2).sum(-1).mean()
+def _plain(codebook: Tensor) -> Tensor:
+    """A codebook's values as a plain tensor: geoopt's tensor subclass makes every operation
+    on it go through __torch_function__, which doubles the cost of a search."""
+    return codebook.detach().as_subclass(torch.Tensor)
+
+
+def _squared(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """‖x‖² summed over dimensions, (weighted) mean over the batch."""
+    squared = x.pow(2).sum(-1)
+    return squared.mean() if weights is None else (squared * weights).sum() / weights.sum()
 
 
 class ResidualQuantizer(nn.Module):
     """Euclidean residual quantization (RQ-VAE): r_{i+1} = r_i - e_i, y = Σ e_i."""
 
-    def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float):
+    def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float,
+                 geodesic_loss: bool = False):
         super().__init__()
         self.commitment = commitment
+        self.geodesic_loss = geodesic_loss
         self.codebooks = nn.ParameterList(
             [self._parameter(torch.randn(codebook_size, dim) * INIT_SCALE) for _ in range(levels)]
         )
@@ -64,6 +73,15 @@ class ResidualQuantizer(nn.Module):
 
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         return (a - b).norm(dim=-1)
+
+    def _gap(self, residual: Tensor, code: Tensor, weights: Tensor | None) -> Tensor:
+        """One loss term: ‖r - e‖² in coordinates (the RQ-VAE loss), or d(r, e)² with a
+        geodesic loss, which on the ball keeps weight near the boundary where coordinates
+        shrink (WordNet embeddings live there)."""
+        if self.geodesic_loss:
+            squared = self.distance(residual, code).pow(2)
+            return squared.mean() if weights is None else (squared * weights).sum() / weights.sum()
+        return _squared(residual - code, weights)
 
     def to_tangent(self, x: Tensor) -> Tensor:
         """Coordinates in which k-means and latent norms are computed."""
@@ -85,17 +103,18 @@ class ResidualQuantizer(nn.Module):
     def codebook_size(self) -> int:
         return self.codebooks[0].shape[0]
 
-    def forward(self, x: Tensor) -> QuantizeOutput:
-        """x: (n, dim) latent -> QuantizeOutput; gradients reach the codebooks only via loss."""
+    def forward(self, x: Tensor, weights: Tensor | None = None) -> QuantizeOutput:
+        """x: (n, dim) latent -> QuantizeOutput; gradients reach the codebooks only via loss.
+        ``weights`` (n,): the loss is a weighted mean over rows (a row standing for several)."""
         residual = x  # r_0 = x
         codes, chosen = [], []
         loss = x.new_zeros(())
         for codebook in self.codebooks:
-            code = self._nearest(residual.detach(), codebook)  # t_i = argmin_j d(r_i, C_i[j])
+            code = self._nearest(residual.detach(), _plain(codebook))  # t_i = argmin_j d(r_i, C_i[j])
             e = codebook[code]  # e_i = C_i[t_i]
             # codebook term pulls e_i to r_i; commitment term pulls the encoder to e_i
-            loss = loss + _squared(residual.detach() - e)
-            loss = loss + self.commitment * _squared(residual - e.detach())
+            loss = loss + self._gap(residual.detach(), e, weights)
+            loss = loss + self.commitment * self._gap(residual, e.detach(), weights)
             codes.append(code)
             chosen.append(e.detach())
             residual = self._subtract(residual, e.detach())  # r_{i+1} = r_i ⊖ e_i
@@ -125,6 +144,7 @@ class ResidualQuantizer(nn.Module):
         """Codes plus each level's residual and its distance to the chosen code."""
         residual, codes, residuals, errors = x, [], [], []
         for codebook in self.codebooks:
+            codebook = _plain(codebook)
             code = self._nearest(residual, codebook)
             e = codebook[code]
             codes.append(code)
@@ -156,9 +176,11 @@ class HyperbolicResidualQuantizer(ResidualQuantizer):
     r_{i+1} = (-e_i) ⊕ r_i, right-nested Möbius sum y = e_0 ⊕ (e_1 ⊕ (… ⊕ e_{k-1})), which is
     exact when the last residual is a code. Codebooks are geoopt ManifoldParameters."""
 
-    def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float, c: float):
+    def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float, c: float,
+                 geodesic_loss: bool = False):
         self.c = c
-        super().__init__(levels=levels, codebook_size=codebook_size, dim=dim, commitment=commitment)
+        super().__init__(levels=levels, codebook_size=codebook_size, dim=dim, commitment=commitment,
+                         geodesic_loss=geodesic_loss)
 
     def _parameter(self, data: Tensor) -> nn.Parameter:
         return geoopt.ManifoldParameter(self.constrain(data), manifold=geometry.ball(self.c))
@@ -192,6 +214,7 @@ def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
         codebook_size=config.codebook_size,
         dim=config.latent_dim,
         commitment=config.commitment,
+        geodesic_loss=config.quantization_loss == "geodesic",
     )
     if config.hyperbolic:
         return HyperbolicResidualQuantizer(**shape, c=config.curvature)

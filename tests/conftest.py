@@ -34,15 +34,16 @@ class FakeEmbedder:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own cache folder (embeddings); the packaged MPNet copy is shared."""
+    """Every test gets its own cache folder (embeddings); the packaged MPNet copy and the
+    WordNet folder built by `make setup` are shared."""
     from hrqtok import paths
 
     real = paths.cache_dir()
     monkeypatch.setenv("HRQTOK_CACHE", str(tmp_path / "cache"))
-    models = real / "models"
-    if models.exists():
-        (tmp_path / "cache").mkdir()
-        (tmp_path / "cache" / "models").symlink_to(models)
+    (tmp_path / "cache").mkdir()
+    for shared in ("models", "wordnet"):
+        if (real / shared).exists():
+            (tmp_path / "cache" / shared).symlink_to(real / shared)
     yield
 
 
@@ -89,3 +90,16 @@ def text_items(tmp_path):
 
 TINY_FIT = ["--levels", "2", "--codebook-size", "8", "--latent-dim", "4", "--hidden-dims", "32,16",
             "--epochs", "6", "--warmup-epochs", "2", "--batch-size", "32", "--quiet"]
+
+
+def tree_parents(branching=3, depth=3):
+    """Direct parents of a complete tree (row 0 is the root), breadth first."""
+    parents, level = [[]], [0]
+    for _ in range(depth):
+        nxt = []
+        for p in level:
+            for _ in range(branching):
+                parents.append([p])
+                nxt.append(len(parents) - 1)
+        level = nxt
+    return parents

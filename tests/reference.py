@@ -39,3 +39,29 @@ def residual_quantize_naive(x, codebooks, c=None):
         codes.append(row_codes)
         ys.append(y)
     return torch.tensor(codes), torch.stack(ys)
+
+
+def closure_ranking(points, pairs, known, distance):
+    """Nickel & Kiela's protocol, one pair at a time: rank among the row's negatives (ties
+    one half) and the average precision of each hyponym's evaluated ancestors."""
+    import numpy as np
+
+    n = len(points)
+    known_of = {}
+    for u, v in known:
+        known_of.setdefault(int(u), set()).add(int(v))
+    evaluated_of = {}
+    for u, v in pairs:
+        evaluated_of.setdefault(int(u), []).append(int(v))
+    ranks, precisions = [], []
+    for u, positives in sorted(evaluated_of.items()):
+        d = [float(distance(points[u], points[w])) for w in range(n)]
+        negatives = [d[w] for w in range(n) if w != u and w not in known_of[u]]
+        ap = []
+        for v in positives:
+            closer = sum(x < d[v] for x in negatives) + 0.5 * sum(x == d[v] for x in negatives)
+            ranks.append(1 + closer)
+            upto = sum(d[p] <= d[v] for p in positives)
+            ap.append(upto / (upto + closer))
+        precisions.append(sum(ap) / len(ap))
+    return float(np.mean(ranks)), float(np.mean(precisions))

@@ -1,0 +1,93 @@
+"""The softmax ranking loss of Nickel & Kiela (2017), with its gradient written out by hand.
+
+Pairs come in groups that share their sampled negatives (as in PyTorch-BigGraph): for group
+g, anchors u (G, h), positives v (G, h) and negatives n (K, h),
+    L = Σ_i −log( e^{−d(u_i, v_i)} / (e^{−d(u_i, v_i)} + Σ_k e^{−d(u_i, n_k)}) ),
+d being the Poincaré distance of curvature c (the Euclidean distance for c = None). A group
+of one pair is Nickel & Kiela's independent sampling. Sharing turns the (pairs × negatives ×
+h) work into batched matrix products and lets a step touch G + G + K rows of the embedding
+table per group instead of G·(2 + K): scattering rows is what costs most on a CPU.
+
+Training spends nearly all its time here, so forward and backward share every intermediate;
+tests/test_contrastive.py checks loss and gradients against autograd through geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from hrqtok import geometry
+
+
+class RankingLoss(NamedTuple):
+    loss: Tensor  # () summed over all pairs
+    grad_anchors: Tensor  # (g, G, h)
+    grad_positives: Tensor  # (g, G, h)
+    grad_negatives: Tensor  # (g, K, h)
+
+
+class _Distance(NamedTuple):
+    dist: Tensor
+    sq: Tensor  # ‖x - y‖²
+    alpha: Tensor | None  # 1 - c‖x‖² (anchor side)
+    beta: Tensor | None  # 1 - c‖y‖² (other side)
+    z: Tensor | None
+
+
+def _distance(sq: Tensor, x2: Tensor, y2: Tensor, c: float | None) -> _Distance:
+    """Distances from squared differences and squared norms (all broadcast together)."""
+    if c is None:
+        return _Distance(sq.clamp_min(geometry.MIN_NORM ** 2).sqrt(), sq, None, None, None)
+    alpha = (1 - c * x2).clamp_min(geometry.MIN_NORM)
+    beta = (1 - c * y2).clamp_min(geometry.MIN_NORM)
+    floor = 1.0 + geometry.ARCOSH_MARGIN.get(sq.dtype, 1e-6)
+    z = (1 + 2 * c * sq / (alpha * beta)).clamp_min(floor)
+    return _Distance(torch.acosh(z) / math.sqrt(c), sq, alpha, beta, z)
+
+
+def _chain(grad_dist: Tensor, d: _Distance, c: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """dL/d‖x-y‖², dL/d‖x‖², dL/d‖y‖² from dL/dd (same shapes)."""
+    if c is None:
+        a = grad_dist / (2 * d.dist)
+        return a, torch.zeros_like(a), torch.zeros_like(a)
+    grad_z = grad_dist / (math.sqrt(c) * (d.z * d.z - 1).sqrt())
+    a = grad_z * 2 * c / (d.alpha * d.beta)
+    # z = 1 + 2c·sq/(αβ) with α = 1 - c‖x‖², β = 1 - c‖y‖²: dz/d‖x‖² = 2c²·sq/(α²β)
+    return a, a * d.sq * c / d.alpha, a * d.sq * c / d.beta
+
+
+def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
+                         masked: Tensor | None = None, *, c: float | None) -> RankingLoss:
+    """anchors, positives (g, G, h); negatives (g, K, h); ``masked`` (g, G, K) bool marks
+    negatives left out of a pair's softmax (hypernyms of its anchor)."""
+    u2 = anchors.pow(2).sum(-1)  # (g, G)
+    v2 = positives.pow(2).sum(-1)
+    n2 = negatives.pow(2).sum(-1)  # (g, K)
+    sq_pos = (anchors - positives).pow(2).sum(-1)
+    sq_neg = (u2.unsqueeze(2) + n2.unsqueeze(1)
+              - 2 * torch.bmm(anchors, negatives.transpose(1, 2))).clamp_min(0)  # (g, G, K)
+    pos = _distance(sq_pos, u2, v2, c)
+    neg = _distance(sq_neg, u2.unsqueeze(2), n2.unsqueeze(1), c)
+    neg_logits = -neg.dist
+    if masked is not None:
+        neg_logits = neg_logits.masked_fill(masked, float("-inf"))
+    logits = torch.cat([-pos.dist.unsqueeze(2), neg_logits], 2)  # (g, G, 1 + K)
+    log_norm = torch.logsumexp(logits, dim=2)
+    loss = (log_norm + pos.dist).sum()
+    softmax = torch.exp(logits - log_norm.unsqueeze(2))
+    # dL/dd: 1 - p for the positive, -p for each negative
+    a_pos, au_pos, bv_pos = _chain(1 - softmax[..., 0], pos, c)
+    a_neg, au_neg, bn_neg = _chain(-softmax[..., 1:], neg, c)
+    # d‖x-y‖²/dx = 2(x - y), d‖x‖²/dx = 2x
+    coef_u = 2 * (a_pos + au_pos + (a_neg + au_neg).sum(2))
+    grad_anchors = (anchors * coef_u.unsqueeze(2) - 2 * a_pos.unsqueeze(2) * positives
+                    - 2 * torch.bmm(a_neg, negatives))
+    grad_positives = (positives * (2 * (a_pos + bv_pos)).unsqueeze(2)
+                      - 2 * a_pos.unsqueeze(2) * anchors)
+    grad_negatives = (negatives * (2 * (a_neg + bn_neg).sum(1)).unsqueeze(2)
+                      - 2 * torch.bmm(a_neg.transpose(1, 2), anchors))
+    return RankingLoss(loss, grad_anchors, grad_positives, grad_negatives)

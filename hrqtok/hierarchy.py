@@ -1,0 +1,154 @@
+"""A hierarchy of named nodes (WordNet nouns) and the transitive closure of its is-a links.
+
+Nodes are rows 0..n-1. ``pairs`` is the closure as an (m, 2) int64 array of (hyponym,
+hypernym) rows: every node with each of its ancestors. The seeded train/test split of the
+pairs and the node table are stored in the model directory as Parquet, so that evaluations
+score exactly the held-out pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hrqtok.errors import ArtifactError
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Hierarchy:
+    names: list[str]  # node ids, e.g. synset names
+    parents: list[list[int]]  # direct is-a links (rows)
+    glosses: list[str]
+    lexnames: list[str]
+    depths: np.ndarray  # (n,) shortest is-a path to a node without parents
+    pairs: np.ndarray  # (m, 2) int64 closure pairs (hyponym, hypernym), sorted
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_parents(cls, *, names: list[str], parents: list[list[int]], glosses: list[str],
+                     lexnames: list[str]) -> Hierarchy:
+        order = topological_order(parents)
+        return cls(names, parents, glosses, lexnames, shortest_depths(parents, order),
+                   transitive_closure(parents, order))
+
+
+def topological_order(parents: list[list[int]]) -> list[int]:
+    """Rows ordered so that every node comes after all its parents; a cycle is an error."""
+    children: list[list[int]] = [[] for _ in parents]
+    waiting = [len(set(p)) for p in parents]
+    for child, ps in enumerate(parents):
+        for p in set(ps):
+            children[p].append(child)
+    order = [u for u, w in enumerate(waiting) if w == 0]
+    for u in order:  # grows while iterating: Kahn's algorithm
+        for child in children[u]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                order.append(child)
+    if len(order) != len(parents):
+        raise ValueError("the is-a links contain a cycle")
+    return order
+
+
+def transitive_closure(parents: list[list[int]], order: list[int] | None = None) -> np.ndarray:
+    """(m, 2) int64 pairs (node, ancestor) over all ancestors, sorted by node then ancestor."""
+    order = topological_order(parents) if order is None else order
+    ancestors: list[frozenset[int]] = [frozenset()] * len(parents)
+    for u in order:  # parents first, so their ancestor sets are complete
+        found: set[int] = set()
+        for p in parents[u]:
+            found.add(p)
+            found |= ancestors[p]
+        ancestors[u] = frozenset(found)
+    counts = np.fromiter((len(a) for a in ancestors), dtype=np.int64, count=len(parents))
+    hyponyms = np.repeat(np.arange(len(parents), dtype=np.int64), counts)
+    hypernyms = np.fromiter((v for a in ancestors for v in sorted(a)), dtype=np.int64,
+                            count=int(counts.sum()))
+    return np.stack([hyponyms, hypernyms], axis=1)
+
+
+def shortest_depths(parents: list[list[int]], order: list[int] | None = None) -> np.ndarray:
+    """Shortest is-a path length from each node up to a node without parents."""
+    order = topological_order(parents) if order is None else order
+    depth = np.zeros(len(parents), dtype=np.int64)
+    for u in order:
+        if parents[u]:
+            depth[u] = 1 + min(depth[p] for p in parents[u])
+    return depth
+
+
+def split_pairs(n_pairs: int, test_fraction: float, seed: int) -> np.ndarray:
+    """Seeded random split: a bool mask, True for the held-out (test) pairs."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(n_pairs * test_fraction))
+    order = np.random.default_rng(seed).permutation(n_pairs)
+    test = np.zeros(n_pairs, dtype=bool)
+    test[order[:n_test]] = True
+    return test
+
+
+def pair_keys(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Sorted int64 keys u * n + v, for vectorised membership tests with searchsorted."""
+    return np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+
+
+def contains(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Which ``queries`` (int64 keys, any shape) occur in the sorted ``keys``."""
+    if len(keys) == 0:
+        return np.zeros(queries.shape, dtype=bool)
+    at = np.searchsorted(keys, queries).clip(max=len(keys) - 1)
+    return keys[at] == queries
+
+
+# --- storage in the model directory -------------------------------------------------------------
+
+def write_nodes(hierarchy: Hierarchy, path: Path) -> None:
+    names = hierarchy.names
+    table = pa.table({
+        "id": pa.array(names, pa.string()),
+        "gloss": pa.array(hierarchy.glosses, pa.string()),
+        "lexname": pa.array(hierarchy.lexnames, pa.string()),
+        "depth": pa.array(hierarchy.depths, pa.int32()),
+        "parents": pa.array([[names[p] for p in ps] for ps in hierarchy.parents],
+                            pa.list_(pa.string())),
+    })
+    pq.write_table(table, path)
+
+
+def write_pairs(hierarchy: Hierarchy, test: np.ndarray, path: Path) -> None:
+    names = np.asarray(hierarchy.names, dtype=object)
+    table = pa.table({
+        "hyponym": pa.array(names[hierarchy.pairs[:, 0]], pa.string()),
+        "hypernym": pa.array(names[hierarchy.pairs[:, 1]], pa.string()),
+        "split": pa.array(np.where(test, SPLITS[1], SPLITS[0]), pa.string()),
+    })
+    pq.write_table(table, path)
+
+
+def read_hierarchy(nodes_path: Path, pairs_path: Path) -> tuple[Hierarchy, np.ndarray]:
+    """The stored hierarchy and its test mask (rows of ``pairs``)."""
+    try:
+        nodes = pq.read_table(nodes_path).to_pydict()
+        pairs = pq.read_table(pairs_path).to_pydict()
+    except (OSError, pa.ArrowException) as e:
+        raise ArtifactError(f"{nodes_path.parent}: cannot read the stored hierarchy ({e})") from None
+    names = nodes["id"]
+    row = {name: i for i, name in enumerate(names)}
+    try:
+        parents = [[row[p] for p in ps] for ps in nodes["parents"]]
+        closure = np.array([[row[u], row[v]] for u, v in zip(pairs["hyponym"], pairs["hypernym"])],
+                           dtype=np.int64).reshape(-1, 2)
+    except KeyError as e:
+        raise ArtifactError(f"{pairs_path}: names a node {e} missing from {nodes_path.name}") from None
+    hierarchy = Hierarchy(names, parents, nodes["gloss"], nodes["lexname"],
+                          np.asarray(nodes["depth"], dtype=np.int64), closure)
+    return hierarchy, np.asarray(pairs["split"]) == SPLITS[1]

@@ -1,0 +1,64 @@
+"""WordNet mode's model (HRQ paper §4.1): an embedding of every node, trained jointly with an
+(H)RQ quantizer whose codes are the nodes' multitokens. There is no encoder: the table is the
+embedding network E_θ. Float64 throughout, so that deep nodes can sit close to the boundary
+of the ball (the float32 margin would cap every distance from the origin at ~6).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hrqtok import geometry
+from hrqtok.config import ModelConfig
+from hrqtok.quantizers import build_quantizer
+
+INIT_RANGE = 1e-3  # embeddings start uniform in ±INIT_RANGE (Nickel & Kiela 2017)
+DTYPE = torch.float64
+
+
+def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, geometry: str,
+                           curvature: float, commitment: float) -> ModelConfig:
+    """A ModelConfig for an embedding table: no hidden layers, input = latent dimension, and
+    the geodesic quantization loss (nodes sit near the boundary of the ball)."""
+    return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
+                       levels=levels, codebook_size=codebook_size, geometry=geometry,
+                       curvature=curvature, commitment=commitment, quantization_loss="geodesic")
+
+
+class HierarchyModel(nn.Module):
+    def __init__(self, config: ModelConfig, n_nodes: int):
+        super().__init__()
+        self.config = config
+        # Updated by hierarchy_train's sparse Riemannian SGD, not by an optimiser.
+        self.embeddings = nn.Parameter(torch.zeros(n_nodes, config.latent_dim, dtype=DTYPE),
+                                       requires_grad=False)
+        self.quantizer = build_quantizer(config).to(DTYPE)
+
+    @property
+    def c(self) -> float | None:
+        """Curvature on the ball, None in Euclidean space."""
+        return self.config.curvature if self.config.hyperbolic else None
+
+    def distance(self, x: Tensor, y: Tensor) -> Tensor:
+        """d(x, y) over the last dimension, broadcasting: hyperbolic or Euclidean."""
+        if self.c is None:
+            return geometry.norm(x - y).squeeze(-1)
+        return geometry.dist_arcosh(x, y, c=self.c)
+
+    @torch.no_grad()
+    def reset(self, generator: torch.Generator) -> None:
+        self.embeddings.copy_(
+            (torch.rand(self.embeddings.shape, generator=generator, dtype=DTYPE) * 2 - 1)
+            * INIT_RANGE)
+
+    @torch.no_grad()
+    def encode(self, rows: Tensor | None = None) -> Tensor:
+        """Codes (n, levels) of the nodes ``rows`` (all nodes when None)."""
+        points = self.embeddings if rows is None else self.embeddings[rows]
+        return self.quantizer.encode(points)
+
+    @torch.no_grad()
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """codes (n, levels) -> quantized points (n, latent_dim)."""
+        return self.quantizer.decode_codes(codes)

@@ -1,0 +1,255 @@
+"""Joint training of node embeddings and (H)RQ codebooks on closure pairs (HRQ paper §4.1).
+
+For a train pair (u, v), v a hypernym of u, the loss is
+    −log( e^{−d(u,v)} / Σ_{v' ∈ {v} ∪ N(u)} e^{−d(u,v')} ) + w · (L_RQ(u) + L_RQ(v)),
+N(u) being ``negatives`` nodes sampled uniformly among those that are not u and not a train
+hypernym of u (Nickel & Kiela's ground-truth negatives). Everything is batched: negatives are
+drawn for a whole batch and checked against the sorted pair keys with one searchsorted; a
+sampled hypernym is redrawn once and masked out of the softmax if it hits again.
+
+Embeddings take sparse Riemannian SGD steps (only the rows a batch touches), with burn-in
+epochs at a reduced rate before the codebooks exist; codebooks start from k-means on the
+burnt-in embeddings and then train with RiemannianAdam alongside.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import geoopt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hrqtok import geometry
+from hrqtok.config import HierarchyTrainConfig, ModelConfig
+from hrqtok.contrastive import softmax_ranking_loss
+from hrqtok.hierarchy import pair_keys
+from hrqtok.hierarchy_model import HierarchyModel
+from hrqtok.ranking import closure_ranking
+from hrqtok.usage import collision_stats, level_usage
+
+ProgressFn = Callable[[str, int, int, dict], None]
+
+
+class HierarchyFitResult(NamedTuple):
+    model: HierarchyModel
+    log: list[dict]  # one row per epoch, as written to train_log.jsonl
+    stopped: str  # "completed" or "interrupted"
+    seconds: float  # training time, without the final evaluation
+    pairs_per_second: float  # train pairs (each with its negatives) per second of stepping
+
+
+class NegativeSampler:
+    """Uniform negatives shared by groups of pairs; a (pair, negative) where the negative is
+    the pair's anchor u or one of u's train hypernyms is masked out of that pair's softmax."""
+
+    def __init__(self, n_nodes: int, train_pairs: np.ndarray, negatives: int,
+                 generator: torch.Generator):
+        self.n, self.k, self.generator = n_nodes, negatives, generator
+        self.keys = torch.from_numpy(pair_keys(train_pairs, n_nodes))
+
+    def sample(self, anchors: Tensor) -> tuple[Tensor, Tensor]:
+        """anchors (g, G) -> negatives (g, K) and the mask (g, G, K)."""
+        negatives = torch.randint(self.n, (anchors.shape[0], self.k), generator=self.generator)
+        query = anchors.unsqueeze(2) * self.n + negatives.unsqueeze(1)  # (g, G, K)
+        hit = negatives.unsqueeze(1) == anchors.unsqueeze(2)
+        if len(self.keys):
+            at = torch.searchsorted(self.keys, query).clamp_max(len(self.keys) - 1)
+            hit |= self.keys[at] == query
+        return negatives, hit
+
+
+def fit_hierarchy(pairs: np.ndarray, test: np.ndarray, n_nodes: int, model_config: ModelConfig,
+                  config: HierarchyTrainConfig, *,
+                  progress: ProgressFn | None = None) -> HierarchyFitResult:
+    """Train on ``pairs[~test]`` (closure rows (hyponym, hypernym)). Ctrl-C keeps the model
+    as it is (with codebooks) and returns."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = HierarchyModel(model_config, n_nodes)
+    model.reset(generator)
+    loop = _Loop(model, pairs, test, config, generator, progress)
+    stopped = "completed"
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    if not loop.initialised:
+        loop.initialise_codebooks()
+    pairs_per_second = loop.pairs_stepped / max(loop.step_seconds, 1e-9)
+    return HierarchyFitResult(model, loop.log, stopped, loop.train_seconds, pairs_per_second)
+
+
+class _Loop:
+    def __init__(self, model: HierarchyModel, pairs: np.ndarray, test: np.ndarray,
+                 config: HierarchyTrainConfig, generator: torch.Generator,
+                 progress: ProgressFn | None):
+        self.model, self.config, self.generator, self.progress = model, config, generator, progress
+        self.pairs, self.test = pairs, test
+        self.train_pairs = torch.from_numpy(np.ascontiguousarray(pairs[~test]))
+        self.sampler = NegativeSampler(len(model.embeddings), pairs[~test], config.negatives,
+                                       generator)
+        self.codebook_optimizer: geoopt.optim.RiemannianAdam | None = None
+        self.initialised = False
+        self.log: list[dict] = []
+        self.pairs_stepped, self.step_seconds, self.train_seconds = 0, 0.0, 0.0
+        sample = np.random.default_rng(config.seed).permutation(n := len(model.embeddings))
+        self.eval_rows = np.sort(sample[:min(config.eval_sample, n)])
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.burn_in_epochs + self.config.epochs
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        for epoch in range(1, self.total_epochs + 1):
+            burn_in = epoch <= self.config.burn_in_epochs
+            if not burn_in and not self.initialised:
+                self.initialise_codebooks()
+            row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
+                   **self._epoch(self._learning_rate(epoch), quantize=not burn_in)}
+            if self.initialised:
+                row.update(self._usage())
+            every = self.config.eval_every
+            if every and (epoch % every == 0 or epoch == self.total_epochs):
+                row.update(self._check())
+            self.train_seconds = time.perf_counter() - start
+            self.log.append(row)
+            if self.progress:
+                self.progress(row["phase"], epoch, self.total_epochs, row)
+
+    def initialise_codebooks(self) -> None:
+        self.model.quantizer.initialise(self.model.embeddings.detach(),
+                                        iters=self.config.kmeans_iters, generator=self.generator)
+        self.codebook_optimizer = geoopt.optim.RiemannianAdam(
+            self.model.quantizer.parameters(), lr=self.config.codebook_learning_rate)
+        self.initialised = True
+
+    def _learning_rate(self, epoch: int) -> float:
+        """Burn-in: reduced rate. Then the full rate, decaying linearly to ``final_factor``
+        of it by the last epoch: the SGD noise floor, not the rate, limits the final ranks."""
+        cfg = self.config
+        if epoch <= cfg.burn_in_epochs:
+            return cfg.learning_rate * cfg.burn_in_factor
+        progress = (epoch - cfg.burn_in_epochs - 1) / max(cfg.epochs - 1, 1)
+        return cfg.learning_rate * (1 - progress * (1 - cfg.final_factor))
+
+    def _epoch(self, lr: float, *, quantize: bool) -> dict:
+        cfg = self.config
+        order = torch.randperm(len(self.train_pairs), generator=self.generator)
+        totals = np.zeros(2)
+        start = time.perf_counter()
+        for batch in order.split(cfg.batch_size):
+            totals += self._step(self.train_pairs[batch], lr, quantize=quantize)
+        seconds = time.perf_counter() - start
+        self.pairs_stepped += len(order)
+        self.step_seconds += seconds
+        m = max(len(order), 1)
+        return {"loss": float((totals[0] + cfg.quantize_weight * totals[1]) / m), "rank_loss": float(totals[0] / m),
+                "quantization": float(totals[1] / m), "learning_rate": lr, "seconds": seconds,
+                "pairs_per_second": len(order) / max(seconds, 1e-9)}
+
+    def _step(self, batch: Tensor, lr: float, *, quantize: bool) -> np.ndarray:
+        """One batch: losses summed over its pairs; returns (rank loss, quantization loss)."""
+        model, size, group = self.model, len(batch), self.config.negative_group
+        table = model.embeddings.detach()
+        # groups of `group` pairs share negatives; a remainder forms one smaller group
+        full = size - size % group
+        parts = [p for p in (batch[:full].view(-1, group, 2), batch[full:].view(1, -1, 2))
+                 if p.numel()]
+        index, rows, grads, ends, rank_loss = [], [], [], [], 0.0
+        for part in parts:
+            negatives, masked = self.sampler.sample(part[..., 0])
+            part_index = [part[..., 0].reshape(-1), part[..., 1].reshape(-1), negatives.reshape(-1)]
+            u, v, n = (table.index_select(0, i) for i in part_index)
+            shape = part.shape[:2] + (table.shape[1],)
+            out = softmax_ranking_loss(u.view(shape), v.view(shape), n.view(*negatives.shape, -1),
+                                       masked, c=model.c)
+            rank_loss += out.loss.item()
+            index += part_index
+            ends += part_index[:2]
+            rows += [u, v, n]
+            grads += [out.grad_anchors.reshape(u.shape), out.grad_positives.reshape(v.shape),
+                      out.grad_negatives.reshape(n.shape)]
+        quantization = 0.0
+        if quantize:  # the (H)RQ loss of both ends of every pair
+            quantization = self._quantizer_step(torch.cat(ends), index, rows, grads)
+        self._sparse_update(torch.cat(index), torch.cat(rows), torch.cat(grads), lr)
+        return np.array([rank_loss, quantization])
+
+    def _quantizer_step(self, ends: Tensor, index: list, rows: list, grads: list) -> float:
+        """Σ over pair ends of L_RQ, computed once per distinct node weighted by how often it
+        occurs (hub hypernyms recur in most batches); steps the codebooks and appends the
+        nodes' gradients to the sparse update."""
+        nodes, counts = torch.unique(ends, return_counts=True)
+        points = self.model.embeddings.detach().index_select(0, nodes).requires_grad_()
+        # a weighted mean over rows; x the number of ends makes it a sum like L_rank
+        loss = self.model.quantizer(points, counts.to(points.dtype)).loss * len(ends)
+        self.codebook_optimizer.zero_grad(set_to_none=True)
+        (self.config.quantize_weight * loss).backward()
+        self.codebook_optimizer.step()
+        index.append(nodes)
+        rows.append(points.detach())
+        grads.append(points.grad)
+        return loss.item()
+
+    @torch.no_grad()
+    def _sparse_update(self, index: Tensor, rows: Tensor, grad: Tensor, lr: float) -> None:
+        """Riemannian SGD on the rows a batch touched. Repeated rows sum their gradients; a
+        row's step is clipped to ``max_step`` in the manifold's own length, because a hub
+        hypernym (mammal.n.01 in every sixth mammal pair) sums hundreds of gradients."""
+        touched, inverse = torch.unique(index, return_inverse=True)
+        summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype).index_add_(0, inverse, grad)
+        table, c = self.model.embeddings, self.model.c
+        x = table.index_select(0, touched)
+        if c is None:
+            step = lr * summed
+            length = geometry.norm(step)
+        else:
+            lam = 2 / (1 - c * x.pow(2).sum(-1, keepdim=True))  # conformal factor λ_x
+            step = lr * summed / lam.pow(2)  # inverse metric: Riemannian gradient
+            length = lam * geometry.norm(step)
+        step = step * (self.config.max_step / length).clamp_max(1.0)
+        moved = x - step
+        table[touched] = moved if c is None else geometry.project(moved, c=c)
+
+    @torch.no_grad()
+    def _usage(self) -> dict:
+        details = self.model.quantizer.details(self.model.embeddings.detach())
+        codes = details.codes.numpy()
+        size = self.model.config.codebook_size
+        usage = [level_usage(codes[:, i], size) for i in range(codes.shape[1])]
+        row = {"utilisation": [u["utilisation"] for u in usage],
+               "collision_rate": collision_stats(codes)["collision_rate"]}
+        if self.config.revive_dead_codes:
+            row["revived"] = self._revive(details)
+        return row
+
+    def _revive(self, details) -> list[int]:
+        """Move each level's unused codes onto the residuals that level quantizes worst."""
+        quantizer, revived = self.model.quantizer, []
+        for level, codebook in enumerate(quantizer.codebooks):
+            counts = torch.bincount(details.codes[:, level], minlength=codebook.shape[0])
+            dead = torch.nonzero(counts == 0).squeeze(-1)
+            if len(dead):
+                worst = details.errors[level].argsort(descending=True)
+                take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
+                quantizer.revive(level, dead, details.residuals[level][take])
+                for value in self.codebook_optimizer.state.get(codebook, {}).values():
+                    if torch.is_tensor(value) and value.shape == codebook.shape:
+                        value[dead] = 0  # stale Adam moments would push it straight off
+            revived.append(len(dead))
+        return revived
+
+    def _check(self) -> dict:
+        """MR / MAP of the continuous embedding on a sample of hyponyms (train and test)."""
+        keep = np.isin(self.pairs[:, 0], self.eval_rows)
+        scores = closure_ranking(self.model.embeddings, {
+            "train": self.pairs[keep & ~self.test], "test": self.pairs[keep & self.test]},
+            self.pairs, c=self.model.c)
+        return {f"{name}_{metric}": scores[name][metric]
+                for name in ("train", "test") for metric in ("mean_rank", "map")}

@@ -1,0 +1,75 @@
+"""Closure MR / MAP against a one-pair-at-a-time reference (Nickel & Kiela's protocol)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hrqtok import geometry
+from hrqtok.hierarchy import split_pairs, transitive_closure
+from hrqtok.ranking import closure_ranking, ranking_scores
+from tests import reference
+from tests.conftest import tree_parents
+from tests.test_hierarchy import random_dag
+
+
+def _points(n, dim, seed, scale=0.5):
+    g = torch.Generator().manual_seed(seed)
+    return geometry.project(torch.randn(n, dim, generator=g, dtype=torch.float64) * scale, c=1.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("c", [1.0, None])
+def test_matches_reference(seed, c):
+    parents = random_dag(50, seed)
+    pairs = transitive_closure(parents)
+    test = split_pairs(len(pairs), 0.3, seed)
+    points = _points(50, 3, seed)
+    got = closure_ranking(points, {"train": pairs[~test], "test": pairs[test]}, pairs, c=c)
+    distance = (lambda a, b: geometry.dist(a, b, c=c)) if c else (lambda a, b: (a - b).norm())
+    for name, mask in (("train", ~test), ("test", test)):
+        mr, ap = reference.closure_ranking(points, pairs[mask], pairs, distance)
+        assert got[name]["mean_rank"] == pytest.approx(mr, rel=1e-12)
+        assert got[name]["map"] == pytest.approx(ap, rel=1e-9)
+        assert got[name]["pairs"] == int(mask.sum())
+
+
+def test_ties_count_one_half_like_the_reference():
+    parents = random_dag(40, 3)
+    pairs = transitive_closure(parents)
+    points = _points(40, 2, 0)
+    points[5:20] = points[5]  # quantized points coincide
+    got = closure_ranking(points, {"all": pairs}, pairs, c=1.0)["all"]
+    mr, ap = reference.closure_ranking(points, pairs, pairs, lambda a, b: geometry.dist(a, b, c=1.0))
+    assert got["mean_rank"] == pytest.approx(mr) and got["map"] == pytest.approx(ap)
+
+
+def test_perfect_embedding_scores_one():
+    # one axis per node, weighted 2^depth, summed along the path from the root: every
+    # ancestor of u is then nearer to u than any other node
+    parents = tree_parents(branching=2, depth=3)
+    n = len(parents)
+    pairs = transitive_closure(parents)
+    points = torch.zeros(n, n, dtype=torch.float64)
+    depth = [0] * n
+    for u in range(n):
+        if parents[u]:
+            depth[u] = depth[parents[u][0]] + 1
+            points[u] = points[parents[u][0]]
+        points[u, u] = 2.0 ** depth[u]
+    got = closure_ranking(points, {"all": pairs}, pairs, c=None)["all"]
+    assert got["mean_rank"] == 1.0 and got["map"] == 1.0
+
+
+def test_scores_are_monotone_in_distance():
+    x, y = _points(7, 4, 1), _points(30, 4, 2, scale=0.8)
+    scores = ranking_scores(x, y, c=1.0)
+    d = geometry.dist(x.unsqueeze(1), y.unsqueeze(0), c=1.0)
+    assert (scores.argsort(1) == d.argsort(1)).all()
+
+
+def test_empty_set_gives_nan():
+    pairs = transitive_closure(random_dag(10, 0))
+    got = closure_ranking(_points(10, 2, 0), {"none": pairs[:0]}, pairs, c=None)["none"]
+    assert np.isnan(got["mean_rank"]) and got["pairs"] == 0

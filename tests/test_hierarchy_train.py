@@ -1,0 +1,117 @@
+"""Joint embedding + (H)RQ training on small synthetic trees: sampling, the sparse Riemannian
+step against a dense reference, learning, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hrqtok import geometry
+from hrqtok.config import HierarchyTrainConfig
+from hrqtok.hierarchy import split_pairs, transitive_closure
+from hrqtok.hierarchy_model import hierarchy_model_config
+from hrqtok.hierarchy_train import NegativeSampler, _Loop, fit_hierarchy
+from hrqtok.ranking import closure_ranking
+from tests.conftest import tree_parents
+
+PARENTS = tree_parents(branching=3, depth=3)  # 40 nodes, 102 closure pairs
+PAIRS = transitive_closure(PARENTS)
+
+
+def _model_config(geometry_name="hyperbolic"):
+    return hierarchy_model_config(latent_dim=4, levels=2, codebook_size=8, geometry=geometry_name,
+                                  curvature=1.0, commitment=0.25)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sampler_masks_every_hypernym_and_the_anchor(seed):
+    sampler = NegativeSampler(40, PAIRS, 50, torch.Generator().manual_seed(seed))
+    anchors = torch.from_numpy(PAIRS[:, 0]).view(-1, 6)  # 102 pairs
+    negatives, masked = sampler.sample(anchors)
+    assert negatives.shape == (17, 50) and masked.shape == (17, 6, 50)
+    related = {(int(u), int(v)) for u, v in PAIRS}
+    for g in range(17):
+        for i, u in enumerate(anchors[g].tolist()):
+            for k, n in enumerate(negatives[g].tolist()):
+                assert bool(masked[g, i, k]) == ((u, n) in related or u == n)
+
+
+@pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
+def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
+    config = HierarchyTrainConfig(batch_size=16, negatives=5, negative_group=4, max_step=1e9)
+    from hrqtok.hierarchy_model import HierarchyModel
+
+    model = HierarchyModel(_model_config(geometry_name), 40)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.embeddings.copy_(geometry.project(torch.randn(40, 4, generator=g, dtype=torch.float64) * 0.3, c=1.0))
+    test = np.zeros(len(PAIRS), dtype=bool)
+    loop = _Loop(model, PAIRS, test, config, torch.Generator().manual_seed(1), None)
+    batch = torch.from_numpy(PAIRS[:16])
+    # the dense reference: autograd over the whole table with the same negatives
+    negatives, masked = NegativeSampler(40, PAIRS, 5, torch.Generator().manual_seed(1)).sample(
+        batch[:, 0].view(4, 4))
+    table = model.embeddings.detach().clone().requires_grad_()
+    c = model.c
+    dist = (lambda a, b: geometry.dist(a, b, c=c)) if c else (lambda a, b: (a - b).norm(dim=-1))
+    u, v = table[batch[:, 0]].view(4, 4, 4), table[batch[:, 1]].view(4, 4, 4)
+    n = table[negatives]
+    logits = torch.cat([-dist(u, v).unsqueeze(2),
+                        (-dist(u.unsqueeze(2), n.unsqueeze(1))).masked_fill(masked, float("-inf"))], 2)
+    torch.nn.functional.cross_entropy(logits.reshape(16, -1), torch.zeros(16, dtype=torch.long),
+                                      reduction="sum").backward()
+    before = table.detach().clone()
+    if c is None:
+        expected = before - 0.05 * table.grad
+    else:
+        expected = geometry.rsgd_step(before, table.grad, 0.05, c=c)
+    loop._step(batch, 0.05, quantize=False)
+    assert torch.allclose(model.embeddings, expected, atol=1e-10)
+
+
+def _fit_tree(geometry_name):
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    config = HierarchyTrainConfig(epochs=100, burn_in_epochs=10, batch_size=16, negatives=10,
+                                  learning_rate=0.3, negative_group=8, eval_every=0, seed=0)
+    result = fit_hierarchy(PAIRS, test, 40, _model_config(geometry_name), config)
+    score = closure_ranking(result.model.embeddings, {"train": PAIRS[~test]}, PAIRS,
+                            c=result.model.c)["train"]
+    return result, score
+
+
+def test_training_learns_the_tree_and_the_ball_beats_euclidean_space():
+    start = closure_ranking(
+        torch.rand(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1e-3,
+        {"all": PAIRS}, PAIRS, c=1.0)["all"]
+    result, hyperbolic = _fit_tree("hyperbolic")
+    _, euclidean = _fit_tree("euclidean")
+    assert hyperbolic["map"] > 0.85 and hyperbolic["mean_rank"] < 1.5
+    assert euclidean["map"] > start["map"] + 0.2
+    assert hyperbolic["map"] > euclidean["map"] + 0.1  # trees fit the ball (4 dimensions)
+    geometry.check_on_ball(result.model.embeddings, c=1.0)
+    codes = result.model.encode()
+    assert codes.shape == (40, 2) and torch.isfinite(result.model.decode_codes(codes)).all()
+    assert [row["phase"] for row in result.log] == ["burn-in"] * 10 + ["train"] * 100
+    assert result.pairs_per_second > 0
+
+
+def test_same_seed_same_bytes():
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    config = HierarchyTrainConfig(epochs=4, burn_in_epochs=2, batch_size=16, negatives=5,
+                                  negative_group=4, eval_every=2, seed=3)
+    a = fit_hierarchy(PAIRS, test, 40, _model_config(), config)
+    b = fit_hierarchy(PAIRS, test, 40, _model_config(), config)
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    assert (a.model.encode() == b.model.encode()).all()
+
+
+def test_no_nan_over_seeds_with_large_steps():
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    for seed in range(5):
+        config = HierarchyTrainConfig(epochs=5, burn_in_epochs=1, batch_size=64, negatives=10,
+                                      learning_rate=5.0, eval_every=0, seed=seed)
+        result = fit_hierarchy(PAIRS, test, 40, _model_config(), config)
+        assert torch.isfinite(result.model.embeddings).all()
+        geometry.check_on_ball(result.model.embeddings, c=1.0)

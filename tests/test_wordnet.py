@@ -1,0 +1,156 @@
+"""The real WordNet 3.0 (installed by `make setup`): counts, subtrees, errors, and the whole
+`fit --wordnet` → encode → decode → inspect path on the mammal subtree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from hrqtok.cli import app
+from hrqtok.errors import InputError
+from hrqtok.sources import wordnet
+
+runner = CliRunner()
+TINY = ["--root", "mammal.n.01", "--epochs", "3", "--burn-in-epochs", "2", "--latent-dim", "3",
+        "--codebook-size", "16", "--eval-every", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def mammals():
+    return wordnet.load_nouns("mammal.n.01")
+
+
+def test_all_nouns_and_closure_pairs():
+    nouns = wordnet.load_nouns()
+    assert len(nouns) == 82_115
+    assert len(nouns.pairs) == 743_241
+    assert nouns.names.count("entity.n.01") == 1 and nouns.depths.max() == 18
+
+
+def test_mammal_subtree(mammals):
+    assert len(mammals) == 1_182 and len(mammals.pairs) == 6_542
+    row = {name: i for i, name in enumerate(mammals.names)}
+    dog = row["dog.n.01"]
+    ancestors = {mammals.names[v] for v in mammals.pairs[mammals.pairs[:, 0] == dog, 1]}
+    assert {"canine.n.02", "carnivore.n.01", "placental.n.01", "mammal.n.01"} <= ancestors
+    assert mammals.lexnames[dog] == "noun.animal" and "domesticated" in mammals.glosses[dog]
+    assert mammals.depths[0] == 0 and mammals.names[0] == "mammal.n.01"
+
+
+def test_lexnames_file_matches_wordnet_numbering():
+    lines = wordnet.lexnames_text().splitlines()
+    assert len(lines) == 45
+    assert lines[3] == "03\tnoun.Tops\t1" and lines[44] == "44\tadj.ppl\t3"
+
+
+@pytest.mark.parametrize("root,message", [("notasynset.n.01", "unknown synset"),
+                                          ("run.v.01", "not a noun"),
+                                          ("dog.n.01x", "unknown synset"),
+                                          ("aardvark.n.01", "no hyponyms")])
+def test_bad_roots(root, message):
+    with pytest.raises(InputError, match=message):
+        wordnet.load_nouns(root)
+
+
+def test_missing_wordnet_says_how_to_get_it(monkeypatch, tmp_path):
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "find", lambda *a, **k: (_ for _ in ()).throw(LookupError()))
+    monkeypatch.setattr(wordnet, "SYSTEM_DIR", tmp_path / "none")
+    monkeypatch.setenv("HRQTOK_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(InputError, match="make setup"):
+        wordnet.find_nltk_root()
+
+
+def test_builds_nltk_folder_from_debian_files(monkeypatch, tmp_path):
+    import nltk
+
+    source = wordnet.find_nltk_root().resolve() / "corpora" / "wordnet"
+    debian = tmp_path / "debian-wordnet"
+    debian.mkdir()
+    for name in wordnet.REQUIRED:
+        (debian / name).write_bytes((source / name).read_bytes())
+    monkeypatch.setattr(nltk.data, "find", lambda *a, **k: (_ for _ in ()).throw(LookupError()))
+    monkeypatch.setattr(wordnet, "SYSTEM_DIR", debian)
+    monkeypatch.setenv("HRQTOK_CACHE", str(tmp_path / "fresh-cache"))
+    root = wordnet.find_nltk_root()
+    assert root == tmp_path / "fresh-cache" / "wordnet" / "nltk_data"
+    assert (root / "corpora" / "wordnet" / "lexnames").read_text() == wordnet.lexnames_text()
+
+
+@pytest.fixture(scope="module")
+def mammal_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wn") / "mammals"
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), *TINY])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_fit_writes_nodes_split_and_tokens(mammal_model):
+    nodes = pq.read_table(mammal_model / "nodes.parquet")
+    pairs = pq.read_table(mammal_model / "pairs.parquet")
+    assert nodes.num_rows == 1_182 and pairs.num_rows == 6_542
+    split = np.asarray(pairs.column("split").to_pylist())
+    assert (split == "test").sum() == round(6_542 * 0.15)
+    tokens = pq.read_table(mammal_model / "tokens.parquet")
+    assert tokens.num_rows == 1_182 and "dog.n.01" in tokens.column("id").to_pylist()
+    log = [json.loads(line) for line in (mammal_model / "train_log.jsonl").read_text().splitlines()]
+    assert [row["phase"] for row in log] == ["burn-in"] * 2 + ["train"] * 3
+    assert "train_map" in log[1] and "train_map" in log[3]
+
+
+def test_encode_decode_inspect(mammal_model, tmp_path):
+    out = tmp_path / "mammal-tokens.parquet"
+    result = runner.invoke(app, ["encode", "--model", str(mammal_model), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    ids, tokens = table.column("id").to_pylist(), table.column("tokens").to_pylist()
+    dog = tokens[ids.index("dog.n.01")]
+    result = runner.invoke(app, ["decode", *map(str, dog), "--model", str(mammal_model), "--quiet"])
+    assert result.exit_code == 0 and result.stdout.strip() == "dog.n.01"
+    result = runner.invoke(app, ["decode", *map(str, dog), "--model", str(mammal_model), "--vectors",
+                                 "--quiet"])
+    assert len(json.loads(result.stdout)["vector"]) == 3
+    result = runner.invoke(app, ["inspect", "--model", str(mammal_model), "--json"])
+    report = json.loads(result.stdout)
+    assert report["model"]["kind"] == "wordnet" and report["items"] == 1_182
+    ranking = report["hierarchy"]["ranking"]
+    for points in ("continuous", "quantized"):
+        for split in ("train", "test"):
+            assert ranking[points][split]["mean_rank"] >= 1 and 0 < ranking[points][split]["map"] <= 1
+    assert ranking["continuous"]["test"]["pairs"] == round(6_542 * 0.15)
+    assert len(report["hierarchy"]["prefix_agreement"]["closure_pairs"]) == 3
+    human = runner.invoke(app, ["inspect", "--model", str(mammal_model)])
+    assert human.exit_code == 0 and "held-out MAP" in human.output
+
+
+def test_wordnet_model_refuses_other_items(mammal_model, vector_items):
+    result = runner.invoke(app, ["encode", str(vector_items), "--model", str(mammal_model)])
+    assert result.exit_code == 1 and "WordNet model" in result.output
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--root", "nosuch.n.01"], 1),
+    (["--root", "aardvark.n.01"], 1),
+    (["--test-fraction", "1.5"], 2),
+    (["--test-fraction", "0"], 2),
+])
+def test_bad_wordnet_options(tmp_path, args, code):
+    path = tmp_path / "model"
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), "--quiet",
+                                 *(["--root", "mammal.n.01"] if "--root" not in args else []), *args])
+    assert result.exit_code == code, result.output
+    assert not path.exists()
+    if code == 1:
+        assert result.output.startswith("Error: --root") and len(result.output.splitlines()) == 1
+
+
+def test_root_needs_wordnet(vector_items, tmp_path):
+    result = runner.invoke(app, ["fit", str(vector_items), "--root", "mammal.n.01"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["fit", str(vector_items), "--wordnet"])
+    assert result.exit_code == 2

@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/bench_encode.py
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_embed.py
+	$(PY) benchmarks/bench_wordnet.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info

@@ -21,7 +21,6 @@ from typing import NamedTuple
 import geoopt
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hrqtok import geometry

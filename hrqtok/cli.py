@@ -307,7 +307,10 @@ def _render_hierarchy(report: dict) -> None:
                       f"{row['test']['mean_rank']:.2f}", f"{row['test']['map']:.3f}")
     err.print(table)
     agree = report["prefix_agreement"]
-    shares = lambda key: " / ".join(f"{x:.1%}" for x in agree[key])  # noqa: E731
+
+    def shares(key: str) -> str:
+        return " / ".join(f"{x:.1%}" for x in agree[key])
+
     err.print(f"noun and hypernym share the first 1/2/… tokens: {shares('closure_pairs')} "
               f"(direct parent {shares('parent_pairs')}; random nouns {shares('random_pairs')})")
 

@@ -127,12 +127,22 @@ def dist_arcosh(x: Tensor, y: Tensor, *, c: float) -> Tensor:
     return torch.acosh((1 + 2 * c * sq / (alpha * beta)).clamp_min(floor)) / math.sqrt(c)
 
 
-def rsgd_step(x: Tensor, grad: Tensor, lr: float, *, c: float) -> Tensor:
-    """One Riemannian SGD step on the ball with the retraction of Nickel & Kiela (2017):
-    x - lr · (1 - c‖x‖²)²/4 · ∇, projected back inside. (1 - c‖x‖²)²/4 is 1/λ_x², the
-    inverse of the Poincaré metric."""
-    scale = (1 - c * x.pow(2).sum(-1, keepdim=True)).pow(2) / 4
-    return project(x - lr * scale * grad, c=c)
+def rsgd_step(x: Tensor, grad: Tensor, lr: float, *, c: float | None,
+              max_length: float | None = None) -> Tensor:
+    """One Riemannian SGD step with the retraction of Nickel & Kiela (2017): on the ball
+    x - lr · ∇ / λ_x², projected back inside (1/λ_x² = (1 - c‖x‖²)²/4 is the inverse metric);
+    ``c=None`` is plain SGD. ``max_length`` clips each row's step to that length in the
+    manifold's own metric (λ_x‖step‖ on the ball)."""
+    if c is None:
+        step = lr * grad
+        length = norm(step)
+    else:
+        lam = lambda_x(x, c=c)
+        step = lr * grad / lam.pow(2)
+        length = lam * norm(step)
+    if max_length is not None:
+        step = step * (max_length / length).clamp_max(1.0)
+    return x - step if c is None else project(x - step, c=c)
 
 
 def dist0(x: Tensor, *, c: float, keepdim: bool = False) -> Tensor:

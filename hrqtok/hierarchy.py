@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from hrqtok.errors import ArtifactError
 
@@ -96,16 +97,17 @@ def split_pairs(n_pairs: int, test_fraction: float, seed: int) -> np.ndarray:
     return test
 
 
-def pair_keys(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Sorted int64 keys u * n + v, for vectorised membership tests with searchsorted."""
-    return np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+def pair_keys(pairs: np.ndarray, n: int) -> torch.Tensor:
+    """Sorted int64 keys u * n + v, for vectorised membership tests (``contains``)."""
+    return torch.from_numpy(np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]))
 
 
-def contains(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Which ``queries`` (int64 keys, any shape) occur in the sorted ``keys``."""
+def contains(keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """Which ``queries`` (int64 keys, any shape) occur in the sorted ``keys``: one
+    searchsorted, no Python loop."""
     if len(keys) == 0:
-        return np.zeros(queries.shape, dtype=bool)
-    at = np.searchsorted(keys, queries).clip(max=len(keys) - 1)
+        return torch.zeros(queries.shape, dtype=torch.bool)
+    at = torch.searchsorted(keys, queries).clamp_max(len(keys) - 1)
     return keys[at] == queries
 
 

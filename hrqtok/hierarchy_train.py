@@ -26,7 +26,7 @@ from torch import Tensor
 from hrqtok import geometry
 from hrqtok.config import HierarchyTrainConfig, ModelConfig
 from hrqtok.contrastive import softmax_ranking_loss
-from hrqtok.hierarchy import pair_keys
+from hrqtok.hierarchy import contains, pair_keys
 from hrqtok.hierarchy_model import HierarchyModel
 from hrqtok.ranking import closure_ranking
 from hrqtok.train import revive_dead_codes
@@ -50,16 +50,13 @@ class NegativeSampler:
     def __init__(self, n_nodes: int, train_pairs: np.ndarray, negatives: int,
                  generator: torch.Generator):
         self.n, self.k, self.generator = n_nodes, negatives, generator
-        self.keys = torch.from_numpy(pair_keys(train_pairs, n_nodes))
+        self.keys = pair_keys(train_pairs, n_nodes)
 
     def sample(self, anchors: Tensor) -> tuple[Tensor, Tensor]:
         """anchors (g, G) -> negatives (g, K) and the mask (g, G, K)."""
         negatives = torch.randint(self.n, (anchors.shape[0], self.k), generator=self.generator)
         query = anchors.unsqueeze(2) * self.n + negatives.unsqueeze(1)  # (g, G, K)
-        hit = negatives.unsqueeze(1) == anchors.unsqueeze(2)
-        if len(self.keys):
-            at = torch.searchsorted(self.keys, query).clamp_max(len(self.keys) - 1)
-            hit |= self.keys[at] == query
+        hit = contains(self.keys, query) | (negatives.unsqueeze(1) == anchors.unsqueeze(2))
         return negatives, hit
 
 
@@ -204,18 +201,9 @@ class _Loop:
         hypernym (mammal.n.01 in every sixth mammal pair) sums hundreds of gradients."""
         touched, inverse = torch.unique(index, return_inverse=True)
         summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype).index_add_(0, inverse, grad)
-        table, c = self.model.embeddings, self.model.c
-        x = table.index_select(0, touched)
-        if c is None:
-            step = lr * summed
-            length = geometry.norm(step)
-        else:
-            lam = 2 / (1 - c * x.pow(2).sum(-1, keepdim=True))  # conformal factor λ_x
-            step = lr * summed / lam.pow(2)  # inverse metric: Riemannian gradient
-            length = lam * geometry.norm(step)
-        step = step * (self.config.max_step / length).clamp_max(1.0)
-        moved = x - step
-        table[touched] = moved if c is None else geometry.project(moved, c=c)
+        table = self.model.embeddings
+        table[touched] = geometry.rsgd_step(table.index_select(0, touched), summed, lr,
+                                            c=self.model.c, max_length=self.config.max_step)
 
     @torch.no_grad()
     def _usage(self) -> dict:

@@ -121,3 +121,27 @@ def test_nearest_codes_chunks(monkeypatch):
     monkeypatch.setattr(geometry, "SEARCH_CHUNK", 7)
     x, codebook = points(50, 4, c=1.0, dtype=torch.float64, seed=0), points(9, 4, c=1.0, dtype=torch.float64, seed=1)
     assert torch.equal(geometry.nearest_codes(x, codebook, c=1.0), nearest_codes_naive(x, codebook, c=1.0)[0])
+
+
+@pytest.mark.parametrize("c", [1.0, 0.5, None])
+def test_rsgd_step_formula_and_clip(c):
+    g = torch.Generator().manual_seed(0)
+    x = geometry.project(torch.randn(64, 5, generator=g, dtype=torch.float64) * 0.5, c=c or 1.0)
+    grad = torch.randn(64, 5, generator=g, dtype=torch.float64) * torch.logspace(-3, 3, 64,
+                                                                                 dtype=torch.float64)[:, None]
+    inverse_metric = 1.0 if c is None else (1 - c * x.pow(2).sum(-1, keepdim=True)).pow(2) / 4
+    free = geometry.rsgd_step(x, grad, 0.01, c=c)
+    raw = x - 0.01 * inverse_metric * grad
+    assert torch.allclose(free, raw if c is None else geometry.project(raw, c=c))
+    clipped = geometry.rsgd_step(x, grad, 0.01, c=c, max_length=0.1)
+    step = x - clipped
+    metric = 1.0 if c is None else 2 / (1 - c * x.pow(2).sum(-1, keepdim=True))
+    length = (metric * step).norm(dim=-1)
+    small = (metric * 0.01 * inverse_metric * grad).norm(dim=-1) <= 0.1
+    assert small.any() and (~small).any()
+    assert torch.allclose(clipped[small], free[small])
+    if c is not None:
+        inside = clipped.norm(dim=-1) < geometry.max_norm(c=c, dtype=x.dtype)
+        assert torch.allclose(length[~small & inside], torch.full_like(length[~small & inside], 0.1))
+    else:
+        assert torch.allclose(length[~small], torch.full_like(length[~small], 0.1))

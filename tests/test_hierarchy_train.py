@@ -64,8 +64,9 @@ def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
     before = table.detach().clone()
     if c is None:
         expected = before - 0.05 * table.grad
-    else:
-        expected = geometry.rsgd_step(before, table.grad, 0.05, c=c)
+    else:  # Nickel & Kiela: x - lr (1 - |x|^2)^2 / 4 grad, inside the ball
+        scale = (1 - before.pow(2).sum(-1, keepdim=True)).pow(2) / 4
+        expected = geometry.project(before - 0.05 * scale * table.grad, c=c)
     loop._step(batch, 0.05, quantize=False)
     assert torch.allclose(model.embeddings, expected, atol=1e-10)
 
@@ -115,3 +116,28 @@ def test_no_nan_over_seeds_with_large_steps():
         result = fit_hierarchy(PAIRS, test, 40, _model_config(), config)
         assert torch.isfinite(result.model.embeddings).all()
         geometry.check_on_ball(result.model.embeddings, c=1.0)
+
+
+def test_learning_rate_schedule_in_the_log():
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    config = HierarchyTrainConfig(epochs=5, burn_in_epochs=2, batch_size=32, negatives=5,
+                                  learning_rate=0.2, burn_in_factor=0.05, final_factor=0.1,
+                                  eval_every=0)
+    rates = [row["learning_rate"] for row in fit_hierarchy(PAIRS, test, 40, _model_config(), config).log]
+    assert rates == pytest.approx([0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02])
+
+
+def test_a_step_never_moves_a_node_further_than_max_step():
+    from hrqtok.hierarchy_model import HierarchyModel
+
+    model = HierarchyModel(_model_config(), 40)
+    with torch.no_grad():
+        model.embeddings.copy_(geometry.project(
+            torch.randn(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3, c=1.0))
+    config = HierarchyTrainConfig(batch_size=102, negatives=20, max_step=1e-3)
+    loop = _Loop(model, PAIRS, np.zeros(len(PAIRS), dtype=bool), config,
+                 torch.Generator().manual_seed(0), None)
+    before = model.embeddings.detach().clone()
+    loop._step(torch.from_numpy(PAIRS), 100.0, quantize=False)  # the root is in 39 pairs
+    moved = geometry.dist(before, model.embeddings.detach(), c=1.0)
+    assert moved.max() <= 1.01e-3 and moved.max() > 0.9e-3

@@ -110,3 +110,23 @@ def test_kmeans_lowers_the_objective_and_is_seeded():
     assert torch.equal(end, again)
     few = kmeans(x[:3], 8, iters=5, generator=g)  # fewer points than clusters
     assert few.shape == (8, 3) and torch.isfinite(few).all()
+
+
+@pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
+def test_geodesic_loss_and_row_weights(geometry_name):
+    config = ModelConfig(input_dim=4, hidden_dims=(), latent_dim=4, levels=2, codebook_size=8,
+                         geometry=geometry_name, quantization_loss="geodesic")
+    quantizer = build_quantizer(config).double()
+    g = torch.Generator().manual_seed(0)
+    x = geometry.project(torch.randn(30, 4, generator=g, dtype=torch.float64) * 0.6, c=1.0)
+    quantizer.initialise(x, iters=5, generator=g)
+    details = quantizer.details(x)
+    gaps = sum(quantizer.distance(r, cb.detach()[details.codes[:, i]]).pow(2)
+               for i, (r, cb) in enumerate(zip(details.residuals, quantizer.codebooks)))
+    out = quantizer(x)
+    assert out.loss.item() == pytest.approx((1 + config.commitment) * gaps.mean().item(), rel=1e-9)
+    # a row with weight 3 counts like three copies of it
+    weights = torch.ones(30, dtype=torch.float64)
+    weights[0] = 3
+    repeated = torch.cat([x, x[:1], x[:1]])
+    assert quantizer(x, weights).loss.item() == pytest.approx(quantizer(repeated).loss.item(), rel=1e-9)

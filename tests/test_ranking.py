@@ -73,3 +73,11 @@ def test_empty_set_gives_nan():
     pairs = transitive_closure(random_dag(10, 0))
     got = closure_ranking(_points(10, 2, 0), {"none": pairs[:0]}, pairs, c=None)["none"]
     assert np.isnan(got["mean_rank"]) and got["pairs"] == 0
+
+
+def test_prefix_agreement():
+    from hrqtok.hierarchy_report import prefix_agreement
+
+    codes = np.array([[1, 2, 3], [1, 2, 4], [1, 5, 3], [0, 2, 3]])
+    pairs = np.array([[0, 1], [0, 2], [0, 3], [1, 1]])
+    assert prefix_agreement(codes, pairs) == [0.75, 0.5, 0.25]

@@ -103,6 +103,17 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     assert "train_map" in log[1] and "train_map" in log[3]
 
 
+def test_model_dir_gives_back_the_split(mammal_model):
+    from hrqtok.artifacts import load_model_dir
+
+    hierarchy, test = load_model_dir(mammal_model).hierarchy()
+    split = pq.read_table(mammal_model / "pairs.parquet").column("split").to_pylist()
+    assert len(hierarchy) == 1_182 and len(hierarchy.pairs) == 6_542
+    assert test.tolist() == [s == "test" for s in split]
+    row = {name: i for i, name in enumerate(hierarchy.names)}
+    assert hierarchy.parents[row["dog.n.01"]] == [row["canine.n.02"]]  # domestic_animal: outside
+
+
 def test_encode_decode_inspect(mammal_model, tmp_path):
     out = tmp_path / "mammal-tokens.parquet"
     result = runner.invoke(app, ["encode", "--model", str(mammal_model), "--out", str(out), "--quiet"])

@@ -14,7 +14,6 @@ tests/test_contrastive.py checks loss and gradients against autograd through geo
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -30,36 +29,6 @@ class RankingLoss(NamedTuple):
     grad_negatives: Tensor  # (g, K, h)
 
 
-class _Distance(NamedTuple):
-    dist: Tensor
-    sq: Tensor  # ‖x - y‖²
-    alpha: Tensor | None  # 1 - c‖x‖² (anchor side)
-    beta: Tensor | None  # 1 - c‖y‖² (other side)
-    z: Tensor | None
-
-
-def _distance(sq: Tensor, x2: Tensor, y2: Tensor, c: float | None) -> _Distance:
-    """Distances from squared differences and squared norms (all broadcast together)."""
-    if c is None:
-        return _Distance(sq.clamp_min(geometry.MIN_NORM ** 2).sqrt(), sq, None, None, None)
-    alpha = (1 - c * x2).clamp_min(geometry.MIN_NORM)
-    beta = (1 - c * y2).clamp_min(geometry.MIN_NORM)
-    floor = 1.0 + geometry.ARCOSH_MARGIN.get(sq.dtype, 1e-6)
-    z = (1 + 2 * c * sq / (alpha * beta)).clamp_min(floor)
-    return _Distance(torch.acosh(z) / math.sqrt(c), sq, alpha, beta, z)
-
-
-def _chain(grad_dist: Tensor, d: _Distance, c: float | None) -> tuple[Tensor, Tensor, Tensor]:
-    """dL/d‖x-y‖², dL/d‖x‖², dL/d‖y‖² from dL/dd (same shapes)."""
-    if c is None:
-        a = grad_dist / (2 * d.dist)
-        return a, torch.zeros_like(a), torch.zeros_like(a)
-    grad_z = grad_dist / (math.sqrt(c) * (d.z * d.z - 1).sqrt())
-    a = grad_z * 2 * c / (d.alpha * d.beta)
-    # z = 1 + 2c·sq/(αβ) with α = 1 - c‖x‖², β = 1 - c‖y‖²: dz/d‖x‖² = 2c²·sq/(α²β)
-    return a, a * d.sq * c / d.alpha, a * d.sq * c / d.beta
-
-
 def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
                          masked: Tensor | None = None, *, c: float | None) -> RankingLoss:
     """anchors, positives (g, G, h); negatives (g, K, h); ``masked`` (g, G, K) bool marks
@@ -70,8 +39,8 @@ def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
     sq_pos = (anchors - positives).pow(2).sum(-1)
     sq_neg = (u2.unsqueeze(2) + n2.unsqueeze(1)
               - 2 * torch.bmm(anchors, negatives.transpose(1, 2))).clamp_min(0)  # (g, G, K)
-    pos = _distance(sq_pos, u2, v2, c)
-    neg = _distance(sq_neg, u2.unsqueeze(2), n2.unsqueeze(1), c)
+    pos = geometry.distance_parts(sq_pos, u2, v2, c)
+    neg = geometry.distance_parts(sq_neg, u2.unsqueeze(2), n2.unsqueeze(1), c)
     neg_logits = -neg.dist
     if masked is not None:
         neg_logits = neg_logits.masked_fill(masked, float("-inf"))
@@ -80,8 +49,8 @@ def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
     loss = (log_norm + pos.dist).sum()
     softmax = torch.exp(logits - log_norm.unsqueeze(2))
     # dL/dd: 1 - p for the positive, -p for each negative
-    a_pos, au_pos, bv_pos = _chain(1 - softmax[..., 0], pos, c)
-    a_neg, au_neg, bn_neg = _chain(-softmax[..., 1:], neg, c)
+    a_pos, au_pos, bv_pos = geometry.distance_chain(1 - softmax[..., 0], pos, c)
+    a_neg, au_neg, bn_neg = geometry.distance_chain(-softmax[..., 1:], neg, c)
     # d‖x-y‖²/dx = 2(x - y), d‖x‖²/dx = 2x
     coef_u = 2 * (a_pos + au_pos + (a_neg + au_neg).sum(2))
     grad_anchors = (anchors * coef_u.unsqueeze(2) - 2 * a_pos.unsqueeze(2) * positives

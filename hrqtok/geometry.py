@@ -10,6 +10,7 @@ geoopt's own.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import geoopt
 import torch
@@ -125,6 +126,53 @@ def dist_arcosh(x: Tensor, y: Tensor, *, c: float) -> Tensor:
     alpha = (1 - c * x.pow(2).sum(-1)).clamp_min(MIN_NORM)
     beta = (1 - c * y.pow(2).sum(-1)).clamp_min(MIN_NORM)
     return torch.acosh((1 + 2 * c * sq / (alpha * beta)).clamp_min(floor)) / math.sqrt(c)
+
+
+class DistanceParts(NamedTuple):
+    """A distance with the intermediates its closed-form gradient reuses."""
+    dist: Tensor
+    sq: Tensor  # ‖x - y‖²
+    alpha: Tensor | None  # 1 - c‖x‖² (None in Euclidean space)
+    beta: Tensor | None  # 1 - c‖y‖²
+    z: Tensor | None  # the arcosh argument of Eq. 1
+
+
+def distance_parts(sq: Tensor, x2: Tensor, y2: Tensor, c: float | None) -> DistanceParts:
+    """Distances from squared differences and squared norms (all broadcast together); the
+    arcosh form of Eq. 1 on the ball, ``c=None`` for Euclidean."""
+    if c is None:
+        return DistanceParts(sq.clamp_min(MIN_NORM ** 2).sqrt(), sq, None, None, None)
+    alpha = (1 - c * x2).clamp_min(MIN_NORM)
+    beta = (1 - c * y2).clamp_min(MIN_NORM)
+    floor = 1.0 + _margin(ARCOSH_MARGIN, sq.dtype)
+    z = (1 + 2 * c * sq / (alpha * beta)).clamp_min(floor)
+    return DistanceParts(torch.acosh(z) / math.sqrt(c), sq, alpha, beta, z)
+
+
+def distance_chain(grad_dist: Tensor, d: DistanceParts,
+                   c: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The chain rule through ``distance_parts``: dL/d‖x-y‖², dL/d‖x‖², dL/d‖y‖² from dL/dd.
+    The gradient in x is then 2(x - y)·first + 2x·second (in y: 2(y - x)·first + 2y·third)."""
+    if c is None:
+        a = grad_dist / (2 * d.dist)
+        return a, torch.zeros_like(a), torch.zeros_like(a)
+    grad_z = grad_dist / (math.sqrt(c) * ((d.z - 1) * (d.z + 1)).sqrt())
+    a = grad_z * 2 * c / (d.alpha * d.beta)
+    # z = 1 + 2c·sq/(αβ) with α = 1 - c‖x‖², β = 1 - c‖y‖²: dz/d‖x‖² = 2c²·sq/(α²β)
+    return a, a * d.sq * c / d.alpha, a * d.sq * c / d.beta
+
+
+def squared_distance_grads(x: Tensor, y: Tensor, *,
+                           c: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """d(x, y)² over the last dimension and its gradients in x and in y, in closed form
+    (``c=None``: Euclidean). Finite where x = y, where both gradients are 0."""
+    parts = distance_parts((x - y).pow(2).sum(-1), x.pow(2).sum(-1), y.pow(2).sum(-1), c)
+    if c is None:
+        return parts.sq, 2 * (x - y), 2 * (y - x)
+    a, ax, by = distance_chain(2 * parts.dist, parts, c)
+    grad_x = 2 * (a.unsqueeze(-1) * (x - y) + ax.unsqueeze(-1) * x)
+    grad_y = 2 * (a.unsqueeze(-1) * (y - x) + by.unsqueeze(-1) * y)
+    return parts.dist.pow(2), grad_x, grad_y
 
 
 def rsgd_step(x: Tensor, grad: Tensor, lr: float, *, c: float | None,

@@ -183,16 +183,17 @@ class _Loop:
         occurs (hub hypernyms recur in most batches); steps the codebooks and appends the
         nodes' gradients to the sparse update."""
         nodes, counts = torch.unique(ends, return_counts=True)
-        points = self.model.embeddings.detach().index_select(0, nodes).requires_grad_()
+        points = self.model.embeddings.detach().index_select(0, nodes)
+        out = self.model.quantizer.loss_grads(points, counts.to(points.dtype))
         # a weighted mean over rows; x the number of ends makes it a sum like L_rank
-        loss = self.model.quantizer(points, counts.to(points.dtype)).loss * len(ends)
-        self.codebook_optimizer.zero_grad(set_to_none=True)
-        (self.config.quantize_weight * loss).backward()
+        scale = self.config.quantize_weight * len(ends)
+        for codebook, grad in zip(self.model.quantizer.codebooks, out.grad_codebooks):
+            codebook.grad = grad.mul_(scale)
         self.codebook_optimizer.step()
         index.append(nodes)
-        rows.append(points.detach())
-        grads.append(points.grad)
-        return loss.item()
+        rows.append(points)
+        grads.append(out.grad_x.mul_(scale))
+        return out.loss.item() * len(ends)
 
     @torch.no_grad()
     def _sparse_update(self, index: Tensor, rows: Tensor, grad: Tensor, lr: float) -> None:

@@ -145,3 +145,21 @@ def test_rsgd_step_formula_and_clip(c):
         assert torch.allclose(length[~small & inside], torch.full_like(length[~small & inside], 0.1))
     else:
         assert torch.allclose(length[~small], torch.full_like(length[~small], 0.1))
+
+
+@pytest.mark.parametrize("c", [None, *CURVATURES])
+@pytest.mark.parametrize("near_boundary", [False, True])
+def test_squared_distance_grads_match_autograd(c, near_boundary):
+    x = points(50, 6, c=c or 1.0, dtype=torch.float64, seed=1, near_boundary=near_boundary)
+    y = points(50, 6, c=c or 1.0, dtype=torch.float64, seed=2, near_boundary=near_boundary)
+    y[0] = x[0]  # x = y: the gradient is 0, not NaN
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    # the arcosh form as reference: the Möbius form loses digits this close to the boundary
+    d = (xr - yr).norm(dim=-1) if c is None else geometry.dist_arcosh(xr, yr, c=c)
+    d[1:].pow(2).sum().backward()
+    squared, grad_x, grad_y = geometry.squared_distance_grads(x, y, c=c)
+    torch.testing.assert_close(squared[1:], d[1:].detach().pow(2), rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(grad_x[1:], xr.grad[1:], rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(grad_y[1:], yr.grad[1:], rtol=1e-6, atol=1e-8)
+    assert squared[0] == pytest.approx(0, abs=1e-10)
+    assert torch.equal(grad_x[0], torch.zeros(6, dtype=torch.float64))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from hrqtok import __version__
 from hrqtok.config import (MAX_CODEBOOK_SIZE, MAX_LEVELS, HierarchyTrainConfig, ModelConfig,
-                           TrainConfig)
+                           Seq2SeqConfig, TrainConfig)
 from hrqtok.errors import HrqtokError
 from hrqtok.sources.embedder import PRECISIONS
 from hrqtok.sources.items import FORMATS, ItemFields
@@ -70,20 +71,33 @@ def _embed(embedder, precision):
     return EmbedSettings(embedder or DEFAULT_EMBEDDER, precision.value if precision else "float32")
 
 
+LOG_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
+
+
 @contextmanager
 def _progress(quiet: bool):
-    """A progress callback drawing rich bars on stderr (nothing with --quiet)."""
+    """A progress callback drawing rich bars on stderr (nothing with --quiet). When stderr is a
+    file or a pipe, bars cannot redraw: a plain line every LOG_EVERY seconds and at the end of
+    each task stands in for them, so a long run in a log shows how far it got."""
+    live = err.is_terminal
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err,
-                    disable=quiet, transient=False)
+                    disable=quiet or not live, transient=False)
     tasks: dict[str, int] = {}
+    logged: dict[str, float] = {}
 
     def update(task: str, done: int, total: int, info: dict | None) -> None:
         name = "fit" if task in ("warm-up", "train", "burn-in") else task
+        text = _epoch_info(info) if info else ""
+        if not live:
+            now = time.monotonic()
+            if not quiet and (done >= total or now - logged.get(name, -LOG_EVERY) >= LOG_EVERY):
+                logged[name] = now
+                click.echo(f"{task} {done}/{total}" + (f" · {text}" if text else ""), err=True)
+            return
         if name not in tasks:
             tasks[name] = bars.add_task(name, total=total, info="")
-        bars.update(tasks[name], completed=done, total=total,
-                    description=task, info=_epoch_info(info) if info else "")
+        bars.update(tasks[name], completed=done, total=total, description=task, info=text)
 
     with bars:
         yield update
@@ -94,8 +108,10 @@ def _epoch_info(row: dict) -> str:
         text = f"loss {row['loss']:.3f} · {row['pairs_per_second']:,.0f} pairs/s"
         if "train_mean_rank" in row:
             text += f" · MR {row['train_mean_rank']:.2f} MAP {row['train_map']:.3f} (sample)"
-    else:
+    elif "reconstruction" in row:
         text = f"rec {row['reconstruction']:.4f}"
+    else:  # a downstream model's epoch
+        text = f"loss {row['loss']:.3f}" if "loss" in row else ""
     if "utilisation" in row:
         use = "/".join(f"{u:.0%}" for u in row["utilisation"])
         text += f" · used {use} · collisions {row['collision_rate']:.1%}"
@@ -200,6 +216,8 @@ def fit(
         min=0, help="With --wordnet: epochs at a low rate before the codebooks start.")] = HierarchyTrainConfig.burn_in_epochs,
     eval_every: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
+    quantize_weight: Annotated[float, typer.Option(
+        min=0.0, help="With --wordnet: weight of the (H)RQ loss against the ranking loss.")] = HierarchyTrainConfig.quantize_weight,
     seed: Annotated[int, typer.Option(help="Same input and seed give the same bytes.")] = 0,
     id_field: IdOpt = None,
     text_field: TextOpt = None,
@@ -234,7 +252,8 @@ def fit(
                      commitment=commitment,
                      train=dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                 test_fraction=test_fraction, negatives=negatives,
-                                burn_in_epochs=burn_in_epochs, eval_every=eval_every, seed=seed),
+                                burn_in_epochs=burn_in_epochs, eval_every=eval_every,
+                                quantize_weight=quantize_weight, seed=seed),
                      json_out=json_out, quiet=quiet)
         return
     from hrqtok.pipeline import EmbedSettings, fit_items
@@ -453,6 +472,70 @@ def inspect(
         print(json.dumps(report))
     else:
         _render_report(report)
+
+
+eval_app = typer.Typer(help="Measure whether multitokens are good on downstream tasks.",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+Baseline = Enum("Baseline", {"random": "random"}, type=str)
+
+
+@eval_app.command("hypernyms")
+def eval_hypernyms(
+    model: ModelOpt = Path("hrqtok-model"),
+    baseline: Annotated[Optional[Baseline], typer.Option(
+        help="Evaluate random multitokens of the model's shape instead of its tokens.")] = None,
+    compare: Annotated[bool, typer.Option(
+        "--compare", help="Evaluate the model's tokens and the random baseline side by side.")] = False,
+    runs: Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")] = 1,
+    epochs: Annotated[int, typer.Option(min=0, help="Training epochs of the transformer.")] = Seq2SeqConfig.epochs,
+    batch_size: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.batch_size,
+    learning_rate: Annotated[float, typer.Option(min=1e-9, help="Adam rate.")] = Seq2SeqConfig.learning_rate,
+    d_model: Annotated[int, typer.Option(min=1, help="Transformer width.")] = Seq2SeqConfig.d_model,
+    heads: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.heads,
+    layers: Annotated[int, typer.Option(min=1, help="Encoder layers, and as many decoder layers.")] = Seq2SeqConfig.encoder_layers,
+    feedforward: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.feedforward,
+    beam: Annotated[int, typer.Option(min=1, help="Beam width = the k of recall@k.")] = Seq2SeqConfig.beam,
+    seed: Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")] = 0,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Hypernym generation (paper §4.1): train a seq2seq transformer from a noun's multitoken to
+    its hypernyms' on a WordNet model's train pairs; report recall@BEAM on the held-out pairs.
+
+    Examples: hrqtok eval hypernyms --model mammals;
+    hrqtok eval hypernyms --model mammals --compare --runs 3 --json
+    """
+    from hrqtok.evaluation.hypernyms import evaluate_hypernyms
+
+    if baseline is not None and compare:
+        raise typer.BadParameter("--compare already includes the baseline", param_hint="--baseline")
+    try:
+        config = Seq2SeqConfig(d_model=d_model, heads=heads, encoder_layers=layers,
+                               decoder_layers=layers, feedforward=feedforward, epochs=epochs,
+                               batch_size=batch_size, learning_rate=learning_rate, beam=beam,
+                               seed=seed)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    systems = ("model", "random") if compare else ("random",) if baseline else ("model",)
+    with _errors(), _progress(quiet) as progress:
+        report = evaluate_hypernyms(model, config, systems=systems, runs=runs, progress=progress)
+    if json_out:
+        print(json.dumps(report))
+    else:
+        _render_eval(report, beam)
+
+
+def _render_eval(report: dict, beam: int) -> None:
+    table = Table(title=f"hypernym generation, {report['geometry']} {report['levels']} × "
+                        f"{report['codebook_size']} ({report['model']})")
+    for column in ("tokens", "runs", f"recall@{beam}", "recall@1", "held-out pairs", "seconds"):
+        table.add_column(column, justify="right")
+    for system, row in report["results"].items():
+        cell = lambda key: f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"  # noqa: E731
+        table.add_row(system, str(row["runs"]), cell(f"recall@{beam}"), cell("recall@1"),
+                      f"{row['test_pairs']['mean']:.0f}", f"{row['seconds']['mean']:.1f}")
+    err.print(table)
 
 
 def _version(value: bool) -> None:

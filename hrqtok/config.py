@@ -117,6 +117,34 @@ class HierarchyTrainConfig:
             raise ValueError("eval_every must be >= 0 and eval_sample >= 1")
 
 
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """The downstream seq2seq transformer of `hrqtok eval` and its beam search. Defaults are
+    sized for 2 CPU cores (mammal subtree in about a minute per run); the paper's hypernym
+    model (Appendix C.1) is d_model 256, 8 heads, 4 + 4 layers, feedforward 1024, 100 epochs."""
+
+    d_model: int = 128
+    heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    feedforward: int = 512
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3  # Adam
+    beam: int = 10  # beams per query = the k of recall@k
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
+        if min(self.d_model, self.heads, self.encoder_layers, self.decoder_layers,
+               self.feedforward, self.batch_size, self.beam) < 1 or self.epochs < 0:
+            raise ValueError("sizes must be >= 1 and epochs >= 0")
+        if self.learning_rate <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("learning rate must be > 0 and dropout in [0, 1)")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready dict of a config dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

@@ -8,8 +8,9 @@ the same distance counts one half, which matters for quantized points that coinc
 the mean over hyponyms u of the average precision of u's evaluated ancestors among them and
 the negatives.
 
-The search is exact but never sorts a whole row: one matrix product gives the scores of a
-chunk of rows, and only the negatives closer than a row's farthest positive are ranked.
+The search is exact but never sorts a row: one matrix product gives the scores of a chunk of
+rows, and each negative is placed among its row's few positives by binary search, so the cost
+does not grow with how badly a hypernym is ranked.
 """
 
 from __future__ import annotations
@@ -113,14 +114,22 @@ def _rank_chunk(scored: tuple[Tensor, Tensor], rows: np.ndarray,
     pos_col = pos_idx - np.repeat(lo, hi - lo)
     positive = torch.full((len(local), int((hi - lo).max())), float("inf"), dtype=scores.dtype)
     positive[pos_row, pos_col] = scores[pos_row, pairs[pos_idx, 1]]
+    positive = positive.sort(dim=1).values  # padding last; ranks and AP ignore the order
     valid = ~positive.isinf()
-    # only negatives up to a row's farthest positive can outrank one of its positives
-    farthest = positive.masked_fill(~valid, float("-inf")).max(1, keepdim=True).values
-    depth = max(int((negatives <= farthest).sum(1).max()), 1)
-    nearest = negatives.topk(depth, dim=1, largest=False, sorted=True).values  # (R, depth)
-    before = torch.searchsorted(nearest, positive, side="left")
-    upto = torch.searchsorted(nearest, positive, side="right")
-    negatives_closer = before.double() + 0.5 * (upto - before)  # ties count one half
+    # each negative counted once against all of its row's positives: below how many of them
+    # does it fall (strictly, and with ties)? Cumulated, that is how many negatives lie
+    # closer than each positive, whatever the depth of the farthest one
+    buckets = positive.shape[1] + 1
+    ones = torch.ones_like(negatives, dtype=torch.long)
+    # a negative with i positives <= it is closer than positives i, i + 1, …
+    first_above = torch.zeros(len(local), buckets, dtype=torch.long).scatter_add_(
+        1, torch.searchsorted(positive, negatives, side="right"), ones)
+    # with i positives < it, it is closer than or tied with positives i, i + 1, …
+    first_at_or_above = torch.zeros(len(local), buckets, dtype=torch.long).scatter_add_(
+        1, torch.searchsorted(positive, negatives, side="left"), ones)
+    closer = first_above.cumsum(1)[:, :-1]  # negatives < positive j
+    tied = first_at_or_above.cumsum(1)[:, :-1] - closer  # negatives == positive j
+    negatives_closer = closer.double() + 0.5 * tied  # ties count one half
     # positives at or before each positive (itself included), for its precision
     positives_upto = (positive.unsqueeze(1) <= positive.unsqueeze(2)).sum(2)
     precision = positives_upto / (positives_upto + negatives_closer)

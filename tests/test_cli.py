@@ -37,6 +37,17 @@ def test_fit_writes_a_complete_model_directory(fitted):
     assert table.num_rows == 120 and len(set(map(tuple, table.column("tokens").to_pylist()))) == 120
 
 
+def test_progress_in_a_log_is_plain_lines_and_quiet_silences_it(tmp_path, vector_items):
+    args = ["fit", vector_items, "--embedding-field", "vec", *[a for a in TINY_FIT if a != "--quiet"]]
+    logged = run(*args, "--model", tmp_path / "a")
+    assert logged.exit_code == 0, logged.output
+    lines = logged.stderr.splitlines()
+    # CliRunner's stderr is no terminal: no bar redraws, the last epoch as one plain line
+    assert "train 8/8 · rec " in logged.stderr and not any("\r" in line or "━" in line for line in lines)
+    quiet = run(*args, "--model", tmp_path / "b", "--quiet")
+    assert quiet.exit_code == 0 and "train 8/8" not in quiet.stderr
+
+
 def test_same_seed_same_bytes(tmp_path, vector_items):
     outputs = []
     for name in ("a", "b"):
@@ -148,7 +159,7 @@ def test_out_of_range_options_exit_2(tmp_path, vector_items, option):
 
 def test_every_command_has_help_and_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
-    for command in ("fit", "encode", "decode", "inspect"):
-        result = run(command, "--help")
+    for command in ("fit", "encode", "decode", "inspect", "eval hypernyms"):
+        result = run(*command.split(), "--help")
         assert result.exit_code == 0 and "Example" in result.stdout
         assert f"hrqtok {command}" in readme

@@ -85,7 +85,8 @@ def test_builds_nltk_folder_from_debian_files(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def mammal_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("wn") / "mammals"
-    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), *TINY])
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), "--quantize-weight", "0.2",
+                                 *TINY])
     assert result.exit_code == 0, result.output
     return path
 
@@ -101,6 +102,7 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     log = [json.loads(line) for line in (mammal_model / "train_log.jsonl").read_text().splitlines()]
     assert [row["phase"] for row in log] == ["burn-in"] * 2 + ["train"] * 3
     assert "train_map" in log[1] and "train_map" in log[3]
+    assert json.loads((mammal_model / "config.json").read_text())["train"]["quantize_weight"] == 0.2
 
 
 def test_model_dir_gives_back_the_split(mammal_model):
@@ -165,3 +167,34 @@ def test_root_needs_wordnet(vector_items, tmp_path):
     assert result.exit_code == 2
     result = runner.invoke(app, ["fit", str(vector_items), "--wordnet"])
     assert result.exit_code == 2
+
+
+EVAL_TINY = ["--epochs", "1", "--d-model", "16", "--heads", "2", "--layers", "1", "--feedforward", "32"]
+
+
+def test_eval_hypernyms_on_the_held_out_pairs(mammal_model):
+    result = runner.invoke(app, ["eval", "hypernyms", "--model", str(mammal_model), "--compare",
+                                 *EVAL_TINY, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["results"]) == {"model", "random"} and report["geometry"] == "hyperbolic"
+    for row in report["results"].values():
+        assert row["runs"] == 1 and row["test_pairs"]["mean"] == round(6_542 * 0.15)
+        assert 0 <= row["recall@1"]["mean"] <= row["recall@10"]["mean"] <= 1
+    human = runner.invoke(app, ["eval", "hypernyms", "--model", str(mammal_model), "--baseline",
+                                "random", *EVAL_TINY, "--quiet"])
+    assert human.exit_code == 0 and "recall@10" in human.stderr and human.stdout == ""
+
+
+def test_eval_hypernyms_needs_a_wordnet_model(tmp_path, vector_items):
+    from tests.conftest import TINY_FIT
+
+    items_model = tmp_path / "items"
+    assert runner.invoke(app, ["fit", str(vector_items), "--model", str(items_model),
+                               "--embedding-field", "vec", *TINY_FIT]).exit_code == 0
+    result = runner.invoke(app, ["eval", "hypernyms", "--model", str(items_model), *EVAL_TINY])
+    assert result.exit_code == 1 and "not a WordNet model" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    both = runner.invoke(app, ["eval", "hypernyms", "--model", str(items_model), "--compare",
+                               "--baseline", "random"])
+    assert both.exit_code == 2

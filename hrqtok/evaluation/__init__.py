@@ -1,0 +1,1 @@
+"""Downstream evaluations of multitokens (HRQ paper §4, Appendix B/C)."""

@@ -526,6 +526,55 @@ def eval_hypernyms(
         _render_eval(report, beam)
 
 
+@eval_app.command("taxonomy")
+def eval_taxonomy(
+    table: Annotated[Path, typer.Option("--tokens", help="Token table (Parquet) to check.")],
+    items: Annotated[str, typer.Option("--items", help="Items with category paths (JSONL, Parquet or CSV).")],
+    labels_field: Annotated[str, typer.Option(
+        help="Field holding the category path: a list, or a string like 'A > B > C'.")] = "path",
+    id_field: Annotated[str, typer.Option(help="Field holding item ids.")] = "id",
+    input_format: InputFormatOpt = None,
+    baseline: Annotated[Optional[Baseline], typer.Option(
+        help="Evaluate random multitokens of the table's shape instead of its tokens.")] = None,
+    compare: Annotated[bool, typer.Option(
+        "--compare", help="Evaluate the table and the random baseline side by side.")] = False,
+    runs: Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")] = 1,
+    pairs: Annotated[int, typer.Option(min=1, help="Item pairs sampled for the rank correlation.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Taxonomy agreement: per token level, NMI and purity between token prefixes and the items'
+    categories at that depth, and the rank correlation of shared-prefix length with shared
+    category depth over sampled pairs.
+
+    Examples: hrqtok eval taxonomy --tokens demo-output/tokens.parquet --items data/wordnet_glosses.jsonl --compare
+    """
+    from hrqtok.evaluation.taxonomy import evaluate_taxonomy
+
+    if baseline is not None and compare:
+        raise typer.BadParameter("--compare already includes the baseline", param_hint="--baseline")
+    systems = ("model", "random") if compare else ("random",) if baseline else ("model",)
+    with _errors():
+        report = evaluate_taxonomy(str(table), items, id_field=id_field, labels_field=labels_field,
+                                   fmt=input_format.value if input_format else None,
+                                   systems=systems, runs=runs, seed=seed, pairs=pairs)
+    if json_out:
+        print(json.dumps(report))
+        return
+    rendered = Table(title=f"taxonomy agreement, {report['items']} items, category depth up to "
+                           f"{report['category_depth']['max']} ({report['tokens']})")
+    rendered.add_column("metric (level = tokens of the prefix)")
+    for system in report["results"]:
+        rendered.add_column(system, justify="right")
+    first = next(iter(report["results"].values()))
+    for key in (k for k in first if k != "runs"):
+        rendered.add_row(key.replace("_", " level ") if key != "rank_correlation" else
+                         "rank correlation (shared prefix vs shared depth)",
+                         *(f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"
+                           for row in report["results"].values()))
+    err.print(rendered)
+
+
 def _render_eval(report: dict, beam: int) -> None:
     table = Table(title=f"hypernym generation, {report['geometry']} {report['levels']} × "
                         f"{report['codebook_size']} ({report['model']})")

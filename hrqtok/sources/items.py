@@ -55,14 +55,26 @@ def detect_format(path: str, fmt: str | None) -> str:
 def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None) -> Items:
     """Read and validate items. ``path`` may be '-' for stdin."""
     fmt = detect_format(path, fmt)
-    source = "<stdin>" if path == "-" else path
-    if path != "-" and not Path(path).is_file():
-        raise InputError("no such file", source=source)
-    records = {"jsonl": _jsonl_records, "parquet": _parquet_records, "csv": _csv_records}[fmt]
+    source = source_name(path)
     reader = _Collector(source, fields)
-    for line, record in records(path, source):
+    for line, record in records(path, fmt):
         reader.add(line, record)
     return reader.finish(fmt)
+
+
+def source_name(path: str) -> str:
+    """How messages name an input."""
+    return "<stdin>" if path == "-" else path
+
+
+def records(path: str, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
+    """(line or row number, record) of every record of a JSONL, Parquet or CSV input."""
+    fmt = detect_format(path, fmt)
+    source = source_name(path)
+    if path != "-" and not Path(path).is_file():
+        raise InputError("no such file", source=source)
+    reader = {"jsonl": _jsonl_records, "parquet": _parquet_records, "csv": _csv_records}[fmt]
+    yield from reader(path, source)
 
 
 def _open_text(path: str):

@@ -478,16 +478,26 @@ eval_app = typer.Typer(help="Measure whether multitokens are good on downstream 
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 Baseline = Enum("Baseline", {"random": "random"}, type=str)
+BaselineOpt = Annotated[Optional[Baseline], typer.Option(
+    help="Score random multitokens of the same shape instead of the tokens.")]
+CompareOpt = Annotated[bool, typer.Option(
+    "--compare", help="Score the tokens and the random baseline side by side.")]
+RunsOpt = Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")]
+EvalSeedOpt = Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")]
+
+
+def _systems(baseline: Baseline | None, compare: bool) -> tuple[str, ...]:
+    if baseline is not None and compare:
+        raise typer.BadParameter("--compare already includes the baseline", param_hint="--baseline")
+    return ("model", "random") if compare else ("random",) if baseline else ("model",)
 
 
 @eval_app.command("hypernyms")
 def eval_hypernyms(
     model: ModelOpt = Path("hrqtok-model"),
-    baseline: Annotated[Optional[Baseline], typer.Option(
-        help="Evaluate random multitokens of the model's shape instead of its tokens.")] = None,
-    compare: Annotated[bool, typer.Option(
-        "--compare", help="Evaluate the model's tokens and the random baseline side by side.")] = False,
-    runs: Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")] = 1,
+    baseline: BaselineOpt = None,
+    compare: CompareOpt = False,
+    runs: RunsOpt = 1,
     epochs: Annotated[int, typer.Option(min=0, help="Training epochs of the transformer.")] = Seq2SeqConfig.epochs,
     batch_size: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.batch_size,
     learning_rate: Annotated[float, typer.Option(min=1e-9, help="Adam rate.")] = Seq2SeqConfig.learning_rate,
@@ -496,7 +506,7 @@ def eval_hypernyms(
     layers: Annotated[int, typer.Option(min=1, help="Encoder layers, and as many decoder layers.")] = Seq2SeqConfig.encoder_layers,
     feedforward: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.feedforward,
     beam: Annotated[int, typer.Option(min=1, help="Beam width = the k of recall@k.")] = Seq2SeqConfig.beam,
-    seed: Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")] = 0,
+    seed: EvalSeedOpt = 0,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -508,8 +518,7 @@ def eval_hypernyms(
     """
     from hrqtok.evaluation.hypernyms import evaluate_hypernyms
 
-    if baseline is not None and compare:
-        raise typer.BadParameter("--compare already includes the baseline", param_hint="--baseline")
+    systems = _systems(baseline, compare)
     try:
         config = Seq2SeqConfig(d_model=d_model, heads=heads, encoder_layers=layers,
                                decoder_layers=layers, feedforward=feedforward, epochs=epochs,
@@ -517,7 +526,6 @@ def eval_hypernyms(
                                seed=seed)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    systems = ("model", "random") if compare else ("random",) if baseline else ("model",)
     with _errors(), _progress(quiet) as progress:
         report = evaluate_hypernyms(model, config, systems=systems, runs=runs, progress=progress)
     if json_out:
@@ -534,13 +542,11 @@ def eval_taxonomy(
         help="Field holding the category path: a list, or a string like 'A > B > C'.")] = "path",
     id_field: Annotated[str, typer.Option(help="Field holding item ids.")] = "id",
     input_format: InputFormatOpt = None,
-    baseline: Annotated[Optional[Baseline], typer.Option(
-        help="Evaluate random multitokens of the table's shape instead of its tokens.")] = None,
-    compare: Annotated[bool, typer.Option(
-        "--compare", help="Evaluate the table and the random baseline side by side.")] = False,
-    runs: Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")] = 1,
+    baseline: BaselineOpt = None,
+    compare: CompareOpt = False,
+    runs: RunsOpt = 1,
     pairs: Annotated[int, typer.Option(min=1, help="Item pairs sampled for the rank correlation.")] = 100_000,
-    seed: Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")] = 0,
+    seed: EvalSeedOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Taxonomy agreement: per token level, NMI and purity between token prefixes and the items'
@@ -551,9 +557,7 @@ def eval_taxonomy(
     """
     from hrqtok.evaluation.taxonomy import evaluate_taxonomy
 
-    if baseline is not None and compare:
-        raise typer.BadParameter("--compare already includes the baseline", param_hint="--baseline")
-    systems = ("model", "random") if compare else ("random",) if baseline else ("model",)
+    systems = _systems(baseline, compare)
     with _errors():
         report = evaluate_taxonomy(str(table), items, id_field=id_field, labels_field=labels_field,
                                    fmt=input_format.value if input_format else None,

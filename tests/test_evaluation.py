@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hrqtok.evaluation.hypernyms import hypernym_recall, random_multitokens, summarise
+from hrqtok.evaluation.hypernyms import hypernym_recall
+from hrqtok.evaluation.systems import random_multitokens, score_systems, summarise
 from hrqtok.evaluation.metrics import hit_positions, ndcg_at, recall_at
 from hrqtok.config import Seq2SeqConfig
 from hrqtok.evaluation.seq2seq import Seq2Seq, beam_search
@@ -112,3 +113,19 @@ def test_summarise_means_and_sample_std():
     assert summary["runs"] == 2 and summary["recall@10"]["mean"] == pytest.approx(0.6)
     assert summary["recall@10"]["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert BOS != PAD
+
+
+def test_score_systems_passes_the_tokens_or_fresh_random_ones_per_seed():
+    tokens = np.zeros((50, 3), dtype=np.int64)
+    seen = []
+
+    def evaluate(t, seed):
+        seen.append((t is tokens, seed, t[:, :2].sum()))
+        return {"score": float(seed)}
+
+    results = score_systems(tokens, [4, 4], evaluate, systems=("model", "random"), seed=7, runs=2)
+    assert [s[:2] for s in seen] == [(True, 7), (True, 8), (False, 7), (False, 8)]
+    assert seen[2][2] != seen[3][2]  # a new draw for each seed
+    assert results["model"]["score"]["mean"] == pytest.approx(7.5) and results["random"]["runs"] == 2
+    with pytest.raises(ValueError, match="unknown systems"):
+        score_systems(tokens, [4, 4], evaluate, systems=("other",), seed=0, runs=1)

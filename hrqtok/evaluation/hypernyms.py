@@ -16,18 +16,11 @@ from hrqtok.config import Seq2SeqConfig, to_dict
 from hrqtok.errors import ArtifactError
 from hrqtok.evaluation.metrics import hit_positions, recall_at
 from hrqtok.evaluation.seq2seq import beam_search, train_seq2seq
+from hrqtok.evaluation.systems import score_systems
 from hrqtok.evaluation.vocabulary import PrefixTrie, Vocabulary
-from hrqtok.tables import TokenTable, build_table
+from hrqtok.tables import TokenTable
 
 ProgressFn = Callable[[str, int, int, dict], None]
-
-
-def random_multitokens(n: int, sizes: list[int], seed: int) -> np.ndarray:
-    """The random baseline: uniform codes per level (same k and s as the model), then the
-    disambiguation token as for real tables. (n, k + 1)."""
-    rng = np.random.default_rng(seed)
-    codes = np.column_stack([rng.integers(0, s, n) for s in sizes]) if n else np.zeros((0, len(sizes)))
-    return build_table([f"{i:012d}" for i in range(n)], codes, {}).tokens
 
 
 def hypernym_recall(tokens: np.ndarray, pairs: np.ndarray, test: np.ndarray, config: Seq2SeqConfig,
@@ -52,16 +45,6 @@ def hypernym_recall(tokens: np.ndarray, pairs: np.ndarray, test: np.ndarray, con
             "seconds": time.perf_counter() - start}
 
 
-def summarise(runs: list[dict]) -> dict:
-    """Mean and standard deviation of every field over runs (std 0 for a single run)."""
-    out: dict = {"runs": len(runs)}
-    for key in runs[0]:
-        values = np.array([r[key] for r in runs], dtype=float)
-        out[key] = {"mean": float(values.mean()),
-                    "std": float(values.std(ddof=1)) if len(runs) > 1 else 0.0}
-    return out
-
-
 def node_tokens(names: list[str], table: TokenTable) -> np.ndarray:
     """The table's multitoken of each node, in node order."""
     row = {item_id: i for i, item_id in enumerate(table.ids)}
@@ -82,14 +65,10 @@ def evaluate_hypernyms(model_dir: str | Path, config: Seq2SeqConfig, *,
     hierarchy, test = loaded.hierarchy()
     tokens = node_tokens(hierarchy.names, loaded.table())
     sizes = [loaded.model_config.codebook_size] * loaded.model_config.levels
-    results = {}
-    for system in systems:
-        per_run = []
-        for seed in range(config.seed, config.seed + runs):
-            system_tokens = tokens if system == "model" else random_multitokens(len(tokens), sizes, seed)
-            per_run.append(hypernym_recall(system_tokens, hierarchy.pairs, test,
-                                           replace(config, seed=seed), progress=progress))
-        results[system] = summarise(per_run)
+    results = score_systems(
+        tokens, sizes, lambda t, seed: hypernym_recall(t, hierarchy.pairs, test,
+                                                       replace(config, seed=seed), progress=progress),
+        systems=systems, seed=config.seed, runs=runs)
     return {"task": "hypernyms", "model": str(model_dir),
             "geometry": loaded.model_config.geometry, "levels": loaded.model_config.levels,
             "codebook_size": loaded.model_config.codebook_size, "settings": to_dict(config),

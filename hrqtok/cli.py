@@ -7,41 +7,33 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hrqtok import __version__
-from hrqtok.config import (MAX_CODEBOOK_SIZE, MAX_LEVELS, HierarchyTrainConfig, ModelConfig,
-                           Seq2SeqConfig, TrainConfig)
+from hrqtok.config import MAX_CODEBOOK_SIZE, MAX_LEVELS, HierarchyTrainConfig, ModelConfig, TrainConfig
+from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, err,
+                            exit_on_errors, progress_bars)
 from hrqtok.errors import HrqtokError
+from hrqtok.eval_cli import eval_app
 from hrqtok.sources.embedder import PRECISIONS
-from hrqtok.sources.items import FORMATS, ItemFields
+from hrqtok.sources.items import ItemFields
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
 
 app = typer.Typer(
     help="Hierarchical multitokens (semantic IDs) with Hyperbolic Residual Quantization.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
 
 Geometry = Enum("Geometry", {g: g for g in ("hyperbolic", "euclidean")}, type=str)
-InputFormat = Enum("InputFormat", {f: f for f in FORMATS}, type=str)
 OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
 # --- options shared by several commands, declared once ---------------------------------------------
-ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
 ItemsArg = Annotated[Optional[str], typer.Argument(
     help="Items file (JSONL, Parquet or CSV); - reads JSONL from stdin.", show_default=False)]
 IdOpt = Annotated[Optional[str], typer.Option(help="Field holding item ids [default: id].")]
@@ -49,8 +41,6 @@ TextOpt = Annotated[Optional[list[str]], typer.Option(
     help="Field holding text; repeat to join several [default: text].")]
 EmbeddingOpt = Annotated[Optional[str], typer.Option(
     help="Field holding a precomputed vector; skips the embedder.")]
-InputFormatOpt = Annotated[Optional[InputFormat], typer.Option(
-    help="Input format [default: from the file suffix; jsonl for stdin].")]
 EmbedderOpt = Annotated[Optional[str], typer.Option(
     help=f"Sentence model: name, folder or hub name [default: {DEFAULT_EMBEDDER}, packaged].")]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
@@ -69,63 +59,6 @@ def _embed(embedder, precision):
     if embedder is None and precision is None:
         return None
     return EmbedSettings(embedder or DEFAULT_EMBEDDER, precision.value if precision else "float32")
-
-
-LOG_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
-
-
-@contextmanager
-def _progress(quiet: bool):
-    """A progress callback drawing rich bars on stderr (nothing with --quiet). When stderr is a
-    file or a pipe, bars cannot redraw: a plain line every LOG_EVERY seconds and at the end of
-    each task stands in for them, so a long run in a log shows how far it got."""
-    live = err.is_terminal
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err,
-                    disable=quiet or not live, transient=False)
-    tasks: dict[str, int] = {}
-    logged: dict[str, float] = {}
-
-    def update(task: str, done: int, total: int, info: dict | None) -> None:
-        name = "fit" if task in ("warm-up", "train", "burn-in") else task
-        text = _epoch_info(info) if info else ""
-        if not live:
-            now = time.monotonic()
-            if not quiet and (done >= total or now - logged.get(name, -LOG_EVERY) >= LOG_EVERY):
-                logged[name] = now
-                click.echo(f"{task} {done}/{total}" + (f" · {text}" if text else ""), err=True)
-            return
-        if name not in tasks:
-            tasks[name] = bars.add_task(name, total=total, info="")
-        bars.update(tasks[name], completed=done, total=total, description=task, info=text)
-
-    with bars:
-        yield update
-
-
-def _epoch_info(row: dict) -> str:
-    if "rank_loss" in row:  # WordNet mode
-        text = f"loss {row['loss']:.3f} · {row['pairs_per_second']:,.0f} pairs/s"
-        if "train_mean_rank" in row:
-            text += f" · MR {row['train_mean_rank']:.2f} MAP {row['train_map']:.3f} (sample)"
-    elif "reconstruction" in row:
-        text = f"rec {row['reconstruction']:.4f}"
-    else:  # a downstream model's epoch
-        text = f"loss {row['loss']:.3f}" if "loss" in row else ""
-    if "utilisation" in row:
-        use = "/".join(f"{u:.0%}" for u in row["utilisation"])
-        text += f" · used {use} · collisions {row['collision_rate']:.1%}"
-    return text
-
-
-@contextmanager
-def _errors():
-    """Known problems become one `Error:` line and exit 1; no traceback."""
-    try:
-        yield
-    except HrqtokError as e:
-        click.echo(f"Error: {e}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _level_table(report: dict) -> Table:
@@ -272,7 +205,7 @@ def fit(
     fields = _fields(id_field, text_field, embedding_field) or ItemFields()
     embed = _embed(embedder, embed_precision) or EmbedSettings()
     fmt = input_format.value if input_format else None
-    with _errors(), _progress(quiet) as progress:
+    with exit_on_errors(), progress_bars(quiet) as progress:
         metrics = fit_items(items, model_dir=model, model_config=model_config,
                             train_config=train_config, fields=fields, fmt=fmt, embed=embed,
                             progress=progress)
@@ -300,7 +233,7 @@ def _fit_wordnet(model: Path, *, root, geometry, levels, codebook_size, latent_d
         train_config = HierarchyTrainConfig(**train)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    with _errors(), _progress(quiet) as progress:
+    with exit_on_errors(), progress_bars(quiet) as progress:
         metrics = fit_wordnet(model_dir=model, model_config=model_config,
                               train_config=train_config, root=root, progress=progress)
     if json_out:
@@ -369,7 +302,7 @@ def encode(
     fmt = _output_format(out, format)
     if fmt == "parquet" and out == "-" and sys.stdout.isatty():
         raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
-    with _errors(), _progress(quiet) as progress:
+    with exit_on_errors(), progress_bars(quiet) as progress:
         table = encode_items(
             model, items, fields=_fields(id_field, text_field, embedding_field),
             fmt=input_format.value if input_format else None,
@@ -426,7 +359,7 @@ def decode(
     """
     from hrqtok.pipeline import decode_tokens
 
-    with _errors():
+    with exit_on_errors():
         if tokens:
             groups = tokens if any("," in t for t in tokens) else [" ".join(tokens)]
             multitokens = [_parse_multitoken(g, "argument") for g in groups]
@@ -464,7 +397,7 @@ def inspect(
     """
     from hrqtok.pipeline import inspect_model
 
-    with _errors(), _progress(quiet) as progress:
+    with exit_on_errors(), progress_bars(quiet) as progress:
         report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
                                fmt=input_format.value if input_format else None,
                                table=table, progress=progress)
@@ -474,121 +407,30 @@ def inspect(
         _render_report(report)
 
 
-eval_app = typer.Typer(help="Measure whether multitokens are good on downstream tasks.",
-                       no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
-Baseline = Enum("Baseline", {"random": "random"}, type=str)
-BaselineOpt = Annotated[Optional[Baseline], typer.Option(
-    help="Score random multitokens of the same shape instead of the tokens.")]
-CompareOpt = Annotated[bool, typer.Option(
-    "--compare", help="Score the tokens and the random baseline side by side.")]
-RunsOpt = Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")]
-EvalSeedOpt = Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")]
+export_app = typer.Typer(help="Write datasets that come inside installed packages as plain files.",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 
-def _systems(baseline: Baseline | None, compare: bool) -> tuple[str, ...]:
-    if baseline is not None and compare:
-        raise typer.BadParameter("--compare already includes the baseline", param_hint="--baseline")
-    return ("model", "random") if compare else ("random",) if baseline else ("model",)
-
-
-@eval_app.command("hypernyms")
-def eval_hypernyms(
-    model: ModelOpt = Path("hrqtok-model"),
-    baseline: BaselineOpt = None,
-    compare: CompareOpt = False,
-    runs: RunsOpt = 1,
-    epochs: Annotated[int, typer.Option(min=0, help="Training epochs of the transformer.")] = Seq2SeqConfig.epochs,
-    batch_size: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.batch_size,
-    learning_rate: Annotated[float, typer.Option(min=1e-9, help="Adam rate.")] = Seq2SeqConfig.learning_rate,
-    d_model: Annotated[int, typer.Option(min=1, help="Transformer width.")] = Seq2SeqConfig.d_model,
-    heads: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.heads,
-    layers: Annotated[int, typer.Option(min=1, help="Encoder layers, and as many decoder layers.")] = Seq2SeqConfig.encoder_layers,
-    feedforward: Annotated[int, typer.Option(min=1)] = Seq2SeqConfig.feedforward,
-    beam: Annotated[int, typer.Option(min=1, help="Beam width = the k of recall@k.")] = Seq2SeqConfig.beam,
-    seed: EvalSeedOpt = 0,
-    json_out: JsonOpt = False,
+@export_app.command("movielens-100k")
+def export_movielens(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the two files into.")],
     quiet: QuietOpt = False,
 ) -> None:
-    """Hypernym generation (paper §4.1): train a seq2seq transformer from a noun's multitoken to
-    its hypernyms' on a WordNet model's train pairs; report recall@BEAM on the held-out pairs.
+    """MovieLens-100k from the installed recbole package as OUT/items.jsonl (id, title, year,
+    genres, text) and OUT/interactions.tsv (user_id, item_id, rating, timestamp). GroupLens'
+    terms forbid redistributing MovieLens: keep these files to yourself.
 
-    Examples: hrqtok eval hypernyms --model mammals;
-    hrqtok eval hypernyms --model mammals --compare --runs 3 --json
+    Example: hrqtok export movielens-100k --out ml-100k
     """
-    from hrqtok.evaluation.hypernyms import evaluate_hypernyms
+    from hrqtok.sources.movielens import export_movielens_100k
 
-    systems = _systems(baseline, compare)
-    try:
-        config = Seq2SeqConfig(d_model=d_model, heads=heads, encoder_layers=layers,
-                               decoder_layers=layers, feedforward=feedforward, epochs=epochs,
-                               batch_size=batch_size, learning_rate=learning_rate, beam=beam,
-                               seed=seed)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    with _errors(), _progress(quiet) as progress:
-        report = evaluate_hypernyms(model, config, systems=systems, runs=runs, progress=progress)
-    if json_out:
-        print(json.dumps(report))
-    else:
-        _render_eval(report, beam)
-
-
-@eval_app.command("taxonomy")
-def eval_taxonomy(
-    table: Annotated[Path, typer.Option("--tokens", help="Token table (Parquet) to check.")],
-    items: Annotated[str, typer.Option("--items", help="Items with category paths (JSONL, Parquet or CSV).")],
-    labels_field: Annotated[str, typer.Option(
-        help="Field holding the category path: a list, or a string like 'A > B > C'.")] = "path",
-    id_field: Annotated[str, typer.Option(help="Field holding item ids.")] = "id",
-    input_format: InputFormatOpt = None,
-    baseline: BaselineOpt = None,
-    compare: CompareOpt = False,
-    runs: RunsOpt = 1,
-    pairs: Annotated[int, typer.Option(min=1, help="Item pairs sampled for the rank correlation.")] = 100_000,
-    seed: EvalSeedOpt = 0,
-    json_out: JsonOpt = False,
-) -> None:
-    """Taxonomy agreement: per token level, NMI and purity between token prefixes and the items'
-    categories at that depth, and the rank correlation of shared-prefix length with shared
-    category depth over sampled pairs.
-
-    Examples: hrqtok eval taxonomy --tokens demo-output/tokens.parquet --items data/wordnet_glosses.jsonl --compare
-    """
-    from hrqtok.evaluation.taxonomy import evaluate_taxonomy
-
-    systems = _systems(baseline, compare)
-    with _errors():
-        report = evaluate_taxonomy(str(table), items, id_field=id_field, labels_field=labels_field,
-                                   fmt=input_format.value if input_format else None,
-                                   systems=systems, runs=runs, seed=seed, pairs=pairs)
-    if json_out:
-        print(json.dumps(report))
-        return
-    rendered = Table(title=f"taxonomy agreement, {report['items']} items, category depth up to "
-                           f"{report['category_depth']['max']} ({report['tokens']})")
-    rendered.add_column("metric (level = tokens of the prefix)")
-    for system in report["results"]:
-        rendered.add_column(system, justify="right")
-    first = next(iter(report["results"].values()))
-    for key in (k for k in first if k != "runs"):
-        rendered.add_row(key.replace("_", " level ") if key != "rank_correlation" else
-                         "rank correlation (shared prefix vs shared depth)",
-                         *(f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"
-                           for row in report["results"].values()))
-    err.print(rendered)
-
-
-def _render_eval(report: dict, beam: int) -> None:
-    table = Table(title=f"hypernym generation, {report['geometry']} {report['levels']} × "
-                        f"{report['codebook_size']} ({report['model']})")
-    for column in ("tokens", "runs", f"recall@{beam}", "recall@1", "held-out pairs", "seconds"):
-        table.add_column(column, justify="right")
-    for system, row in report["results"].items():
-        cell = lambda key: f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"  # noqa: E731
-        table.add_row(system, str(row["runs"]), cell(f"recall@{beam}"), cell("recall@1"),
-                      f"{row['test_pairs']['mean']:.0f}", f"{row['seconds']['mean']:.1f}")
-    err.print(table)
+    with exit_on_errors():
+        written = export_movielens_100k(out)
+    if not quiet:
+        err.print(f"wrote {written['items']} movies and {written['interactions']} interactions: "
+                  f"{' and '.join(written['paths'])}")
 
 
 def _version(value: bool) -> None:

@@ -33,7 +33,7 @@ def hypernym_recall(tokens: np.ndarray, pairs: np.ndarray, test: np.ndarray, con
     ids = vocabulary.ids(tokens)
     train, held_out = pairs[~test], pairs[test]
     model = train_seq2seq(ids[train[:, 0]], ids[train[:, 1]], len(vocabulary), config,
-                          progress=progress)
+                          progress=progress).model
     trained = time.perf_counter() - start
     queries, row = np.unique(held_out[:, 0], return_inverse=True)
     beams = beam_search(model, ids[queries], PrefixTrie(ids, len(vocabulary)), width=config.beam,

@@ -8,8 +8,10 @@ id. Positions are learned.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,7 +26,10 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(vocabulary_size, config.d_model, padding_idx=PAD)
-        self.position = nn.Embedding(max_length, config.d_model)
+        # sources are left-padded (histories: the most recent item last), so their positions
+        # count back from the end; target positions count from the start
+        self.source_position = nn.Embedding(max_length, config.d_model)
+        self.target_position = nn.Embedding(max_length, config.d_model)
         layer = dict(d_model=config.d_model, nhead=config.heads, dim_feedforward=config.feedforward,
                      dropout=config.dropout, batch_first=True)
         # no nested-tensor fast path: a prototype that warns, and no gain on sequences this short
@@ -34,20 +39,60 @@ class Seq2Seq(nn.Module):
                                              norm=nn.LayerNorm(config.d_model))
         nn.init.normal_(self.embed.weight, std=config.d_model ** -0.5)
 
-    def _embed(self, ids: Tensor) -> Tensor:
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        return self.embed(ids) * math.sqrt(self.config.d_model) + self.position(positions)
+    def _embed(self, ids: Tensor, positions: Tensor) -> Tensor:
+        return self.embed(ids) * math.sqrt(self.config.d_model) + positions
 
     def encode(self, source: Tensor) -> tuple[Tensor, Tensor]:
         padding = source == PAD
-        return self.encoder(self._embed(source), src_key_padding_mask=padding), padding
+        from_end = torch.arange(source.shape[1] - 1, -1, -1, device=source.device)
+        hidden = self._embed(source, self.source_position(from_end))
+        return self.encoder(hidden, src_key_padding_mask=padding), padding
 
     def decode(self, memory: Tensor, padding: Tensor, prefix: Tensor) -> Tensor:
         """Logits (b, t, V) of the id after each position of ``prefix`` (b, t)."""
         causal = nn.Transformer.generate_square_subsequent_mask(prefix.shape[1], dtype=memory.dtype)
-        hidden = self.decoder(self._embed(prefix), memory, tgt_mask=causal,
+        positions = self.target_position(torch.arange(prefix.shape[1], device=prefix.device))
+        hidden = self.decoder(self._embed(prefix, positions), memory, tgt_mask=causal,
                                           tgt_is_causal=True, memory_key_padding_mask=padding)
         return hidden @ self.embed.weight.T
+
+    def cross_cache(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Each decoder layer's cross-attention keys and values of ``memory`` (b, S, d), as
+        (b, heads, S, d_head): computed once per source instead of once per beam and step."""
+        heads = self.config.heads
+        cache = []
+        for layer in self.decoder.layers:
+            attention = layer.multihead_attn
+            d = attention.embed_dim
+            key_value = nn.functional.linear(memory, attention.in_proj_weight[d:], attention.in_proj_bias[d:])
+            key, value = (part.unflatten(-1, (heads, -1)).transpose(1, 2) for part in key_value.chunk(2, -1))
+            cache.append((key, value))
+        return cache
+
+    def decode_next(self, cache: list[tuple[Tensor, Tensor]], padding: Tensor, prefix: Tensor) -> Tensor:
+        """Logits (b·w, V) of the id after the last position of each prefix (b·w, t): w beams
+        per source, beams of source i in rows i·w … i·w + w - 1. Inference only; the same
+        result as ``decode(memory repeated w times, …)[:, -1]`` without repeating memory."""
+        b = len(padding)
+        rows, t = prefix.shape
+        width, heads = rows // b, self.config.heads
+        positions = self.target_position(torch.arange(t, device=prefix.device))
+        x = self._embed(prefix, positions)
+        causal = nn.Transformer.generate_square_subsequent_mask(t, dtype=x.dtype)
+        attend = ~padding[:, None, None, :]  # (b, 1, 1, S)
+        for layer, (key, value) in zip(self.decoder.layers, cache):
+            x = layer.norm1(x + layer.self_attn(x, x, x, attn_mask=causal, is_causal=True,
+                                                need_weights=False)[0])
+            attention = layer.multihead_attn
+            d = attention.embed_dim
+            query = nn.functional.linear(x, attention.in_proj_weight[:d], attention.in_proj_bias[:d])
+            # every beam's queries of one source attend to that source's keys: stack them
+            query = query.reshape(b, width * t, heads, -1).transpose(1, 2)
+            mixed = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attend)
+            mixed = mixed.transpose(1, 2).reshape(rows, t, d)
+            x = layer.norm2(x + attention.out_proj(mixed))
+            x = layer.norm3(x + layer.linear2(layer.activation(layer.linear1(x))))
+        return self.decoder.norm(x[:, -1]) @ self.embed.weight.T
 
     def forward(self, source: Tensor, target: Tensor) -> Tensor:
         """Teacher forcing: logits (b, L, V) for each id of ``target`` (b, L)."""
@@ -59,28 +104,64 @@ class Seq2Seq(nn.Module):
 ProgressFn = Callable[[str, int, int, dict], None]
 
 
+@dataclass
+class Training:
+    model: Seq2Seq  # in eval mode; the best-validated weights when a validation was given
+    losses: list[float]  # mean cross-entropy per epoch
+    validation: list[tuple[int, float]] = field(default_factory=list)  # (epoch, score)
+    best_epoch: int | None = None
+
+
 def train_seq2seq(sources: np.ndarray, targets: np.ndarray, vocabulary_size: int,
-                  config: Seq2SeqConfig, *, progress: ProgressFn | None = None) -> Seq2Seq:
-    """Fit on (source ids (n, S) padded with PAD, target ids (n, L)) pairs; returns the model
-    in eval mode."""
+                  config: Seq2SeqConfig, *, progress: ProgressFn | None = None,
+                  validate: Callable[[Seq2Seq], float] | None = None,
+                  validate_every: int = 1) -> Training:
+    """Fit on (source ids (n, S) padded with PAD, target ids (n, L)) pairs. With ``validate``
+    (higher is better), the model is scored every ``validate_every`` epochs and after the last,
+    and the best-scoring weights are the ones returned."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = Seq2Seq(config, vocabulary_size, max(sources.shape[1], targets.shape[1]))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     source, target = torch.from_numpy(sources), torch.from_numpy(targets)
-    model.train()
+    lengths = (source != PAD).sum(1)  # sources are left-padded: PAD only at the start
+    training = Training(model, [])
+    best_score, best_state = float("-inf"), None
     for epoch in range(1, config.epochs + 1):
+        model.train()
         total = 0.0
-        for batch in torch.randperm(len(source), generator=generator).split(config.batch_size):
-            logits = model(source[batch], target[batch])
+        for batch in _length_batches(lengths, config.batch_size, generator):
+            logits = model(source[batch, -int(lengths[batch].max()):], target[batch])
             loss = nn.functional.cross_entropy(logits.flatten(0, 1), target[batch].flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
+        training.losses.append(total / max(len(source), 1))
+        info = {"loss": training.losses[-1]}
+        if validate and (epoch % validate_every == 0 or epoch == config.epochs):
+            model.eval()
+            score = float(validate(model))
+            training.validation.append((epoch, score))
+            if score > best_score:
+                best_score, training.best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            info.update(validation=score, best=best_score)
         if progress:
-            progress("train", epoch, config.epochs, {"loss": total / max(len(source), 1)})
-    return model.eval()
+            progress("train", epoch, config.epochs, info)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return training
+
+
+def _length_batches(lengths: Tensor, size: int, generator: torch.Generator) -> list[Tensor]:
+    """Random batches of sources of similar length, in random order: trimming each batch to
+    its longest source then wastes little on padding (histories vary from 1 to 19 items)."""
+    shuffled = torch.randperm(len(lengths), generator=generator)
+    by_length = shuffled[torch.sort(lengths[shuffled], stable=True).indices]
+    batches = by_length.split(size)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
 @torch.no_grad()
@@ -101,14 +182,14 @@ def beam_search(model: Seq2Seq, sources: np.ndarray, trie: PrefixTrie, *, width:
 
 def _beam_batch(model: Seq2Seq, source: Tensor, trie: PrefixTrie, width: int, length: int) -> Tensor:
     b = len(source)
-    memory, padding = model.encode(source)
-    memory = memory.repeat_interleave(width, 0)
-    padding = padding.repeat_interleave(width, 0)
+    longest = int((source != PAD).sum(1).max()) if b else 0
+    memory, padding = model.encode(source[:, -max(longest, 1):])  # sources are left-padded
+    cache = model.cross_cache(memory)
     beams = torch.full((b * width, 1), BOS, dtype=torch.long)
     scores = torch.full((b, width), float("-inf"))
     scores[:, 0] = 0.0  # one live beam to start with
     for t in range(length):
-        logits = model.decode(memory, padding, beams)[:, -1]
+        logits = model.decode_next(cache, padding, beams)
         log_p = logits.log_softmax(-1).masked_fill(~trie.allowed(beams[:, 1:]), float("-inf"))
         total = (scores.reshape(-1, 1) + log_p).reshape(b, -1)  # (b, width * V)
         scores, flat = total.topk(width, dim=1)

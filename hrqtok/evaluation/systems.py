@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hrqtok.tables import build_table
+from hrqtok.tables import TokenTable, build_table
 
 SYSTEMS = ("model", "random")
 
@@ -18,6 +18,11 @@ def random_multitokens(n: int, sizes: list[int], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     codes = np.column_stack([rng.integers(0, s, n) for s in sizes]) if n else np.zeros((0, len(sizes)))
     return build_table([f"{i:012d}" for i in range(n)], codes, {}).tokens
+
+
+def table_sizes(table: TokenTable) -> list[int]:
+    """Codes per level of a token table: from its metadata, else the largest code seen."""
+    return table.metadata.get("codebook_sizes") or [int(c) + 1 for c in table.codes.max(0)]
 
 
 def summarise(runs: list[dict]) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrqtok.errors import InputError
-from hrqtok.evaluation.systems import score_systems
+from hrqtok.evaluation.systems import score_systems, table_sizes
 from hrqtok.sources.items import records, source_name
 from hrqtok.tables import read_table
 
@@ -167,9 +167,8 @@ def evaluate_taxonomy(tokens_path: str, items_path: str, *, id_field: str = "id"
                          f"(first: {missing[0]!r}); encode them with `hrqtok encode`",
                          source=source_name(items_path))
     tokens = table.tokens[[row[item_id] for item_id in ids]]
-    sizes = table.metadata.get("codebook_sizes") or [int(c) + 1 for c in table.codes.max(0)]
     results = score_systems(
-        tokens, sizes, lambda t, seed: agreement_row(taxonomy_agreement(t[:, :-1], paths, pairs=pairs, seed=seed)),
+        tokens, table_sizes(table), lambda t, seed: agreement_row(taxonomy_agreement(t[:, :-1], paths, pairs=pairs, seed=seed)),
         systems=systems, seed=seed, runs=runs)
     depths = np.array([len(p) for p in paths])
     return {"task": "taxonomy", "tokens": str(tokens_path), "items": len(ids),

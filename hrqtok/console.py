@@ -1,0 +1,83 @@
+"""What every hrqtok command shares on the terminal: the stderr console, progress bars (or
+plain lines in a log), and known errors turned into one line and exit code 1."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hrqtok.errors import HrqtokError
+from hrqtok.sources.items import FORMATS
+
+err = Console(stderr=True)
+
+# --- options shared by several commands, declared once ---------------------------------------------
+InputFormat = Enum("InputFormat", {f: f for f in FORMATS}, type=str)
+ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+InputFormatOpt = Annotated[Optional[InputFormat], typer.Option(
+    help="Input format [default: from the file suffix; jsonl for stdin].")]
+LOG_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
+
+
+@contextmanager
+def progress_bars(quiet: bool):
+    """A progress callback drawing rich bars on stderr (nothing with --quiet). When stderr is a
+    file or a pipe, bars cannot redraw: a plain line every LOG_EVERY seconds and at the end of
+    each task stands in for them, so a long run in a log shows how far it got."""
+    live = err.is_terminal
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err,
+                    disable=quiet or not live, transient=False)
+    tasks: dict[str, int] = {}
+    logged: dict[str, float] = {}
+
+    def update(task: str, done: int, total: int, info: dict | None) -> None:
+        name = "fit" if task in ("warm-up", "train", "burn-in") else task
+        text = epoch_info(info) if info else ""
+        if not live:
+            now = time.monotonic()
+            if not quiet and (done >= total or now - logged.get(name, -LOG_EVERY) >= LOG_EVERY):
+                logged[name] = now
+                click.echo(f"{task} {done}/{total}" + (f" · {text}" if text else ""), err=True)
+            return
+        if name not in tasks:
+            tasks[name] = bars.add_task(name, total=total, info="")
+        bars.update(tasks[name], completed=done, total=total, description=task, info=text)
+
+    with bars:
+        yield update
+
+
+def epoch_info(row: dict) -> str:
+    if "rank_loss" in row:  # WordNet mode
+        text = f"loss {row['loss']:.3f} · {row['pairs_per_second']:,.0f} pairs/s"
+        if "train_mean_rank" in row:
+            text += f" · MR {row['train_mean_rank']:.2f} MAP {row['train_map']:.3f} (sample)"
+    elif "reconstruction" in row:
+        text = f"rec {row['reconstruction']:.4f}"
+    else:  # a downstream model's epoch
+        text = f"loss {row['loss']:.3f}" if "loss" in row else ""
+    if "utilisation" in row:
+        use = "/".join(f"{u:.0%}" for u in row["utilisation"])
+        text += f" · used {use} · collisions {row['collision_rate']:.1%}"
+    return text
+
+
+@contextmanager
+def exit_on_errors():
+    """Known problems become one `Error:` line and exit 1; no traceback."""
+    try:
+        yield
+    except HrqtokError as e:
+        click.echo(f"Error: {e}", err=True)
+        raise typer.Exit(1) from None

@@ -67,6 +67,8 @@ def epoch_info(row: dict) -> str:
         text = f"rec {row['reconstruction']:.4f}"
     else:  # a downstream model's epoch
         text = f"loss {row['loss']:.3f}" if "loss" in row else ""
+        if "validation" in row:
+            text += f" · validation {row['validation']:.3f} (best {row['best']:.3f})"
     if "utilisation" in row:
         use = "/".join(f"{u:.0%}" for u in row["utilisation"])
         text += f" · used {use} · collisions {row['collision_rate']:.1%}"

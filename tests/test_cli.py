@@ -159,7 +159,8 @@ def test_out_of_range_options_exit_2(tmp_path, vector_items, option):
 
 def test_every_command_has_help_and_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
-    for command in ("fit", "encode", "decode", "inspect", "eval hypernyms", "eval taxonomy"):
+    for command in ("fit", "encode", "decode", "inspect", "eval hypernyms", "eval next-item",
+                    "eval taxonomy", "export movielens-100k"):
         result = run(*command.split(), "--help")
         assert result.exit_code == 0 and "Example" in result.stdout
         assert f"hrqtok {command}" in readme

@@ -202,7 +202,7 @@ FIELDS = ["--user-field", "user", "--item-field", "item", "--time-field", "time"
 def test_cli_reports_metrics_and_warns_about_what_it_left_out(tmp_path):
     tokens, events = _world_files(tmp_path)
     result = runner.invoke(app, ["eval", "next-item", "--tokens", tokens, "--interactions", events,
-                                 *FIELDS, *FAST, "--compare", "--json", "--quiet"])
+                                 *FIELDS, *FAST, "--compare", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report["results"]) == {"model", "random"}
@@ -213,6 +213,9 @@ def test_cli_reports_metrics_and_warns_about_what_it_left_out(tmp_path):
     assert "events.tsv: 1 of 242 interactions name items that are not in" in result.stderr
     assert "(1 distinct); they are left out (first on line 242: 'ghost')" in result.stderr
     assert "1 of 41 users have fewer than 5 interactions" in result.stderr
+    # a log gets plain progress lines with each epoch's validation score
+    assert re.search(r"^train 2/2 · loss [\d.]+ · validation [\d.]+ \(best [\d.]+\)$",
+                     result.stderr, re.MULTILINE)
 
 
 @pytest.mark.parametrize("extra, code, message", [

@@ -20,7 +20,7 @@ from hrqtok.config import Seq2SeqConfig
 from hrqtok.errors import InputError
 from hrqtok.evaluation.histories import build_histories, item_rows, leave_one_out
 from hrqtok.evaluation.next_item import history_ids, next_item_scores
-from hrqtok.evaluation.seq2seq import Seq2Seq, _length_batches
+from hrqtok.evaluation.seq2seq import Seq2Seq, _length_batches, train_seq2seq
 from hrqtok.evaluation.vocabulary import PAD, Vocabulary
 from hrqtok.sources.interactions import InteractionFields, read_interactions
 from hrqtok.tables import build_table, write_table
@@ -155,6 +155,24 @@ def test_length_batches_cover_each_example_once_with_similar_lengths():
     assert sorted(torch.cat(batches).tolist()) == list(range(10))
     spans = [int(lengths[b].max() - lengths[b].min()) for b in batches]
     assert max(spans) <= 1  # sorted by length before batching
+
+
+def test_training_returns_the_weights_of_the_best_validated_epoch():
+    sources = np.random.default_rng(0).integers(2, 12, (40, 6))
+    targets = np.random.default_rng(1).integers(2, 12, (40, 2))
+    scores, snapshots = iter([0.1, 0.5, 0.3, 0.2]), []
+
+    def validate(model):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    training = train_seq2seq(sources, targets, 12, Seq2SeqConfig(**TINY, epochs=4, batch_size=8),
+                             validate=validate)
+    assert training.best_epoch == 2 and [e for e, _ in training.validation] == [1, 2, 3, 4]
+    returned = training.model.state_dict()
+    assert all(torch.equal(returned[k], snapshots[1][k]) for k in returned)
+    assert not all(torch.equal(returned[k], snapshots[3][k]) for k in returned)
+    assert not training.model.training
 
 
 # --- end to end -------------------------------------------------------------------------------------

@@ -95,8 +95,8 @@ def evaluate_next_item(tokens_path: str, interactions: Interactions, config: Seq
         where = int(np.flatnonzero(unknown)[0])
         warnings.append(f"{interactions.source}: {int(unknown.sum())} of {len(interactions)} "
                         f"interactions name items that are not in {tokens_path} ({unknown_items} "
-                        f"distinct); they are left out (first on line "
-                        f"{where + interactions.row_offset}: {interactions.items[where].as_py()!r})")
+                        f"distinct); they are left out (first on {interactions.location(where)}: "
+                        f"{interactions.items[where].as_py()!r})")
     histories, stats = build_histories(interactions.users, rows, interactions.times,
                                        min_events=min_events, max_events=max_events)
     if not len(histories):

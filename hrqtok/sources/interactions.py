@@ -41,6 +41,10 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.times)
 
+    def location(self, index: int) -> str:
+        """Where a 0-based row sits in the file, for messages: "line 12" or "row 11"."""
+        return f"{'row' if self.row_offset == 1 else 'line'} {index + self.row_offset}"
+
 
 def detect_format(path: str, fmt: str | None) -> str:
     if fmt:

@@ -58,6 +58,7 @@ bench: setup
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_embed.py
 	$(PY) benchmarks/bench_wordnet.py
+	$(PY) benchmarks/bench_eval.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info

@@ -70,10 +70,11 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def table_metadata(fingerprint: str, model_config: ModelConfig) -> dict:
+def table_metadata(fingerprint: str, model_config: ModelConfig, beam: int = 1) -> dict:
     return {"model_fingerprint": fingerprint, "geometry": model_config.geometry,
             "levels": model_config.levels,
-            "codebook_sizes": [model_config.codebook_size] * model_config.levels}
+            "codebook_sizes": [model_config.codebook_size] * model_config.levels,
+            "beam": beam}
 
 
 def _plain_state(model: HRQVAE) -> dict[str, torch.Tensor]:

@@ -284,6 +284,9 @@ def encode(
         "--format", help="Output format [default: from --out's suffix; jsonl for stdout].")] = None,
     existing: Annotated[Optional[Path], typer.Option(
         help="Earlier token table: its ids keep their multitokens.")] = None,
+    beam: Annotated[int, typer.Option(
+        min=1, help="Keep this many code paths per item (beam search) instead of the nearest "
+                    "code at each level; never reconstructs worse than greedy.")] = 1,
     id_field: IdOpt = None,
     text_field: TextOpt = None,
     embedding_field: EmbeddingOpt = None,
@@ -294,7 +297,8 @@ def encode(
 ) -> None:
     """Write multitokens: of the fitted items (no ITEMS), or of other items.
 
-    Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head
+    Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head;
+    hrqtok encode items.jsonl --beam 8 --out tokens.parquet
     """
     from hrqtok.pipeline import encode_items
     from hrqtok.tables import write_table
@@ -306,7 +310,8 @@ def encode(
         table = encode_items(
             model, items, fields=_fields(id_field, text_field, embedding_field),
             fmt=input_format.value if input_format else None,
-            embed=_embed(embedder, embed_precision), existing=existing, progress=progress)
+            embed=_embed(embedder, embed_precision), existing=existing, beam=beam,
+            progress=progress)
         write_table(table, out, fmt)
     if not quiet and out != "-":
         err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")

@@ -214,6 +214,17 @@ def mobius_matvec(weight: Tensor, x: Tensor, *, c: float) -> Tensor:
     return project(scale * mx, c=c)
 
 
+def distance_keys(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Tensor:
+    """(n, s) keys that increase with d(x_i, codebook_j) across all rows and codes, so keys of
+    different points can be ranked together (beam search): ‖x - v‖² in Euclidean space,
+    ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)) on the ball (Eq. 1's arcosh argument, less 1, over 2c)."""
+    x_sq, code_sq = x.pow(2).sum(-1, keepdim=True), codebook.pow(2).sum(-1)
+    keys = torch.addmm(code_sq, x, codebook.transpose(0, 1), alpha=-2.0).add_(x_sq).clamp_(min=0)
+    if c is None:
+        return keys
+    return keys.div_((1.0 - c * x_sq).clamp_min(MIN_NORM)).div_((1.0 - c * code_sq).clamp_min(MIN_NORM))
+
+
 def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Tensor:
     """Index of the nearest code for each row: argmin_j d(x, codebook[j]).
 

@@ -53,10 +53,10 @@ class HierarchyModel(nn.Module):
             * INIT_RANGE)
 
     @torch.no_grad()
-    def encode(self, rows: Tensor | None = None) -> Tensor:
+    def encode(self, rows: Tensor | None = None, *, beam: int = 1) -> Tensor:
         """Codes (n, levels) of the nodes ``rows`` (all nodes when None)."""
         points = self.embeddings if rows is None else self.embeddings[rows]
-        return self.quantizer.encode(points)
+        return self.quantizer.encode(points, beam=beam)
 
     @torch.no_grad()
     def decode_codes(self, codes: Tensor) -> Tensor:

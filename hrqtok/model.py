@@ -70,9 +70,9 @@ class HRQVAE(nn.Module):
         return torch.cat([self.latent(b) for b in x.split(ENCODE_BATCH)]) if len(x) else x
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        """x: (n, input_dim) -> codes (n, levels) int64."""
-        return self.quantizer.encode(self.latents(x))
+    def encode(self, x: Tensor, *, beam: int = 1) -> Tensor:
+        """x: (n, input_dim) -> codes (n, levels) int64 (see ResidualQuantizer.encode)."""
+        return self.quantizer.encode(self.latents(x), beam=beam)
 
     @torch.no_grad()
     def decode_codes(self, codes: Tensor) -> Tensor:

@@ -151,27 +151,32 @@ def _embed_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
 
 def encode_items(model_dir: str | Path, source: str | None = None, *, fields: ItemFields | None = None,
                  fmt: str | None = None, embed: EmbedSettings | None = None,
-                 existing: str | Path | None = None,
+                 existing: str | Path | None = None, beam: int = 1,
                  progress: ProgressFn | None = None) -> TokenTable:
     """Token table of ``source`` items, or of the fitted items when ``source`` is None.
 
     ``existing``: an earlier table whose ids keep their multitokens (see tables.build_table).
+    ``beam`` > 1: beam search over residual code paths instead of greedy codes.
     """
     loaded = load_model_dir(model_dir)
     _own_items_only(loaded, source)
     old = read_table(existing) if existing else None
     if source is None:
         fitted = loaded.table()
-        if old is None:
+        if beam > 1 and loaded.kind != WORDNET:
+            raise HrqtokError(f"{loaded.path} keeps codes, not vectors, of its fitted items: give "
+                              "ITEMS to encode them with --beam")
+        if old is None and beam == 1:
             return fitted
-        ids, codes = fitted.ids, fitted.codes
+        # a WordNet model holds its nouns' embeddings, in the order of its table
+        ids, codes = fitted.ids, (fitted.codes if beam == 1 else loaded.model.encode(beam=beam).numpy())
     else:
         items = read_items(source, _fields_for(loaded, fields), fmt=fmt)
         vectors = item_vectors(items, _embed_for(loaded, embed),
                                expected_dim=loaded.model_config.input_dim,
                                model_path=loaded.path, progress=progress)
-        ids, codes = items.ids, loaded.model.encode(torch.from_numpy(vectors)).numpy()
-    return build_table(ids, codes, table_metadata(loaded.fingerprint, loaded.model_config), old)
+        ids, codes = items.ids, loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
+    return build_table(ids, codes, table_metadata(loaded.fingerprint, loaded.model_config, beam), old)
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,

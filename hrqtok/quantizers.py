@@ -20,6 +20,7 @@ from hrqtok.config import ModelConfig
 from hrqtok.kmeans import kmeans
 
 INIT_SCALE = 1e-2  # codebooks start as small Gaussian noise; fit replaces them by k-means
+BEAM_CHUNK = 4096  # items per beam-search chunk: (chunk × beam × codebook size) keys at a time
 
 
 class QuantizeOutput(NamedTuple):
@@ -174,9 +175,35 @@ class ResidualQuantizer(nn.Module):
         return self._combine([cb[codes[..., i]] for i, cb in enumerate(self.codebooks)])
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        """x: (n, dim) -> codes (n, levels), without losses."""
-        return self.details(x).codes
+    def encode(self, x: Tensor, *, beam: int = 1) -> Tensor:
+        """x: (n, dim) -> codes (n, levels), without losses. ``beam`` > 1 keeps that many
+        partial code paths per item instead of the nearest code at each level (greedy)."""
+        if beam <= 1:
+            return self.details(x).codes
+        greedy = self.details(x).codes
+        searched = torch.cat([self._beam_codes(chunk, beam) for chunk in x.split(BEAM_CHUNK)]) \
+            if len(x) else greedy
+        # beam search may prune the greedy path; keep whichever reconstructs x better
+        better = self.distance(x, self.decode_codes(searched)) < self.distance(x, self.decode_codes(greedy))
+        return torch.where(better.unsqueeze(-1), searched, greedy)
+
+    def _beam_codes(self, x: Tensor, beam: int) -> Tensor:
+        """Beam search over residual paths. A path's score after codes e_0 … e_i is the total
+        reconstruction error so far, d(x, e_0 ⊕ (… ⊕ e_i)), which by the isometry of left
+        translation is d(r_i, e_i): the distance from the path's residual to its last code."""
+        n = len(x)
+        residual = x.unsqueeze(1)  # (n, paths, dim); one path to start with
+        codes = x.new_zeros((n, 1, 0), dtype=torch.long)
+        for codebook in self.codebooks:
+            codebook = _plain(codebook)
+            paths, size = residual.shape[1], len(codebook)
+            keys = geometry.distance_keys(residual.reshape(n * paths, -1), codebook, c=self.c)
+            keys, flat = keys.reshape(n, paths * size).topk(min(beam, paths * size), dim=1, largest=False)
+            parent, code = flat // size, flat % size
+            rows = torch.arange(n).unsqueeze(1)
+            codes = torch.cat([codes[rows, parent], code.unsqueeze(-1)], -1)
+            residual = self._subtract(residual[rows, parent], codebook[code])
+        return codes[:, 0]  # topk sorts: the first path has the smallest error
 
     @torch.no_grad()
     def details(self, x: Tensor) -> ResidualDetails:

@@ -164,3 +164,28 @@ def test_every_command_has_help_and_is_in_the_readme():
         result = run(*command.split(), "--help")
         assert result.exit_code == 0 and "Example" in result.stdout
         assert f"hrqtok {command}" in readme
+
+
+def test_encode_with_beam_search_reconstructs_no_worse_than_greedy(tmp_path, fitted, vector_items):
+    import numpy as np
+    import torch
+
+    from hrqtok.artifacts import load_model_dir
+    from hrqtok.tables import read_table
+
+    for name, beam in (("greedy", 1), ("beam", 4), ("again", 4)):
+        result = run("encode", vector_items, "--model", fitted, "--beam", beam,
+                     "--out", tmp_path / f"{name}.parquet", "-q")
+        assert result.exit_code == 0, result.output
+    greedy, searched = read_table(tmp_path / "greedy.parquet"), read_table(tmp_path / "beam.parquet")
+    assert searched.metadata["beam"] == 4 and greedy.metadata["beam"] == 1
+    assert (tmp_path / "beam.parquet").read_bytes() == (tmp_path / "again.parquet").read_bytes()
+    model = load_model_dir(fitted).model
+    vectors = torch.tensor([json.loads(line)["vec"] for line in vector_items.read_text().splitlines()])
+    latents = model.latents(vectors)
+    error = lambda table: model.quantizer.distance(  # noqa: E731
+        latents, model.quantizer.decode_codes(torch.from_numpy(table.codes.astype(np.int64))))
+    assert (error(searched) <= error(greedy) + 1e-6).all()
+    assert error(searched).mean() < error(greedy).mean()
+    no_items = run("encode", "--model", fitted, "--beam", 4, "--out", tmp_path / "x.parquet")
+    assert no_items.exit_code == 1 and "give ITEMS to encode them with --beam" in no_items.stderr

@@ -163,3 +163,16 @@ def test_squared_distance_grads_match_autograd(c, near_boundary):
     torch.testing.assert_close(grad_y[1:], yr.grad[1:], rtol=1e-6, atol=1e-8)
     assert squared[0] == pytest.approx(0, abs=1e-10)
     assert torch.equal(grad_x[0], torch.zeros(6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, None])
+def test_distance_keys_give_the_distance_of_every_pair(c):
+    x = points(30, 4, c=c, dtype=torch.float64, seed=3) if c else torch.randn(30, 4, dtype=torch.float64)
+    codes = points(7, 4, c=c, dtype=torch.float64, seed=4) if c else torch.randn(7, 4, dtype=torch.float64)
+    keys = geometry.distance_keys(x, codes, c=c)
+    if c is None:
+        expected = torch.cdist(x, codes)
+        torch.testing.assert_close(keys.sqrt(), expected)
+    else:
+        expected = geometry.dist(x.unsqueeze(1), codes.unsqueeze(0), c=c)
+        torch.testing.assert_close(torch.acosh(1 + 2 * c * keys) / c ** 0.5, expected)

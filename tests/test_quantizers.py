@@ -171,3 +171,30 @@ def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c,
 def test_closed_form_grads_refuse_the_coordinate_loss_on_the_ball():
     with pytest.raises(ValueError, match="geodesic"):
         hyperbolic().double().loss_grads(points(4, 5, c=1.0, dtype=torch.float64, seed=0))
+
+
+def _exhaustive_errors(quantizer, x):
+    """Every code path's reconstruction error, (n, s^k): the reference for beam search."""
+    import itertools
+
+    paths = torch.tensor(list(itertools.product(range(quantizer.codebook_size), repeat=quantizer.levels)))
+    y = quantizer.decode_codes(paths)  # (s^k, dim)
+    return torch.stack([quantizer.distance(x[i:i + 1], y) for i in range(len(x))])
+
+
+@pytest.mark.parametrize("kind", ["hyperbolic", "euclidean"])
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_beam_encoding_against_exhaustive_search(kind, seed):
+    q = (hyperbolic(size=4, dim=3, seed=seed) if kind == "hyperbolic"
+         else euclidean(size=4, dim=3, seed=seed))
+    x = (points(64, 3, c=1.0, seed=seed + 50, dtype=torch.float64) if kind == "hyperbolic"
+         else torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)))
+    every = _exhaustive_errors(q, x)
+    error = lambda codes: q.distance(x, q.decode_codes(codes))  # noqa: E731
+    greedy = q.encode(x)
+    assert torch.equal(q.encode(x, beam=1), greedy)
+    # a beam as wide as s^(k-1) keeps every path to the last level: exhaustive search
+    torch.testing.assert_close(error(q.encode(x, beam=16)), every.min(1).values)
+    assert (error(greedy) > every.min(1).values + 1e-9).any()  # greedy is not optimal here
+    for beam in (2, 4, 8):
+        assert (error(q.encode(x, beam=beam)) <= error(greedy) + 1e-12).all()  # never worse

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from hrqtok.cli import app
@@ -139,6 +140,21 @@ def test_encode_decode_inspect(mammal_model, tmp_path):
     assert len(report["hierarchy"]["prefix_agreement"]["closure_pairs"]) == 3
     human = runner.invoke(app, ["inspect", "--model", str(mammal_model)])
     assert human.exit_code == 0 and "held-out MAP" in human.output
+
+
+def test_encode_with_beam_search_re_encodes_the_nouns(mammal_model, tmp_path):
+    from hrqtok.artifacts import load_model_dir
+    from hrqtok.tables import read_table
+
+    out = tmp_path / "beam.parquet"
+    result = runner.invoke(app, ["encode", "--model", str(mammal_model), "--beam", "8", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    loaded = load_model_dir(mammal_model)
+    greedy, searched = loaded.table(), read_table(out)
+    assert searched.ids == greedy.ids and searched.metadata["beam"] == 8
+    q, points = loaded.model.quantizer, loaded.model.embeddings
+    error = lambda codes: q.distance(points, q.decode_codes(torch.from_numpy(codes.astype("int64"))))  # noqa: E731
+    assert (error(searched.codes) <= error(greedy.codes) + 1e-9).all()
 
 
 def test_wordnet_model_refuses_other_items(mammal_model, vector_items):

@@ -72,7 +72,8 @@ class Seq2Seq(nn.Module):
     def decode_next(self, cache: list[tuple[Tensor, Tensor]], padding: Tensor, prefix: Tensor) -> Tensor:
         """Logits (b·w, V) of the id after the last position of each prefix (b·w, t): w beams
         per source, beams of source i in rows i·w … i·w + w - 1. Inference only; the same
-        result as ``decode(memory repeated w times, …)[:, -1]`` without repeating memory."""
+        result as ``decode(memory repeated w times, …)[:, -1]`` without repeating memory. It
+        follows nn.TransformerDecoderLayer's post-norm forward (the layers built above)."""
         b = len(padding)
         rows, t = prefix.shape
         width, heads = rows // b, self.config.heads
@@ -116,7 +117,7 @@ def train_seq2seq(sources: np.ndarray, targets: np.ndarray, vocabulary_size: int
                   config: Seq2SeqConfig, *, progress: ProgressFn | None = None,
                   validate: Callable[[Seq2Seq], float] | None = None,
                   validate_every: int = 1) -> Training:
-    """Fit on (source ids (n, S) padded with PAD, target ids (n, L)) pairs. With ``validate``
+    """Fit on (source ids (n, S) left-padded with PAD, target ids (n, L)) pairs. With ``validate``
     (higher is better), the model is scored every ``validate_every`` epochs and after the last,
     and the best-scoring weights are the ones returned."""
     torch.manual_seed(config.seed)

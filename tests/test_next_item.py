@@ -70,6 +70,17 @@ def test_bad_interactions_name_file_line_and_field(tmp_path, text, message):
     assert str(caught.value).replace(str(tmp_path) + "/", "").startswith(message)
 
 
+def test_parquet_timestamps_and_a_named_format(tmp_path):
+    import datetime
+
+    path = tmp_path / "events.data"
+    when = [datetime.datetime(2024, 1, 1, 0, 0, 10), datetime.datetime(2024, 1, 1)]
+    pq.write_table(pa.table({"user_id": [1, 1], "item_id": ["a", "b"], "timestamp": when}), path)
+    events = read_interactions(str(path), fmt="parquet")
+    assert events.times[0] - events.times[1] == 10 and events.users.tolist() == [0, 0]
+    assert events.location(0) == "row 1"
+
+
 def test_unknown_suffix_and_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         read_interactions(str(tmp_path / "none.tsv"))

@@ -145,9 +145,9 @@ class Seq2SeqConfig:
             raise ValueError("learning rate must be > 0 and dropout in [0, 1)")
 
 
-# Next-item retrieval reads histories of up to 19 multitokens (76 ids), so an epoch on
-# MovieLens-100k costs ~30 s on 2 cores and validation recall peaks near epoch 10; the paper's model (Appendix C.2) is d_model 384,
-# 6 heads, feedforward 1024.
+# Next-item retrieval reads histories of up to 19 multitokens (76 ids): an epoch on
+# MovieLens-100k costs ~30 s on 2 cores, and validation recall peaked near epoch 10. The
+# paper's model (Appendix C.2) is d_model 384, 6 heads, feedforward 1024.
 NEXT_ITEM = Seq2SeqConfig(epochs=12)
 
 

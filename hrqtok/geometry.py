@@ -214,15 +214,23 @@ def mobius_matvec(weight: Tensor, x: Tensor, *, c: float) -> Tensor:
     return project(scale * mx, c=c)
 
 
-def distance_keys(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Tensor:
-    """(n, s) keys that increase with d(x_i, codebook_j) across all rows and codes, so keys of
-    different points can be ranked together (beam search): ‖x - v‖² in Euclidean space,
-    ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)) on the ball (Eq. 1's arcosh argument, less 1, over 2c)."""
-    x_sq, code_sq = x.pow(2).sum(-1, keepdim=True), codebook.pow(2).sum(-1)
-    keys = torch.addmm(code_sq, x, codebook.transpose(0, 1), alpha=-2.0).add_(x_sq).clamp_(min=0)
+def distance_keys(x: Tensor, codebook: Tensor, *, c: float | None = None,
+                  across_rows: bool = True) -> Tensor:
+    """(n, s) keys that increase with d(x_i, codebook_j), from one matrix product: ‖x - v‖² in
+    Euclidean space, ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)) on the ball (Eq. 1's arcosh argument,
+    less 1, over 2c). They rank paths of different points together (beam search). With
+    ``across_rows=False`` they only rank the codes of each row (nearest search): the row terms
+    that cannot change a row's order (‖x‖² in Euclidean space, 1 / (1 - c‖x‖²)) are left out."""
+    code_sq = codebook.pow(2).sum(-1)  # (s,)
+    keys = torch.addmm(code_sq, x, codebook.transpose(0, 1), alpha=-2.0)  # ‖v‖² - 2⟨x, v⟩
+    if c is None and not across_rows:
+        return keys
+    x_sq = x.pow(2).sum(-1, keepdim=True)
+    keys.add_(x_sq).clamp_(min=0)
     if c is None:
         return keys
-    return keys.div_((1.0 - c * x_sq).clamp_min(MIN_NORM)).div_((1.0 - c * code_sq).clamp_min(MIN_NORM))
+    keys.mul_(1.0 / (1.0 - c * code_sq).clamp_min(MIN_NORM))
+    return keys.div_((1.0 - c * x_sq).clamp_min(MIN_NORM)) if across_rows else keys
 
 
 def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Tensor:
@@ -232,15 +240,9 @@ def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Ten
 
     No (n × s × dim) tensor is built. On the ball, for a fixed x, Eq. 1's arcosh argument
     1 + 2c‖x-v‖² / ((1-c‖x‖²)(1-c‖v‖²)) is increasing in ‖x-v‖² / (1-c‖v‖²), so the argmin is
-    one matrix product (‖x‖² - 2⟨x,v⟩ + ‖v‖²) and a per-code scale, as cheap as Euclidean search.
+    one matrix product (‖x‖² - 2⟨x,v⟩ + ‖v‖²) and a per-code scale (``distance_keys``), as cheap
+    as Euclidean search.
     """
-    code_sq = codebook.pow(2).sum(-1)  # (s,)
-    # Per-code scale; on the Euclidean path the row term ‖x‖² cannot change the argmin.
-    inv_scale = None if c is None else 1.0 / (1.0 - c * code_sq).clamp_min(MIN_NORM)
-    out = []
-    for chunk in x.split(SEARCH_CHUNK):
-        scores = torch.addmm(code_sq, chunk, codebook.transpose(0, 1), alpha=-2.0)  # (n, s)
-        if inv_scale is not None:
-            scores.add_(chunk.pow(2).sum(-1, keepdim=True)).clamp_(min=0).mul_(inv_scale)
-        out.append(scores.argmin(dim=-1))
+    out = [distance_keys(chunk, codebook, c=c, across_rows=False).argmin(dim=-1)
+           for chunk in x.split(SEARCH_CHUNK)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)

@@ -178,14 +178,13 @@ class ResidualQuantizer(nn.Module):
     def encode(self, x: Tensor, *, beam: int = 1) -> Tensor:
         """x: (n, dim) -> codes (n, levels), without losses. ``beam`` > 1 keeps that many
         partial code paths per item instead of the nearest code at each level (greedy)."""
-        if beam <= 1:
-            return self.details(x).codes
         greedy = self.details(x).codes
-        searched = torch.cat([self._beam_codes(chunk, beam) for chunk in x.split(BEAM_CHUNK)]) \
-            if len(x) else greedy
+        if beam <= 1 or not len(x):
+            return greedy
+        searched = torch.cat([self._beam_codes(chunk, beam) for chunk in x.split(BEAM_CHUNK)])
         # beam search may prune the greedy path; keep whichever reconstructs x better
-        better = self.distance(x, self.decode_codes(searched)) < self.distance(x, self.decode_codes(greedy))
-        return torch.where(better.unsqueeze(-1), searched, greedy)
+        error = lambda codes: self.distance(x, self.decode_codes(codes))  # noqa: E731
+        return torch.where((error(searched) < error(greedy)).unsqueeze(-1), searched, greedy)
 
     def _beam_codes(self, x: Tensor, beam: int) -> Tensor:
         """Beam search over residual paths. A path's score after codes e_0 … e_i is the total
@@ -198,7 +197,7 @@ class ResidualQuantizer(nn.Module):
             codebook = _plain(codebook)
             paths, size = residual.shape[1], len(codebook)
             keys = geometry.distance_keys(residual.reshape(n * paths, -1), codebook, c=self.c)
-            keys, flat = keys.reshape(n, paths * size).topk(min(beam, paths * size), dim=1, largest=False)
+            _, flat = keys.reshape(n, paths * size).topk(min(beam, paths * size), dim=1, largest=False)
             parent, code = flat // size, flat % size
             rows = torch.arange(n).unsqueeze(1)
             codes = torch.cat([codes[rows, parent], code.unsqueeze(-1)], -1)

@@ -160,6 +160,17 @@ def test_cached_decoder_matches_plain_decoder(width):
     torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
 
 
+def test_leading_padding_does_not_change_the_model_output():
+    """Training trims each batch to its longest history: that must not change what the model
+    computes for the others, so positions count from the end and PAD is masked."""
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(**TINY), 20, 12).eval()
+    history, target = torch.randint(2, 20, (3, 5)), torch.randint(2, 20, (3, 2))
+    padded = torch.cat([torch.full((3, 7), PAD), history], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded, target), model(history, target), atol=1e-5, rtol=1e-5)
+
+
 def test_length_batches_cover_each_example_once_with_similar_lengths():
     lengths = torch.tensor([5, 1, 3, 5, 2, 1, 4, 3, 2, 5])
     batches = _length_batches(lengths, 3, torch.Generator().manual_seed(0))

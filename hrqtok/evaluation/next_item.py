@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+import pyarrow.compute as pc
 
 from hrqtok.config import Seq2SeqConfig, to_dict
 from hrqtok.errors import InputError
@@ -90,7 +91,7 @@ def evaluate_next_item(tokens_path: str, interactions: Interactions, config: Seq
         raise InputError(f"no interaction names an item of {tokens_path} (first item: {first!r}); "
                          "are these the right tokens, and the right --item-field?",
                          source=interactions.source)
-    unknown_items = len(set(interactions.items.filter(unknown).to_pylist()))
+    unknown_items = pc.count_distinct(interactions.items.filter(unknown)).as_py()
     if unknown.any():
         where = int(np.flatnonzero(unknown)[0])
         warnings.append(f"{interactions.source}: {int(unknown.sum())} of {len(interactions)} "

@@ -18,7 +18,7 @@ from hrqtok.sources.interactions import InteractionFields, read_delimited
 PACKAGE_FOLDER = Path("dataset_example") / "ml-100k"
 INTERACTIONS_FILE = "ml-100k.inter"
 ITEMS_FILE = "ml-100k.item"
-FIELDS = InteractionFields(user_field="user_id", item_field="item_id", time_field="timestamp")
+FIELDS = InteractionFields()  # ml-100k.inter's columns are hrqtok's default names
 INSTALL_HINT = "install it with `pip install --no-deps recbole==1.2.1` (or `make setup`)"
 
 

@@ -32,7 +32,8 @@ BATCHES, STEPS, NEGATIVES = (512, 2048), 100, 50
 
 def _model_config(geometry_name, dim):
     return hierarchy_model_config(latent_dim=dim, levels=3, codebook_size=256,
-                                  geometry=geometry_name, curvature=1.0, commitment=0.25)
+                                  quantizer={"hyperbolic": "hrq", "euclidean": "rq"}[geometry_name],
+                                  curvature=1.0, commitment=0.25)
 
 
 def baseline_step(table, batch, sampler, lr, c):

@@ -20,7 +20,7 @@ from hrqtok.config import ModelConfig, from_dict
 from hrqtok.errors import ArtifactError
 from hrqtok.hierarchy import Hierarchy, read_hierarchy
 from hrqtok.hierarchy_model import HierarchyModel
-from hrqtok.model import HRQVAE
+from hrqtok.model import Tokenizer, build_model
 from hrqtok.tables import TokenTable, build_table, read_table, write_table
 
 FORMAT_VERSION = 1
@@ -34,7 +34,7 @@ ITEMS, WORDNET = "items", "wordnet"  # config["kind"]: what a model was fitted o
 @dataclass
 class ModelDir:
     path: Path
-    model: HRQVAE | HierarchyModel
+    model: Tokenizer | HierarchyModel
     config: dict  # the whole config.json
     model_config: ModelConfig
 
@@ -72,18 +72,19 @@ def versions() -> dict:
 
 def table_metadata(fingerprint: str, model_config: ModelConfig, beam: int = 1) -> dict:
     return {"model_fingerprint": fingerprint, "geometry": model_config.geometry,
+            "quantizer": model_config.quantizer,
             "levels": model_config.levels,
             "codebook_sizes": [model_config.codebook_size] * model_config.levels,
             "beam": beam}
 
 
-def _plain_state(model: HRQVAE) -> dict[str, torch.Tensor]:
+def _plain_state(model: Tokenizer | HierarchyModel) -> dict[str, torch.Tensor]:
     # ManifoldParameters are tensor subclasses; safetensors wants plain contiguous tensors.
     return {k: v.detach().as_subclass(torch.Tensor).contiguous()
             for k, v in model.state_dict().items()}
 
 
-def save_model_dir(path: str | Path, *, model: HRQVAE | HierarchyModel, config: dict,
+def save_model_dir(path: str | Path, *, model: Tokenizer | HierarchyModel, config: dict,
                    log: list[dict], metrics: dict, ids: list[str], codes,
                    extra: dict[str, Callable[[Path], None]] | None = None) -> ModelDir:
     """Write a whole model directory atomically (temporary sibling, then rename).
@@ -130,7 +131,7 @@ def load_model_dir(path: str | Path) -> ModelDir:
         if config.get("kind", ITEMS) == WORDNET:
             model = HierarchyModel(model_config, int(config["hierarchy"]["nodes"]))
         else:
-            model = HRQVAE(model_config)
+            model = build_model(model_config)
         model.load_state_dict(load_file(path / WEIGHTS), strict=True)
     except (KeyError, ValueError, RuntimeError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -15,7 +15,8 @@ import typer
 from rich.table import Table
 
 from hrqtok import __version__
-from hrqtok.config import MAX_CODEBOOK_SIZE, MAX_LEVELS, HierarchyTrainConfig, ModelConfig, TrainConfig
+from hrqtok.config import (MAX_CODEBOOK_SIZE, MAX_LEVELS, QUANTIZERS, HierarchyTrainConfig,
+                           ModelConfig, TrainConfig)
 from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, err,
                             exit_on_errors, progress_bars)
 from hrqtok.errors import HrqtokError
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 
 Geometry = Enum("Geometry", {g: g for g in ("hyperbolic", "euclidean")}, type=str)
+Quantizer = Enum("Quantizer", {q: q for q in QUANTIZERS}, type=str)
+Centroid = Enum("Centroid", {c: c for c in ("frechet", "einstein")}, type=str)
 OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
@@ -125,12 +128,20 @@ def fit(
         "--wordnet", help="Train on the WordNet noun hypernym closure instead of ITEMS.")] = False,
     root: Annotated[Optional[str], typer.Option(
         help="With --wordnet: only this synset's subtree, e.g. mammal.n.01.")] = None,
-    geometry: Annotated[Geometry, typer.Option(help="hyperbolic = HRQ-VAE, euclidean = RQ-VAE.")] = Geometry.hyperbolic,
+    quantizer: Annotated[Optional[Quantizer], typer.Option(
+        help="hrq: HRQ-VAE (hyperbolic); rq: RQ-VAE (Euclidean); hypervq: HRQ-VAE with HyperVQ "
+             "(MLR) levels; rq-kmeans / hrq-kmeans: residual k-means on the input vectors, no "
+             "network [default: hrq, or rq with --geometry euclidean].", show_default=False)] = None,
+    geometry: Annotated[Optional[Geometry], typer.Option(
+        help="Shorthand: hyperbolic = --quantizer hrq, euclidean = --quantizer rq.",
+        show_default=False)] = None,
     levels: Annotated[int, typer.Option(min=1, max=MAX_LEVELS, help="Tokens per item (k).")] = 3,
     codebook_size: Annotated[int, typer.Option(min=2, max=MAX_CODEBOOK_SIZE, help="Codes per level (s).")] = 256,
     latent_dim: Annotated[Optional[int], typer.Option(
         min=1, help=_fit_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
-    hidden_dims: Annotated[str, typer.Option(help="Encoder hidden sizes; the decoder mirrors them.")] = "512,256,128",
+    hidden_dims: Annotated[Optional[str], typer.Option(
+        help="Encoder hidden sizes; the decoder mirrors them [default: 512,256,128].",
+        show_default=False)] = None,
     curvature: Annotated[float, typer.Option(min=1e-6, help="Curvature c of the ball.")] = 1.0,
     commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
     epochs: Annotated[Optional[int], typer.Option(
@@ -141,6 +152,17 @@ def fit(
     learning_rate: Annotated[Optional[float], typer.Option(
         min=1e-9, help=_fit_help("learning_rate"), show_default=False)] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs).")] = 20,
+    kmeans_iters: Annotated[int, typer.Option(
+        min=0, help="Most Lloyd iterations per level: codebook initialisation, and the k-means "
+                    "quantizers (which stop earlier once assignments settle).")] = TrainConfig.kmeans_iters,
+    centroid: Annotated[Centroid, typer.Option(
+        help="hrq-kmeans cluster centres: Fréchet mean, or the (cheaper) Einstein midpoint.")] = Centroid.frechet,
+    tau_max: Annotated[float, typer.Option(
+        min=1e-6, help="hypervq: Gumbel-softmax temperature at the first step.")] = TrainConfig.temperature_max,
+    tau_min: Annotated[float, typer.Option(
+        min=1e-6, help="hypervq: lowest temperature.")] = TrainConfig.temperature_min,
+    tau_decay: Annotated[float, typer.Option(
+        min=1e-6, max=1.0, help="hypervq: temperature factor per optimiser step.")] = TrainConfig.temperature_decay,
     validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.1,
     test_fraction: Annotated[float, typer.Option(
         help="With --wordnet: held-out share of the closure pairs, in (0, 1).")] = 0.15,
@@ -175,31 +197,46 @@ def fit(
         raise typer.BadParameter("--root needs --wordnet", param_hint="--root")
     if not 0 < test_fraction < 1:
         raise typer.BadParameter(f"must be in (0, 1), got {test_fraction}", param_hint="--test-fraction")
+    quantizer_name = _quantizer(quantizer, geometry)
+    if quantizer_name == "hypervq" and wordnet:
+        raise typer.BadParameter(
+            "hypervq learns its code choice from a decoder's reconstruction loss, and WordNet "
+            "mode has no decoder; use hrq, rq, hrq-kmeans or rq-kmeans", param_hint="--quantizer")
+    kmeans = quantizer_name in ("hrq-kmeans", "rq-kmeans")
+    if kmeans and not wordnet and (latent_dim is not None or hidden_dims is not None):
+        raise typer.BadParameter(f"{quantizer_name} quantizes the input vectors themselves; "
+                                 "leave out --latent-dim and --hidden-dims", param_hint="--quantizer")
     latent_dim = _mode_default("latent_dim", latent_dim, wordnet)
     epochs = _mode_default("epochs", epochs, wordnet)
     batch_size = _mode_default("batch_size", batch_size, wordnet)
     learning_rate = _mode_default("learning_rate", learning_rate, wordnet)
     if wordnet:
-        _fit_wordnet(model, root=root, geometry=geometry.value, levels=levels,
+        _fit_wordnet(model, root=root, quantizer=quantizer_name, levels=levels,
                      codebook_size=codebook_size, latent_dim=latent_dim, curvature=curvature,
                      commitment=commitment,
                      train=dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                 test_fraction=test_fraction, negatives=negatives,
                                 burn_in_epochs=burn_in_epochs, eval_every=eval_every,
-                                quantize_weight=quantize_weight, seed=seed),
+                                quantize_weight=quantize_weight, kmeans_iters=kmeans_iters,
+                                centroid=centroid.value, seed=seed),
                      json_out=json_out, quiet=quiet)
         return
     from hrqtok.pipeline import EmbedSettings, fit_items
 
     try:
-        hidden = tuple(int(d) for d in hidden_dims.split(",") if d.strip())
-        model_config = ModelConfig(hidden_dims=hidden, latent_dim=latent_dim, levels=levels,
-                                   codebook_size=codebook_size, geometry=geometry.value,
+        # k-means quantizes the inputs: fit_items sets both dimensions from the data
+        shape = dict(input_dim=1, latent_dim=1, hidden_dims=()) if kmeans else dict(
+            latent_dim=latent_dim,
+            hidden_dims=tuple(int(d) for d in (hidden_dims or "512,256,128").split(",") if d.strip()))
+        model_config = ModelConfig(**shape, levels=levels, codebook_size=codebook_size,
+                                   geometry=QUANTIZERS[quantizer_name], quantizer=quantizer_name,
                                    curvature=curvature, commitment=commitment)
         train_config = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs,
                                    batch_size=batch_size, learning_rate=learning_rate,
                                    patience=patience, validation_fraction=validation_fraction,
-                                   seed=seed)
+                                   kmeans_iters=kmeans_iters, centroid=centroid.value,
+                                   temperature_max=tau_max, temperature_min=tau_min,
+                                   temperature_decay=tau_decay, seed=seed)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     fields = _fields(id_field, text_field, embedding_field) or ItemFields()
@@ -213,23 +250,39 @@ def fit(
         print(json.dumps(metrics))
     if not quiet:
         f, c = metrics["fit"], metrics["table"]["collisions"]
-        err.print(f"fitted {f['items']} items in {f['epochs']} epochs ({f['stopped']}, best "
-                  f"epoch {f['best_epoch']}, {f['seconds']:.1f} s) -> {model}")
+        if kmeans:
+            iterations = "/".join(map(str, f["kmeans_iterations"]))
+            err.print(f"fitted {f['items']} items by {quantizer_name} ({iterations} Lloyd "
+                      f"iterations per level, {f['seconds']:.1f} s) -> {model}")
+        else:
+            err.print(f"fitted {f['items']} items with {quantizer_name} in {f['epochs']} epochs "
+                      f"({f['stopped']}, best epoch {f['best_epoch']}, {f['seconds']:.1f} s) -> {model}")
         used = " / ".join(f"{lv['used']}" for lv in metrics["table"]["levels"])
         err.print(f"codes used per level: {used} of {codebook_size}; "
                   f"collisions {c['collision_rate']:.1%}; "
                   f"reconstruction cosine {metrics['vectors']['reconstruction']['cosine']:.4f}")
 
 
-def _fit_wordnet(model: Path, *, root, geometry, levels, codebook_size, latent_dim, curvature,
+def _quantizer(quantizer: Optional[Quantizer], geometry: Optional[Geometry]) -> str:
+    """--quantizer, or the one --geometry stands for; the two must not disagree."""
+    if quantizer is None:
+        return "rq" if geometry == Geometry.euclidean else "hrq"
+    if geometry is not None and QUANTIZERS[quantizer.value] != geometry.value:
+        raise typer.BadParameter(f"--quantizer {quantizer.value} works in "
+                                 f"{QUANTIZERS[quantizer.value]} space; leave out --geometry",
+                                 param_hint="--geometry")
+    return quantizer.value
+
+
+def _fit_wordnet(model: Path, *, root, quantizer, levels, codebook_size, latent_dim, curvature,
                  commitment, train: dict, json_out: bool, quiet: bool) -> None:
     from hrqtok.hierarchy_model import hierarchy_model_config
     from hrqtok.pipeline import fit_wordnet
 
     try:
         model_config = hierarchy_model_config(
-            latent_dim=latent_dim, levels=levels, codebook_size=codebook_size, geometry=geometry,
-            curvature=curvature, commitment=commitment)
+            latent_dim=latent_dim, levels=levels, codebook_size=codebook_size,
+            quantizer=quantizer, curvature=curvature, commitment=commitment)
         train_config = HierarchyTrainConfig(**train)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None

@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 GEOMETRIES = ("hyperbolic", "euclidean")
+# --quantizer: its geometry, and whether it is trained (an (H)RQ-VAE) or fitted by k-means on
+# the input vectors with no network
+QUANTIZERS = {"hrq": "hyperbolic", "rq": "euclidean", "hypervq": "hyperbolic",
+              "hrq-kmeans": "hyperbolic", "rq-kmeans": "euclidean"}
+KMEANS_QUANTIZERS = ("hrq-kmeans", "rq-kmeans")
 QUANTIZATION_LOSSES = ("squared", "geodesic")
 MAX_LEVELS = 16
 MAX_CODEBOOK_SIZE = 65536
@@ -24,10 +29,22 @@ class ModelConfig:
     curvature: float = 1.0  # c of the Poincaré ball; unused in Euclidean mode
     commitment: float = 0.25  # alpha in ||sg[r]-e||^2 + alpha ||r-sg[e]||^2
     quantization_loss: str = "squared"  # "squared": ||r-e||^2 in coordinates; "geodesic": d(r,e)^2
+    # one of QUANTIZERS; "" means the geometry's default (hrq on the ball, rq in Euclidean space)
+    quantizer: str = ""
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
+        if not self.quantizer:  # frozen: set the derived default once, here
+            object.__setattr__(self, "quantizer", "hrq" if self.hyperbolic else "rq")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
+        if QUANTIZERS[self.quantizer] != self.geometry:
+            raise ValueError(f"quantizer {self.quantizer} works in {QUANTIZERS[self.quantizer]} "
+                             f"space, not {self.geometry}")
+        if self.kmeans and (self.hidden_dims or self.latent_dim != self.input_dim):
+            raise ValueError(f"{self.quantizer} quantizes the input vectors: no hidden layers, "
+                             "and latent dimension = input dimension")
         if not 1 <= self.levels <= MAX_LEVELS:
             raise ValueError(f"levels must be in 1..{MAX_LEVELS}, got {self.levels}")
         if not 2 <= self.codebook_size <= MAX_CODEBOOK_SIZE:
@@ -47,6 +64,11 @@ class ModelConfig:
     def hyperbolic(self) -> bool:
         return self.geometry == "hyperbolic"
 
+    @property
+    def kmeans(self) -> bool:
+        """Fitted by residual k-means on the inputs, with no encoder or decoder."""
+        return self.quantizer in KMEANS_QUANTIZERS
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -56,8 +78,13 @@ class TrainConfig:
     warmup_epochs: int = 10  # autoencoder epochs without quantization before k-means init
     batch_size: int = 128  # the paper's batch size
     learning_rate: float = 1e-3
-    kmeans_iters: int = 25  # Lloyd iterations per level at initialisation
+    kmeans_iters: int = 25  # most Lloyd iterations per level (initialisation, k-means quantizers)
+    centroid: str = "frechet"  # hrq-kmeans cluster centres: "frechet" mean or "einstein" midpoint
     revive_dead_codes: bool = True  # reseed unused codes from badly reconstructed residuals
+    # hypervq: Gumbel-softmax temperature tau = max(tau_max * decay^step, tau_min) (Algorithm 1)
+    temperature_max: float = 2.0
+    temperature_min: float = 0.5
+    temperature_decay: float = 0.999  # per optimiser step: tau_min after ~1,400 steps
     validation_fraction: float = 0.1  # held-out slice for early stopping
     patience: int = 20  # epochs without validation improvement before stopping
     seed: int = 0
@@ -73,6 +100,16 @@ class TrainConfig:
             raise ValueError("validation_fraction must be in [0, 1)")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.centroid not in ("frechet", "einstein"):
+            raise ValueError(f"centroid must be frechet or einstein, got {self.centroid!r}")
+        if not 0 < self.temperature_min <= self.temperature_max:
+            raise ValueError("temperatures must satisfy 0 < min <= max")
+        if not 0 < self.temperature_decay <= 1:
+            raise ValueError(f"temperature decay must be in (0, 1], got {self.temperature_decay}")
+
+    def temperature(self, step: int) -> float:
+        """HyperVQ's Gumbel-softmax temperature at optimiser step ``step`` (from 0)."""
+        return max(self.temperature_max * self.temperature_decay ** step, self.temperature_min)
 
 
 @dataclass(frozen=True)
@@ -92,6 +129,7 @@ class HierarchyTrainConfig:
     negative_group: int = 32  # pairs sharing one draw of negatives (1: a draw per pair)
     quantize_weight: float = 0.1  # weight of the (H)RQ loss of both ends of a pair
     kmeans_iters: int = 25  # Lloyd iterations per level when codebooks start after burn-in
+    centroid: str = "frechet"  # hrq-kmeans cluster centres: "frechet" mean or "einstein" midpoint
     revive_dead_codes: bool = True  # reseed unused codes after each epoch
     test_fraction: float = 0.15  # held-out share of the closure pairs
     eval_every: int = 10  # epochs between MR/MAP checks in the log (0: only at the end)
@@ -115,6 +153,8 @@ class HierarchyTrainConfig:
             raise ValueError(f"test fraction must be in (0, 1), got {self.test_fraction}")
         if self.eval_every < 0 or self.eval_sample < 1:
             raise ValueError("eval_every must be >= 0 and eval_sample >= 1")
+        if self.centroid not in ("frechet", "einstein"):
+            raise ValueError(f"centroid must be frechet or einstein, got {self.centroid!r}")
 
 
 @dataclass(frozen=True)

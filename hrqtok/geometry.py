@@ -246,3 +246,48 @@ def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Ten
     out = [distance_keys(chunk, codebook, c=c, across_rows=False).argmin(dim=-1)
            for chunk in x.split(SEARCH_CHUNK)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
+
+
+def expmap(x: Tensor, v: Tensor, *, c: float) -> Tensor:
+    """Tangent vector v at x -> point: x ⊕ tanh(√c λ_x‖v‖/2) v / (√c‖v‖)."""
+    sqrt_c = math.sqrt(c)
+    v_norm = norm(v)
+    step = tanh(sqrt_c * lambda_x(x, c=c) * v_norm / 2) * v / (sqrt_c * v_norm)
+    return project(mobius_add(x, step, c=c), c=c)
+
+
+def logmap(x: Tensor, y: Tensor, *, c: float) -> Tensor:
+    """Point y -> tangent vector at x: 2/(√c λ_x) artanh(√c‖(-x) ⊕ y‖) u/‖u‖, u = (-x) ⊕ y."""
+    sqrt_c = math.sqrt(c)
+    u = mobius_add(-x, y, c=c)
+    u_norm = norm(u)
+    return 2 / (sqrt_c * lambda_x(x, c=c)) * artanh(sqrt_c * u_norm) * u / u_norm
+
+
+def einstein_midpoint(x: Tensor, groups: Tensor, count: int, *, c: float) -> Tensor:
+    """Per group, the Einstein midpoint of the points x (n, d) labelled ``groups`` (n,): the
+    Lorentz-factor weighted mean in the Klein model, mapped back to the ball. Groups with no
+    point get the origin. A closed-form stand-in for the Fréchet mean (Ungar 2008)."""
+    x2 = c * x.pow(2).sum(-1, keepdim=True)
+    klein = 2 * x / (1 + x2)
+    gamma = 1 / (1 - c * klein.pow(2).sum(-1, keepdim=True)).clamp_min(MIN_NORM).sqrt()
+    sums = torch.zeros(count, x.shape[1], dtype=x.dtype).index_add_(0, groups, gamma * klein)
+    weights = torch.zeros(count, 1, dtype=x.dtype).index_add_(0, groups, gamma)
+    mean = sums / weights.clamp_min(MIN_NORM)  # a convex combination: inside the Klein ball
+    k2 = (c * mean.pow(2).sum(-1, keepdim=True)).clamp_max(1.0)
+    return project(mean / (1 + (1 - k2).sqrt()), c=c)
+
+
+def mlr_logits(x: Tensor, normals: Tensor, offsets: Tensor, *, c: float) -> Tensor:
+    """Unidirectional hyperbolic MLR (Shimizu et al. 2021, Eq. 6 of the HyperVQ paper):
+    v_k(x) = 2‖a_k‖/√c · asinh((2√c⟨x, â_k⟩ cosh(2√c r_k) - (1 + c‖x‖²) sinh(2√c r_k))
+    / (1 - c‖x‖²)), i.e. 2‖a_k‖ times the signed distance from x to the hyperplane through
+    q_k = exp0(r_k â_k) orthogonal to â_k. x: (n, d); normals a: (K, d); offsets r: (K,)
+    -> (n, K), from one matrix product."""
+    sqrt_c = math.sqrt(c)
+    a_norm = norm(normals).squeeze(-1)  # (K,)
+    twice = (2 * sqrt_c * offsets).clamp(-2 * TANH_LIMIT, 2 * TANH_LIMIT)
+    cx2 = c * x.pow(2).sum(-1, keepdim=True)  # (n, 1)
+    along = (x @ (normals / a_norm.unsqueeze(-1)).transpose(0, 1)) * (2 * sqrt_c)  # (n, K)
+    inner = (along * torch.cosh(twice) - (1 + cx2) * torch.sinh(twice)) / (1 - cx2).clamp_min(MIN_NORM)
+    return 2 * a_norm / sqrt_c * torch.asinh(inner)

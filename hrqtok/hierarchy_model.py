@@ -10,20 +10,24 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok import geometry
-from hrqtok.config import ModelConfig
+from hrqtok.config import QUANTIZERS, ModelConfig
 from hrqtok.quantizers import build_quantizer
 
 INIT_RANGE = 1e-3  # embeddings start uniform in ±INIT_RANGE (Nickel & Kiela 2017)
 DTYPE = torch.float64
 
 
-def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, geometry: str,
+def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, quantizer: str,
                            curvature: float, commitment: float) -> ModelConfig:
     """A ModelConfig for an embedding table: no hidden layers, input = latent dimension, and
-    the geodesic quantization loss (nodes sit near the boundary of the ball)."""
+    the geodesic quantization loss (nodes sit near the boundary of the ball). HyperVQ levels
+    are refused: they learn their code choice from a decoder, which this model has not."""
+    if quantizer == "hypervq":
+        raise ValueError("hypervq needs a decoder's reconstruction loss; WordNet mode has none")
     return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
-                       levels=levels, codebook_size=codebook_size, geometry=geometry,
-                       curvature=curvature, commitment=commitment, quantization_loss="geodesic")
+                       levels=levels, codebook_size=codebook_size, geometry=QUANTIZERS[quantizer],
+                       quantizer=quantizer, curvature=curvature, commitment=commitment,
+                       quantization_loss="geodesic")
 
 
 class HierarchyModel(nn.Module):

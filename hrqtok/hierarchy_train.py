@@ -9,7 +9,9 @@ sampled hypernym is redrawn once and masked out of the softmax if it hits again.
 
 Embeddings take sparse Riemannian SGD steps (only the rows a batch touches), with burn-in
 epochs at a reduced rate before the codebooks exist; codebooks start from k-means on the
-burnt-in embeddings and then train with RiemannianAdam alongside.
+burnt-in embeddings and then train with RiemannianAdam alongside. With a k-means quantizer
+(rq-kmeans, hrq-kmeans) the embeddings train alone and residual k-means of the final
+embeddings gives the codebooks.
 """
 
 from __future__ import annotations
@@ -103,12 +105,13 @@ class _Loop:
 
     def run(self) -> None:
         start = time.perf_counter()
+        joint = not self.model.config.kmeans  # codebooks train with the embeddings
         for epoch in range(1, self.total_epochs + 1):
             burn_in = epoch <= self.config.burn_in_epochs
-            if not burn_in and not self.initialised:
+            if joint and not burn_in and not self.initialised:
                 self.initialise_codebooks()
             row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
-                   **self._epoch(self._learning_rate(epoch), quantize=not burn_in)}
+                   **self._epoch(self._learning_rate(epoch), quantize=joint and not burn_in)}
             if self.initialised:
                 row.update(self._usage())
             every = self.config.eval_every
@@ -120,8 +123,19 @@ class _Loop:
                 self.progress(row["phase"], epoch, self.total_epochs, row)
 
     def initialise_codebooks(self) -> None:
-        self.model.quantizer.initialise(self.model.embeddings.detach(),
-                                        iters=self.config.kmeans_iters, generator=self.generator)
+        """k-means codebooks: a start for joint training, or the whole of a k-means quantizer
+        (fitted once the embeddings are final)."""
+        points = self.model.embeddings.detach()
+        if self.model.config.kmeans:
+            summaries = self.model.quantizer.fit_kmeans(
+                points, iters=self.config.kmeans_iters, generator=self.generator,
+                centroid=self.config.centroid)
+            self.log.append({"phase": "k-means", "iterations": [s["iterations"] for s in summaries],
+                             "objective": [s["objective"][-1] for s in summaries]})
+            self.initialised = True
+            return
+        self.model.quantizer.initialise(points, iters=self.config.kmeans_iters,
+                                        generator=self.generator)
         self.codebook_optimizer = geoopt.optim.RiemannianAdam(
             self.model.quantizer.parameters(), lr=self.config.codebook_learning_rate)
         self.initialised = True

@@ -1,19 +1,51 @@
-"""Seeded k-means (k-means++ seeding, then Lloyd iterations) for codebook initialisation."""
+"""Seeded k-means (k-means++ seeding, then Lloyd iterations) in Euclidean space or on the
+Poincaré ball: codebook initialisation, and the whole of the residual k-means tokenizers.
+
+On the ball (``c`` given) points are assigned by hyperbolic distance and a cluster's centre is
+its Einstein midpoint, optionally refined towards the Fréchet mean (the minimiser of the summed
+squared distances) by Karcher steps. A new centre only replaces the old one where it lowers the
+cluster's summed squared distance, so the objective never increases (the Euclidean mean is the
+exact minimiser and needs no such check).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from hrqtok import geometry
 from hrqtok.geometry import nearest_codes
 
+CENTROIDS = ("frechet", "einstein")  # on the ball: Fréchet mean, or the Einstein midpoint only
+KARCHER_STEPS = 5  # Riemannian gradient steps from the Einstein midpoint towards the Fréchet mean
 
-def kmeans_plus_plus(x: Tensor, k: int, *, generator: torch.Generator) -> Tensor:
+# progress(iteration, iterations, objective) after each Lloyd iteration
+IterationFn = Callable[[int, int, float], None]
+
+
+class KMeansResult(NamedTuple):
+    centroids: Tensor  # (k, d)
+    objective: list[float]  # Σ d(x, nearest centroid)² after seeding and after each iteration
+    iterations: int  # Lloyd iterations run (fewer than asked when assignments stopped changing)
+
+
+def squared_distance(x: Tensor, y: Tensor, c: float | None = None) -> Tensor:
+    """Row-wise d(x, y)²: Euclidean, or hyperbolic on the ball of curvature ``c``."""
+    if c is None:
+        return (x - y).pow(2).sum(-1)
+    return geometry.dist(x, y, c=c).pow(2)
+
+
+def kmeans_plus_plus(x: Tensor, k: int, *, generator: torch.Generator,
+                     c: float | None = None) -> Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii 2007). x: (n, d) -> (k, d), k <= n."""
     n = x.shape[0]
     first = torch.randint(n, (1,), generator=generator)
     centroids = [x[first]]
-    closest = (x - x[first]).pow(2).sum(-1)
+    closest = squared_distance(x, x[first], c)
     for _ in range(1, k):
         total = closest.sum()
         if total <= 0:  # every point already coincides with a centroid
@@ -21,36 +53,92 @@ def kmeans_plus_plus(x: Tensor, k: int, *, generator: torch.Generator) -> Tensor
         else:
             pick = torch.multinomial(closest / total, 1, generator=generator)
         centroids.append(x[pick])
-        closest = torch.minimum(closest, (x - x[pick]).pow(2).sum(-1))
+        closest = torch.minimum(closest, squared_distance(x, x[pick], c))
     return torch.cat(centroids)
 
 
-def kmeans(x: Tensor, k: int, *, iters: int, generator: torch.Generator) -> Tensor:
-    """Euclidean k-means. x: (n, d) -> centroids (k, d).
+def _means(x: Tensor, assign: Tensor, centroids: Tensor, c: float | None,
+           centroid: str) -> Tensor:
+    """Each cluster's centre; an empty cluster keeps its centroid instead of collapsing to 0."""
+    k = len(centroids)
+    counts = torch.bincount(assign, minlength=k).unsqueeze(-1)
+    if c is None:
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        return torch.where(counts > 0, sums / counts.clamp_min(1).to(x.dtype), centroids)
+    means = geometry.einstein_midpoint(x, assign, k, c=c)
+    if centroid == "frechet":
+        for _ in range(KARCHER_STEPS):  # m <- exp_m(mean of log_m(x_i)) per cluster
+            tangent = geometry.logmap(means[assign], x, c=c)
+            step = torch.zeros_like(means).index_add_(0, assign, tangent)
+            means = geometry.expmap(means, step / counts.clamp_min(1).to(x.dtype), c=c)
+    return torch.where(counts > 0, means, centroids)
+
+
+def _keep_better(x: Tensor, assign: Tensor, old: Tensor, new: Tensor, c: float) -> Tensor:
+    """Per cluster, whichever centre has the smaller summed squared distance to its points."""
+    k = len(old)
+    cost = lambda centres: torch.zeros(k, dtype=x.dtype).index_add_(  # noqa: E731
+        0, assign, squared_distance(x, centres[assign], c))
+    return torch.where((cost(new) <= cost(old)).unsqueeze(-1), new, old)
+
+
+def _reseed_empty(x: Tensor, assign: Tensor, cost: Tensor, centroids: Tensor) -> Tensor:
+    """Move the centres of empty clusters onto the worst-served points (distinct ones)."""
+    empty = torch.nonzero(torch.bincount(assign, minlength=len(centroids)) == 0).squeeze(-1)
+    if not len(empty):
+        return centroids
+    worst = cost.argsort(descending=True)[: len(empty)]
+    centroids = centroids.clone()
+    centroids[empty[: len(worst)]] = x[worst]
+    return centroids
+
+
+def kmeans_fit(x: Tensor, k: int, *, iters: int, generator: torch.Generator,
+               c: float | None = None, centroid: str = "frechet",
+               progress: IterationFn | None = None) -> KMeansResult:
+    """k-means of x (n, d) into k clusters, Euclidean or on the ball of curvature ``c``.
 
     With fewer points than clusters, the extra centroids are copies of random points plus a
     little noise: training's dead-code revival moves them where they are needed.
     """
+    if centroid not in CENTROIDS:
+        raise ValueError(f"centroid must be one of {CENTROIDS}, got {centroid!r}")
     n = x.shape[0]
     if n == 0:
         raise ValueError("k-means needs at least one point")
     k_real = min(k, n)
-    centroids = kmeans_plus_plus(x, k_real, generator=generator)
-    for _ in range(iters):
-        assign = nearest_codes(x, centroids)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=k_real).unsqueeze(-1).to(x.dtype)
-        # An empty cluster keeps its centroid instead of collapsing to 0.
-        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    centroids = kmeans_plus_plus(x, k_real, generator=generator, c=c)
+    assign = nearest_codes(x, centroids, c=c)
+    cost = squared_distance(x, centroids[assign], c)
+    objective, done = [float(cost.sum())], 0
+    for done in range(1, iters + 1):
+        moved = _means(x, assign, centroids, c, centroid)
+        if c is not None:
+            moved = _keep_better(x, assign, centroids, moved, c)
+        centroids = _reseed_empty(x, assign, cost, moved)
+        new_assign = nearest_codes(x, centroids, c=c)
+        cost = squared_distance(x, centroids[new_assign], c)
+        objective.append(float(cost.sum()))
+        if progress:
+            progress(done, iters, objective[-1])
+        if torch.equal(new_assign, assign):
+            break
+        assign = new_assign
     if k_real < k:
         extra = x[torch.randint(n, (k - k_real,), generator=generator)]
         scale = x.std() if n > 1 else x.abs().mean()
         noise = torch.randn(extra.shape, generator=generator, dtype=x.dtype) * 1e-2 * scale
-        centroids = torch.cat([centroids, extra + noise])
-    return centroids
+        extra = extra + noise
+        centroids = torch.cat([centroids, extra if c is None else geometry.project(extra, c=c)])
+    return KMeansResult(centroids, objective, done)
 
 
-def inertia(x: Tensor, centroids: Tensor) -> float:
+def kmeans(x: Tensor, k: int, *, iters: int, generator: torch.Generator) -> Tensor:
+    """Euclidean k-means. x: (n, d) -> centroids (k, d)."""
+    return kmeans_fit(x, k, iters=iters, generator=generator).centroids
+
+
+def inertia(x: Tensor, centroids: Tensor, c: float | None = None) -> float:
     """Sum of squared distances to the nearest centroid (the k-means objective)."""
-    assign = nearest_codes(x, centroids)
-    return float((x - centroids[assign]).pow(2).sum())
+    assign = nearest_codes(x, centroids, c=c)
+    return float(squared_distance(x, centroids[assign], c).sum())

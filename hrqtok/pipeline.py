@@ -62,17 +62,23 @@ def fit_items(source: str, *, model_dir: str | Path, model_config: ModelConfig,
     metrics written to metrics.json."""
     items = read_items(source, fields, fmt=fmt)
     vectors = item_vectors(items, embed, progress=progress)
-    model_config = replace(model_config, input_dim=int(vectors.shape[1]))
+    dim = int(vectors.shape[1])
+    model_config = replace(model_config, input_dim=dim, **(
+        {"latent_dim": dim, "hidden_dims": ()} if model_config.kmeans else {}))
     start = time.perf_counter()
     result = fit_model(torch.from_numpy(vectors), model_config, train_config, progress=progress)
     seconds = time.perf_counter() - start
     codes = result.model.encode(torch.from_numpy(vectors)).numpy()
+    epochs = sum(row["phase"] in ("warm-up", "train") for row in result.log)
     fit_summary = {
-        "items": len(items), "train_items": len(result.train_index),
-        "validation_items": len(result.validation_index), "epochs": len(result.log),
+        "quantizer": model_config.quantizer, "items": len(items),
+        "train_items": len(result.train_index),
+        "validation_items": len(result.validation_index), "epochs": epochs,
         "best_epoch": result.best_epoch, "stopped": result.stopped, "seconds": seconds,
-        "items_per_second": len(result.train_index) * len(result.log) / max(seconds, 1e-9),
+        "items_per_second": len(result.train_index) * max(epochs, 1) / max(seconds, 1e-9),
     }
+    if model_config.kmeans:
+        fit_summary["kmeans_iterations"] = [row["iterations"] for row in result.log]
     config = {
         "model": to_dict(model_config), "train": to_dict(train_config),
         "input": {"id_field": fields.id_field, "text_fields": list(fields.text_fields),
@@ -106,7 +112,8 @@ def fit_wordnet(*, model_dir: str | Path, model_config: ModelConfig,
     codes = result.model.encode().numpy()
     fit_summary = {
         "nodes": len(hierarchy), "pairs": int(len(hierarchy.pairs)),
-        "train_pairs": int((~test).sum()), "epochs": len(result.log), "stopped": result.stopped,
+        "train_pairs": int((~test).sum()), "epochs": sum("epoch" in row for row in result.log),
+        "quantizer": model_config.quantizer, "stopped": result.stopped,
         "seconds": result.seconds, "pairs_per_second": result.pairs_per_second,
     }
     config = {

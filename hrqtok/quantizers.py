@@ -1,14 +1,17 @@
-"""Residual quantizers: Euclidean RQ and hyperbolic HRQ (HRQ paper §3.1).
+"""Residual quantizers: Euclidean RQ, hyperbolic HRQ (HRQ paper §3.1) and HyperVQ levels on
+the ball (HyperVQ paper §4).
 
 Every quantizer has one call shape: ``forward(x) -> QuantizeOutput(quantized, codes, loss)`` and
 ``decode_codes(codes)``, its exact inverse on the codebooks. The residual loop is shared; a
 geometry only says how to find the nearest code, subtract a code from a residual, and add codes
-back. ``build_quantizer`` is the one place that picks a class from a config, so further
-quantizers (HyperVQ levels, residual k-means) plug in there.
+back, and HyperVQ changes how a level chooses its code. The residual k-means tokenizers are
+these quantizers with codebooks from ``fit_kmeans`` instead of training. ``build_quantizer`` is
+the one place that picks a class from a config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import geoopt
@@ -17,10 +20,14 @@ from torch import Tensor, nn
 
 from hrqtok import geometry
 from hrqtok.config import ModelConfig
-from hrqtok.kmeans import kmeans
+from hrqtok.kmeans import IterationFn, kmeans, kmeans_fit
 
 INIT_SCALE = 1e-2  # codebooks start as small Gaussian noise; fit replaces them by k-means
 BEAM_CHUNK = 4096  # items per beam-search chunk: (chunk × beam × codebook size) keys at a time
+# HyperVQ: logit gaps start at this many units per mean squared code length of the level, so
+# they span a few units at every level however small its residuals (Gumbel noise has unit
+# scale); MLR logits grow with ‖a_k‖ times a distance.
+MLR_SCALE = 5.0
 
 
 class QuantizeOutput(NamedTuple):
@@ -64,9 +71,30 @@ class ResidualQuantizer(nn.Module):
         super().__init__()
         self.commitment = commitment
         self.geodesic_loss = geodesic_loss
+        self.sizes = [codebook_size] * levels  # codes per level
+        self._make_codebooks(levels, codebook_size, dim)
+
+    def _make_codebooks(self, levels: int, size: int, dim: int) -> None:
         self.codebooks = nn.ParameterList(
-            [self._parameter(torch.randn(codebook_size, dim) * INIT_SCALE) for _ in range(levels)]
-        )
+            [self._parameter(torch.randn(size, dim) * INIT_SCALE) for _ in range(levels)])
+
+    def level_parameters(self, level: int) -> list[nn.Parameter]:
+        """The parameters holding one level's codes (row k = code k): revival resets their
+        optimiser state."""
+        return [self.codebooks[level]]
+
+    def _choose(self, level: int, residual: Tensor, codebook: Tensor) -> Tensor:
+        """The code level ``level`` gives each residual: the nearest one."""
+        return self._nearest(residual, codebook)
+
+    @torch.no_grad()
+    def set_codes(self, level: int, points: Tensor, index: Tensor | None = None) -> None:
+        """Put the codes ``index`` (all when None) of ``level`` at ``points``."""
+        target = self.codebooks[level]
+        if index is None:
+            target.copy_(self.constrain(points))
+        else:
+            target[index] = self.constrain(points)
 
     # --- geometry: Euclidean here, overridden on the ball -----------------------------------------
     def _parameter(self, data: Tensor) -> nn.Parameter:
@@ -107,11 +135,11 @@ class ResidualQuantizer(nn.Module):
     # --- the algorithm ------------------------------------------------------------------------------
     @property
     def levels(self) -> int:
-        return len(self.codebooks)
+        return len(self.sizes)
 
     @property
     def codebook_size(self) -> int:
-        return self.codebooks[0].shape[0]
+        return self.sizes[0]
 
     def forward(self, x: Tensor, weights: Tensor | None = None) -> QuantizeOutput:
         """x: (n, dim) latent -> QuantizeOutput; gradients reach the codebooks only via loss.
@@ -119,8 +147,8 @@ class ResidualQuantizer(nn.Module):
         residual = x  # r_0 = x
         codes, chosen = [], []
         loss = x.new_zeros(())
-        for codebook in self.codebooks:
-            code = self._nearest(residual.detach(), _plain(codebook))  # t_i = argmin_j d(r_i, C_i[j])
+        for level, codebook in enumerate(self.codebooks):
+            code = self._choose(level, residual.detach(), _plain(codebook))  # t_i = argmin_j d(r_i, C_i[j])
             e = codebook[code]  # e_i = C_i[t_i]
             # codebook term pulls e_i to r_i; commitment term pulls the encoder to e_i
             loss = loss + self._gap(residual.detach(), e, weights)
@@ -148,9 +176,9 @@ class ResidualQuantizer(nn.Module):
                  else weights / weights.sum()).unsqueeze(-1)
         residual, codes, chosen, grads = x, [], [], []
         loss, grad_x = x.new_zeros(()), torch.zeros_like(x)
-        for codebook in self.codebooks:
+        for level, codebook in enumerate(self.codebooks):
             codebook = _plain(codebook)
-            code = self._nearest(residual, codebook)
+            code = self._choose(level, residual, codebook)
             e = codebook[code]
             squared, _, grad_e = geometry.squared_distance_grads(residual, e, c=self.c)
             loss += (1 + self.commitment) * (share.squeeze(-1) * squared).sum()
@@ -208,9 +236,9 @@ class ResidualQuantizer(nn.Module):
     def details(self, x: Tensor) -> ResidualDetails:
         """Codes plus each level's residual and its distance to the chosen code."""
         residual, codes, residuals, errors = x, [], [], []
-        for codebook in self.codebooks:
+        for level, codebook in enumerate(self.codebooks):
             codebook = _plain(codebook)
-            code = self._nearest(residual, codebook)
+            code = self._choose(level, residual, codebook)
             e = codebook[code]
             codes.append(code)
             residuals.append(residual)
@@ -223,17 +251,36 @@ class ResidualQuantizer(nn.Module):
         """k-means on each level's residuals, level by level (in the tangent space at 0 on the
         ball), so that no code starts dead (collapse paper, §5)."""
         residual = x
-        for codebook in self.codebooks:
-            centroids = kmeans(
-                self.to_tangent(residual), codebook.shape[0], iters=iters, generator=generator
-            )
-            codebook.copy_(self.constrain(self.from_tangent(centroids)))
-            residual = self._subtract(residual, codebook[self._nearest(residual, codebook)])
+        for level, size in enumerate(self.sizes):
+            centroids = kmeans(self.to_tangent(residual), size, iters=iters, generator=generator)
+            self.set_codes(level, self.from_tangent(centroids))
+            codebook = _plain(self.codebooks[level])
+            residual = self._subtract(residual, codebook[self._choose(level, residual, codebook)])
+
+    @torch.no_grad()
+    def fit_kmeans(self, x: Tensor, *, iters: int, generator: torch.Generator,
+                   centroid: str = "frechet",
+                   progress: Callable[[int], IterationFn] | None = None) -> list[dict]:
+        """Residual k-means: each level's codebook is k-means (k-means++ seeding) of the
+        residuals the levels before it leave, in this quantizer's own geometry (hyperbolic
+        distances and Fréchet / Einstein centres on the ball). No training: these are the
+        rq-kmeans and hrq-kmeans tokenizers. ``progress(level)`` gives a per-iteration callback.
+        Returns one summary per level."""
+        residual, summaries = x, []
+        for level, size in enumerate(self.sizes):
+            fitted = kmeans_fit(residual, size, iters=iters, generator=generator, c=self.c,
+                                centroid=centroid, progress=progress(level) if progress else None)
+            self.set_codes(level, fitted.centroids)
+            codebook = _plain(self.codebooks[level])
+            residual = self._subtract(residual, codebook[self._choose(level, residual, codebook)])
+            summaries.append({"level": level, "iterations": fitted.iterations,
+                              "objective": fitted.objective})
+        return summaries
 
     @torch.no_grad()
     def revive(self, level: int, dead: Tensor, replacements: Tensor) -> None:
         """Move the codes ``dead`` (indices) of ``level`` onto ``replacements`` (len(dead), dim)."""
-        self.codebooks[level][dead] = self.constrain(replacements)
+        self.set_codes(level, replacements, dead)
 
 
 class HyperbolicResidualQuantizer(ResidualQuantizer):
@@ -272,6 +319,92 @@ class HyperbolicResidualQuantizer(ResidualQuantizer):
         return geometry.project(x, c=self.c)
 
 
+class HyperVQResidualQuantizer(HyperbolicResidualQuantizer):
+    """HyperVQ levels stacked as HRQ residual levels (HyperVQ paper §4; the "HRQ + HyperVQ"
+    combination of the HRQ paper's conclusion). Level i holds a unidirectional hyperbolic MLR
+    (normals a_k, offsets r_k); its code k is the MLR hyperplane's representative point
+    q_k = exp0(r_k [a_k]), so log0 q_k = r_k·a_k/‖a_k‖ and there is no separate codebook
+    matrix. A residual's code is argmax_k of the MLR logits; in training it is sampled with
+    Gumbel-softmax at ``temperature`` (annealed by the training loop) and its one-hot choice
+    passes gradients to the logits by straight-through. Residuals, reconstruction and the
+    codebook / commitment loss are HRQ's (Möbius, exact when the last residual is a code)."""
+
+    temperature = 1.0  # Gumbel-softmax τ of the next training step; set by the training loop
+
+    def _make_codebooks(self, levels: int, size: int, dim: int) -> None:
+        self.normals = nn.ParameterList([nn.Parameter(torch.randn(size, dim)) for _ in range(levels)])
+        self.offsets = nn.ParameterList(
+            [nn.Parameter(torch.randn(size) * INIT_SCALE) for _ in range(levels)])
+
+    def level_parameters(self, level: int) -> list[nn.Parameter]:
+        return [self.normals[level], self.offsets[level]]
+
+    @property
+    def codebooks(self) -> list[Tensor]:
+        """Each level's code points q_k = exp0(r_k [a_k]), (size, dim), differentiable in a, r."""
+        return [self.from_tangent(r.unsqueeze(-1) * a / geometry.norm(a))
+                for a, r in zip(self.normals, self.offsets)]
+
+    def logits(self, level: int, residual: Tensor) -> Tensor:
+        """(n, size) unidirectional MLR logits of level ``level``."""
+        return geometry.mlr_logits(residual, self.normals[level], self.offsets[level], c=self.c)
+
+    def _choose(self, level: int, residual: Tensor, codebook: Tensor) -> Tensor:
+        return self.logits(level, residual).argmax(dim=-1)
+
+    @torch.no_grad()
+    def set_codes(self, level: int, points: Tensor, index: Tensor | None = None) -> None:
+        """Give the codes ``index`` (all when None) MLR parameters whose argmax partition is,
+        to first order at the origin, the Voronoi partition of the centres ``points``: for a
+        centre m, â = m/‖m‖, r = ‖m‖/2 (the hyperplane bisects the way to m, so the code point
+        lies halfway) and ‖a‖ = β r, making logit gaps β times gaps in squared distance.
+        β = MLR_SCALE / (mean squared tangent norm of the centres) when a whole level is set
+        (k-means initialisation); a revived code takes the level's median β."""
+        tangent = self.to_tangent(self.constrain(points))
+        length = geometry.norm(tangent)
+        normals, offsets = self.normals[level], self.offsets[level]
+        if index is None:
+            beta = MLR_SCALE / max(float(length.pow(2).mean()), geometry.MIN_NORM)
+            index = slice(None)
+        else:
+            beta = float((geometry.norm(normals).squeeze(-1)
+                          / offsets.abs().clamp_min(geometry.MIN_NORM)).median())
+        normals[index] = tangent / length * (beta * length / 2)
+        offsets[index] = length.squeeze(-1) / 2
+
+    def forward(self, x: Tensor, weights: Tensor | None = None) -> QuantizeOutput:
+        """Like HRQ's forward, with the code of each level drawn by Gumbel-softmax in training
+        (argmax of the logits otherwise). The reconstruction y is built from the one-hot
+        choices with straight-through gradients to the logits and the code points, and x
+        passes to y by straight-through as in HRQ."""
+        residual, codes, chosen = x, [], []
+        loss = x.new_zeros(())
+        for level, points in enumerate(self.codebooks):
+            logits = self.logits(level, residual)
+            if self.training:
+                uniform = torch.rand_like(logits).clamp(geometry.MIN_NORM, 1 - geometry.MIN_NORM)
+                soft = torch.softmax((logits - torch.log(-torch.log(uniform))) / self.temperature, -1)
+                code = soft.argmax(dim=-1)  # = argmax(logits + g): τ only shapes the gradient
+                hard = torch.nn.functional.one_hot(code, len(points)).to(soft.dtype)
+                e_st = (hard - soft.detach() + soft) @ points  # value q_code; gradient via soft
+            else:
+                code = logits.argmax(dim=-1)
+                e_st = points[code]
+            e = points[code]
+            loss = loss + self._gap(residual.detach(), e, weights)
+            loss = loss + self.commitment * self._gap(residual, e.detach(), weights)
+            codes.append(code)
+            chosen.append(e_st)
+            residual = self._subtract(residual, e.detach())
+        y = self._combine(chosen)
+        quantized = self.constrain(y + (x - x.detach()))  # value y; dy/dx ≈ I as in HRQ
+        return QuantizeOutput(quantized, torch.stack(codes, dim=-1), loss)
+
+    def loss_grads(self, x: Tensor, weights: Tensor | None = None) -> QuantizationGrads:
+        raise ValueError("HyperVQ levels learn their code choice from a decoder's reconstruction "
+                         "loss; they have no closed-form gradients")
+
+
 def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
     """The quantizer a model config asks for."""
     shape = dict(
@@ -281,6 +414,8 @@ def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
         commitment=config.commitment,
         geodesic_loss=config.quantization_loss == "geodesic",
     )
+    if config.quantizer == "hypervq":
+        return HyperVQResidualQuantizer(**shape, c=config.curvature)
     if config.hyperbolic:
         return HyperbolicResidualQuantizer(**shape, c=config.curvature)
     return ResidualQuantizer(**shape)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from hrqtok import geometry
-from hrqtok.model import HRQVAE
+from hrqtok.model import Tokenizer
 from hrqtok.tables import TokenTable
 from hrqtok.usage import collision_stats, level_usage, prefix_stats
 
@@ -52,7 +52,7 @@ def vector_report(model: HRQVAE, vectors: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def codebook_report(model: HRQVAE) -> list[dict]:
+def codebook_report(model: Tokenizer) -> list[dict]:
     """Radii of each level's codes: Euclidean norm, and distance from 0 on the ball."""
     out = []
     for level, codebook in enumerate(model.quantizer.codebooks):

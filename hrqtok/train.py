@@ -1,6 +1,8 @@
-"""Fitting an (H)RQ-VAE: autoencoder warm-up, k-means codebook initialisation, RiemannianAdam,
-dead-code revival and early stopping on a held-out slice (HRQ paper Appendix C.2; collision
-paper §5 for the initialisation and revival)."""
+"""Fitting an item tokenizer. An (H)RQ-VAE: autoencoder warm-up, k-means codebook
+initialisation, RiemannianAdam, dead-code revival and early stopping on a held-out slice (HRQ
+paper Appendix C.2; collision paper §5 for the initialisation and revival), with HyperVQ's
+Gumbel temperature annealed per step. A residual k-means tokenizer: k-means level by level on
+the input vectors, nothing trained."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 from torch import Tensor
 
 from hrqtok.config import ModelConfig, TrainConfig
-from hrqtok.model import HRQVAE
+from hrqtok.model import HRQVAE, ResidualKMeans, Tokenizer
 from hrqtok.usage import collision_stats, level_usage
 
 MIN_ITEMS_FOR_VALIDATION = 20  # below this every item trains and early stopping uses train loss
@@ -26,7 +28,7 @@ ProgressFn = Callable[[str, int, int, dict], None]
 
 
 class FitResult(NamedTuple):
-    model: HRQVAE  # with the best weights (lowest validation loss)
+    model: Tokenizer  # with the best weights (lowest validation loss)
     log: list[dict]  # one row per epoch, as written to train_log.jsonl
     best_epoch: int
     stopped: str  # "completed", "early-stopped" or "interrupted"
@@ -48,7 +50,10 @@ def fit_model(
     *,
     progress: ProgressFn | None = None,
 ) -> FitResult:
-    """Train an (H)RQ-VAE on ``vectors`` (n, input_dim) float32. Ctrl-C stops cleanly."""
+    """Train an (H)RQ-VAE on ``vectors`` (n, input_dim) float32 (Ctrl-C stops cleanly), or
+    fit a residual k-means tokenizer when the config asks for one."""
+    if model_config.kmeans:
+        return fit_residual_kmeans(vectors, model_config, train_config, progress=progress)
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
     train_rows, val_rows = split_rows(len(vectors), train_config.validation_fraction, generator)
@@ -68,22 +73,55 @@ def fit_model(
     )
 
 
+def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config: TrainConfig,
+                        *, progress: ProgressFn | None = None) -> FitResult:
+    """rq-kmeans / hrq-kmeans: residual k-means on all of ``vectors``, level by level, with
+    at most ``kmeans_iters`` Lloyd iterations each. The log has one row per level."""
+    generator = torch.Generator().manual_seed(train_config.seed)
+    model = ResidualKMeans(model_config)
+    model.scale.fill_(float(vectors.norm(dim=-1).mean()) or 1.0)
+    iters, levels = train_config.kmeans_iters, model_config.levels
+
+    def level_progress(level: int):
+        def report(done: int, total: int, objective: float) -> None:
+            if progress:
+                progress("k-means", level * iters + done, levels * iters,
+                         {"level": level, "objective": objective})
+        return report
+
+    start = time.perf_counter()
+    summaries = model.quantizer.fit_kmeans(model.latents(vectors), iters=iters,
+                                           generator=generator, centroid=train_config.centroid,
+                                           progress=level_progress)
+    seconds = time.perf_counter() - start
+    if progress:
+        progress("k-means", levels * iters, levels * iters, {})
+    log = [{"phase": "k-means", "level": s["level"], "iterations": s["iterations"],
+            "objective_start": s["objective"][0], "objective": s["objective"][-1]}
+           for s in summaries]
+    log[-1]["seconds"] = seconds
+    model.eval()
+    rows = np.arange(len(vectors))
+    return FitResult(model, log, 0, "completed", rows, rows[:0])
+
+
 @torch.no_grad()
 def revive_dead_codes(quantizer, details, optimizer: torch.optim.Optimizer) -> list[int]:
     """Move each level's unused codes onto the residuals that level quantizes worst
     (``details`` from quantizer.details over the training set). Returns counts per level."""
     revived = []
-    for level, codebook in enumerate(quantizer.codebooks):
-        counts = torch.bincount(details.codes[:, level], minlength=codebook.shape[0])
+    for level, size in enumerate(quantizer.sizes):
+        counts = torch.bincount(details.codes[:, level], minlength=size)
         dead = torch.nonzero(counts == 0).squeeze(-1)
         if len(dead):
             worst = details.errors[level].argsort(descending=True)
             take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
             quantizer.revive(level, dead, details.residuals[level][take])
             # stale Adam moments would push a revived code straight off its new position
-            for value in optimizer.state.get(codebook, {}).values():
-                if torch.is_tensor(value) and value.shape == codebook.shape:
-                    value[dead] = 0
+            for parameter in quantizer.level_parameters(level):
+                for value in optimizer.state.get(parameter, {}).values():
+                    if torch.is_tensor(value) and value.shape == parameter.shape:
+                        value[dead] = 0
         revived.append(len(dead))
     return revived
 
@@ -102,13 +140,18 @@ class _Loop:
         self.best_loss = float("inf")
         self.best_epoch = 0
         self.best_state: dict | None = None
+        self.steps = 0  # optimiser steps with quantization: HyperVQ's temperature schedule
 
     def _epoch(self, *, quantize: bool) -> dict:
         """One pass over shuffled training batches; returns mean losses."""
         self.model.train()
         order = torch.randperm(len(self.train_x), generator=self.generator)
         totals = np.zeros(3)
+        annealed = quantize and hasattr(self.model.quantizer, "temperature")
         for batch in order.split(self.config.batch_size):
+            if annealed:
+                self.model.quantizer.temperature = self.config.temperature(self.steps)
+                self.steps += 1
             out = self.model(self.train_x[batch], quantize=quantize)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -117,7 +160,10 @@ class _Loop:
                 [out.loss.item(), out.reconstruction_loss.item(), out.quantization_loss.item()]
             )
         loss, reconstruction, quantization = totals / max(len(self.train_x), 1)
-        return {"loss": loss, "reconstruction": reconstruction, "quantization": quantization}
+        row = {"loss": loss, "reconstruction": reconstruction, "quantization": quantization}
+        if annealed:
+            row["temperature"] = self.model.quantizer.temperature
+        return row
 
     def _emit(self, phase: str, row: dict) -> None:
         self.log.append(row)

@@ -19,8 +19,9 @@ PARENTS = tree_parents(branching=3, depth=3)  # 40 nodes, 102 closure pairs
 PAIRS = transitive_closure(PARENTS)
 
 
-def _model_config(geometry_name="hyperbolic"):
-    return hierarchy_model_config(latent_dim=4, levels=2, codebook_size=8, geometry=geometry_name,
+def _model_config(geometry_name="hyperbolic", quantizer=None):
+    quantizer = quantizer or {"hyperbolic": "hrq", "euclidean": "rq"}[geometry_name]
+    return hierarchy_model_config(latent_dim=4, levels=2, codebook_size=8, quantizer=quantizer,
                                   curvature=1.0, commitment=0.25)
 
 

@@ -57,9 +57,19 @@ def kmeans_plus_plus(x: Tensor, k: int, *, generator: torch.Generator,
     return torch.cat(centroids)
 
 
+def _cluster_cost(x: Tensor, assign: Tensor, centres: Tensor, c: float | None) -> Tensor:
+    """(k,) summed squared distance from each cluster's points to its centre."""
+    return torch.zeros(len(centres), dtype=x.dtype).index_add_(
+        0, assign, squared_distance(x, centres[assign], c))
+
+
 def _means(x: Tensor, assign: Tensor, centroids: Tensor, c: float | None,
            centroid: str) -> Tensor:
-    """Each cluster's centre; an empty cluster keeps its centroid instead of collapsing to 0."""
+    """Each cluster's centre; an empty cluster keeps its centroid instead of collapsing to 0.
+
+    Fréchet: Karcher steps m <- exp_m(η · mean of log_m(x_i)) from the Einstein midpoint. Near
+    the boundary a full step can overshoot, so a step is kept only where it lowers the
+    cluster's cost, and a rejected cluster halves its η."""
     k = len(centroids)
     counts = torch.bincount(assign, minlength=k).unsqueeze(-1)
     if c is None:
@@ -67,19 +77,24 @@ def _means(x: Tensor, assign: Tensor, centroids: Tensor, c: float | None,
         return torch.where(counts > 0, sums / counts.clamp_min(1).to(x.dtype), centroids)
     means = geometry.einstein_midpoint(x, assign, k, c=c)
     if centroid == "frechet":
-        for _ in range(KARCHER_STEPS):  # m <- exp_m(mean of log_m(x_i)) per cluster
+        rate = torch.ones(k, 1, dtype=x.dtype)
+        cost = _cluster_cost(x, assign, means, c)
+        for _ in range(KARCHER_STEPS):
             tangent = geometry.logmap(means[assign], x, c=c)
             step = torch.zeros_like(means).index_add_(0, assign, tangent)
-            means = geometry.expmap(means, step / counts.clamp_min(1).to(x.dtype), c=c)
+            proposal = geometry.expmap(means, rate * step / counts.clamp_min(1).to(x.dtype), c=c)
+            proposal_cost = _cluster_cost(x, assign, proposal, c)
+            better = (proposal_cost < cost).unsqueeze(-1)
+            means = torch.where(better, proposal, means)
+            cost = torch.where(better.squeeze(-1), proposal_cost, cost)
+            rate = torch.where(better, rate, rate / 2)
     return torch.where(counts > 0, means, centroids)
 
 
 def _keep_better(x: Tensor, assign: Tensor, old: Tensor, new: Tensor, c: float) -> Tensor:
     """Per cluster, whichever centre has the smaller summed squared distance to its points."""
-    k = len(old)
-    cost = lambda centres: torch.zeros(k, dtype=x.dtype).index_add_(  # noqa: E731
-        0, assign, squared_distance(x, centres[assign], c))
-    return torch.where((cost(new) <= cost(old)).unsqueeze(-1), new, old)
+    better = _cluster_cost(x, assign, new, c) <= _cluster_cost(x, assign, old, c)
+    return torch.where(better.unsqueeze(-1), new, old)
 
 
 def _reseed_empty(x: Tensor, assign: Tensor, cost: Tensor, centroids: Tensor) -> Tensor:

@@ -25,7 +25,8 @@ class ModelConfig:
     latent_dim: int = 32  # h: dimension of the quantized latent
     levels: int = 3  # k: tokens per item before the disambiguation token
     codebook_size: int = 256  # s: codes per level
-    geometry: str = "hyperbolic"  # "hyperbolic" (HRQ-VAE) or "euclidean" (RQ-VAE)
+    # "hyperbolic" (HRQ-VAE) or "euclidean" (RQ-VAE); "" means the quantizer's, else hyperbolic
+    geometry: str = ""
     curvature: float = 1.0  # c of the Poincaré ball; unused in Euclidean mode
     commitment: float = 0.25  # alpha in ||sg[r]-e||^2 + alpha ||r-sg[e]||^2
     quantization_loss: str = "squared"  # "squared": ||r-e||^2 in coordinates; "geodesic": d(r,e)^2
@@ -33,9 +34,11 @@ class ModelConfig:
     quantizer: str = ""
 
     def __post_init__(self) -> None:
+        if not self.geometry:  # frozen: derived defaults are set once, here
+            object.__setattr__(self, "geometry", QUANTIZERS.get(self.quantizer, "hyperbolic"))
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
-        if not self.quantizer:  # frozen: set the derived default once, here
+        if not self.quantizer:
             object.__setattr__(self, "quantizer", "hrq" if self.hyperbolic else "rq")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")

@@ -233,7 +233,7 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
         vector_stats = metrics.get("vectors")
     return {
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": loaded.kind,
-                  **{k: getattr(cfg, k) for k in ("geometry", "levels", "codebook_size",
+                  **{k: getattr(cfg, k) for k in ("quantizer", "geometry", "levels", "codebook_size",
                                                   "latent_dim", "curvature", "input_dim")},
                   "fit": loaded.config.get("fit", {})},
         **table_report(tokens, cfg.codebook_size),

@@ -142,3 +142,29 @@ def test_a_step_never_moves_a_node_further_than_max_step():
     loop._step(torch.from_numpy(PAIRS), 100.0, quantize=False)  # the root is in 39 pairs
     moved = geometry.dist(before, model.embeddings.detach(), c=1.0)
     assert moved.max() <= 1.01e-3 and moved.max() > 0.9e-3
+
+
+@pytest.mark.parametrize("quantizer", ["hrq-kmeans", "rq-kmeans"])
+def test_kmeans_quantizers_train_embeddings_alone_then_cluster_them(quantizer):
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    config = HierarchyTrainConfig(epochs=6, burn_in_epochs=2, batch_size=16, negatives=5,
+                                  negative_group=4, eval_every=0, kmeans_iters=30, seed=0)
+    result = fit_hierarchy(PAIRS, test, 40, _model_config(quantizer=quantizer), config)
+    epochs, last = result.log[:-1], result.log[-1]
+    assert all(row["quantization"] == 0 for row in epochs)  # no (H)RQ loss while training
+    assert last["phase"] == "k-means" and len(last["iterations"]) == 2
+    # level 0 is a converged k-means of the final embeddings: each used code is the centre
+    # of its nodes (the mean, or on the ball a point where Σ log_m(x_i) nearly vanishes)
+    points = result.model.embeddings.detach()
+    codebook = result.model.quantizer.codebooks[0].detach().as_subclass(torch.Tensor)
+    assign = result.model.encode()[:, 0]
+    for code in assign.unique():
+        members = points[assign == code]
+        if quantizer == "rq-kmeans":
+            torch.testing.assert_close(codebook[code], members.mean(0))
+        else:
+            pull = geometry.logmap(codebook[code].expand_as(members), members, c=1.0).mean(0)
+            assert pull.norm() < 0.05 * geometry.logmap(codebook[code].expand_as(members),
+                                                         members, c=1.0).norm(dim=-1).mean() + 1e-9
+    codes = result.model.encode()
+    assert codes.shape == (40, 2) and torch.isfinite(result.model.decode_codes(codes)).all()

@@ -10,8 +10,10 @@ settings; encode speed is the model's encode call on vectors already embedded, b
              recall@10 (about 6 min per run: only with --downstream movielens)
 
 Usage: python benchmarks/compare_quantizers.py [--datasets sample,mammals,movielens]
-           [--quantizers hrq,rq,...] [--seeds 3] [--downstream sample,mammals] [--workdir DIR]
-           [--out FILE]
+           [--quantizers hrq,rq,...] [--seeds 3] [--downstream sample,mammals]
+           [--downstream-seeds N] [--workdir DIR] [--out FILE]
+
+A dataset's fits are reused when its workdir already holds them (same arguments).
 """
 
 import argparse
@@ -82,9 +84,12 @@ def run(dataset: str, quantizer: str, seed: int, workdir: Path, with_downstream:
     args, items = fit_args(dataset, quantizer, workdir)
     model = workdir / f"{dataset}-{quantizer}-{seed}"
     tokens = workdir / f"{dataset}-{quantizer}-{seed}.parquet"
-    metrics = json.loads(hrqtok("fit", *([items] if items else []), *args, "--quantizer",
-                                quantizer, "--seed", str(seed), "--model", str(model), "--json"))
-    hrqtok("encode", "--model", str(model), "--out", str(tokens))
+    if not (model / "metrics.json").exists():
+        hrqtok("fit", *([items] if items else []), *args, "--quantizer", quantizer, "--seed",
+               str(seed), "--model", str(model))
+    metrics = json.loads((model / "metrics.json").read_text())
+    if not tokens.exists():
+        hrqtok("encode", "--model", str(model), "--out", str(tokens))
     levels = metrics["table"]["levels"]
     row = {
         "utilisation": [lv["utilisation"] for lv in levels],
@@ -105,6 +110,8 @@ def run(dataset: str, quantizer: str, seed: int, workdir: Path, with_downstream:
 
 
 def spread(values: list[float], fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
     return f"{format(np.mean(values), fmt)} ± {format(np.std(values), fmt)}"
 
 
@@ -120,7 +127,7 @@ def table(dataset: str, results: dict[str, list[dict]]) -> str:
     head = ["quantizer"] + [title for _, title, _ in columns] + ["used per level", "perplexity per level"]
     lines = ["| " + " | ".join(head) + " |", "| --- " * len(head) + "|"]
     for quantizer, rows in results.items():
-        cells = [spread([r[key] for r in rows], fmt) for key, _, fmt in columns]
+        cells = [spread([r[key] for r in rows if key in r], fmt) for key, _, fmt in columns]
         used = "/".join(f"{np.mean([r['utilisation'][i] for r in rows]):.0%}"
                         for i in range(len(rows[0]["utilisation"])))
         perplexity = "/".join(f"{np.mean([r['perplexity'][i] for r in rows]):.0f}"
@@ -136,6 +143,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--downstream", default="sample,mammals",
                         help="Datasets whose downstream task runs (movielens: ~6 min per fit).")
+    parser.add_argument("--downstream-seeds", type=int, default=None,
+                        help="Run the downstream task for the first N fits only [all].")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="Also write the tables here.")
     options = parser.parse_args()
@@ -150,7 +159,9 @@ def main() -> None:
         for quantizer in options.quantizers.split(","):
             if dataset == "mammals" and quantizer in NO_WORDNET:
                 continue
-            results[quantizer] = [run(dataset, quantizer, seed, workdir, dataset in with_downstream)
+            limit = options.seeds if options.downstream_seeds is None else options.downstream_seeds
+            results[quantizer] = [run(dataset, quantizer, seed, workdir,
+                                      dataset in with_downstream and seed < limit)
                                   for seed in range(options.seeds)]
             print(f"{dataset} {quantizer}: {results[quantizer]}", file=sys.stderr, flush=True)
         sections.append(f"**{dataset}** ({options.seeds} seeds; "

@@ -59,12 +59,16 @@ def progress_bars(quiet: bool):
 
 
 def epoch_info(row: dict) -> str:
-    if "rank_loss" in row:  # WordNet mode
+    if "objective" in row:  # residual k-means
+        text = f"level {row['level']} · objective {row['objective']:.4g}"
+    elif "rank_loss" in row:  # WordNet mode
         text = f"loss {row['loss']:.3f} · {row['pairs_per_second']:,.0f} pairs/s"
         if "train_mean_rank" in row:
             text += f" · MR {row['train_mean_rank']:.2f} MAP {row['train_map']:.3f} (sample)"
     elif "reconstruction" in row:
         text = f"rec {row['reconstruction']:.4f}"
+        if "temperature" in row:
+            text += f" · τ {row['temperature']:.2f}"
     else:  # a downstream model's epoch
         text = f"loss {row['loss']:.3f}" if "loss" in row else ""
         if "validation" in row:

@@ -31,7 +31,7 @@ def _spread(values: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def vector_report(model: HRQVAE, vectors: np.ndarray) -> dict:
+def vector_report(model: Tokenizer, vectors: np.ndarray) -> dict:
     """Latent norms (‖log0 z‖ on the ball, ‖z‖ in Euclidean space) and reconstruction quality
     of items through their codes."""
     x = torch.from_numpy(vectors)

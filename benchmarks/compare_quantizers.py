@@ -13,7 +13,7 @@ Usage: python benchmarks/compare_quantizers.py [--datasets sample,mammals,moviel
            [--quantizers hrq,rq,...] [--seeds 3] [--downstream sample,mammals]
            [--downstream-seeds N] [--workdir DIR] [--out FILE]
 
-A dataset's fits are reused when its workdir already holds them (same arguments).
+Fits and downstream scores already in the workdir are reused (same arguments).
 """
 
 import argparse
@@ -104,8 +104,11 @@ def run(dataset: str, quantizer: str, seed: int, workdir: Path, with_downstream:
     else:  # WordNet: how well the quantized points keep the closure ranking
         row["quantized_map"] = metrics["hierarchy"]["ranking"]["quantized"]["test"]["map"]
         row["latent_distance"] = metrics["hierarchy"]["quantization_distance"]
-    if with_downstream:
-        row["downstream"] = downstream(dataset, model, tokens, seed)
+    if with_downstream:  # kept beside the model: a later run with more seeds reuses it
+        saved = workdir / f"{dataset}-{quantizer}-{seed}.downstream.json"
+        if not saved.exists():
+            saved.write_text(json.dumps(downstream(dataset, model, tokens, seed)))
+        row["downstream"] = json.loads(saved.read_text())
     return row
 
 

@@ -30,7 +30,7 @@ import torch
 from _common import ROOT, best_time
 from hrqtok.artifacts import WORDNET, load_model_dir
 from hrqtok.config import QUANTIZERS
-from hrqtok.pipeline import item_vectors, _embed_for, _fields_for
+from hrqtok.pipeline import EmbedSettings, item_vectors
 from hrqtok.sources.items import read_items
 
 SAMPLE = str(ROOT / "data" / "wordnet_glosses.jsonl")
@@ -59,8 +59,8 @@ def encode_speed(model_dir: Path, items: str | None) -> float:
     if loaded.kind == WORDNET:
         n = len(loaded.model.embeddings)
         return n / best_time(lambda: loaded.model.encode(), repeat=3)
-    found = read_items(items, _fields_for(loaded, None))
-    vectors = torch.from_numpy(item_vectors(found, _embed_for(loaded, None)))
+    # both catalogues use the default fields (id, text) and embedder, cached by the fit
+    vectors = torch.from_numpy(item_vectors(read_items(items), EmbedSettings()))
     return len(vectors) / best_time(lambda: loaded.model.encode(vectors), repeat=3)
 
 

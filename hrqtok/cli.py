@@ -15,8 +15,9 @@ import typer
 from rich.table import Table
 
 from hrqtok import __version__
-from hrqtok.config import (MAX_CODEBOOK_SIZE, MAX_LEVELS, QUANTIZERS, HierarchyTrainConfig,
-                           ModelConfig, TrainConfig)
+from hrqtok.config import (CENTROIDS, KMEANS_QUANTIZERS, MAX_CODEBOOK_SIZE, MAX_LEVELS,
+                           QUANTIZERS, HierarchyTrainConfig, ModelConfig, TrainConfig,
+                           resolve_quantizer)
 from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, err,
                             exit_on_errors, progress_bars)
 from hrqtok.errors import HrqtokError
@@ -32,7 +33,7 @@ app = typer.Typer(
 
 Geometry = Enum("Geometry", {g: g for g in ("hyperbolic", "euclidean")}, type=str)
 Quantizer = Enum("Quantizer", {q: q for q in QUANTIZERS}, type=str)
-Centroid = Enum("Centroid", {c: c for c in ("frechet", "einstein")}, type=str)
+Centroid = Enum("Centroid", {c: c for c in CENTROIDS}, type=str)
 OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
@@ -197,12 +198,12 @@ def fit(
         raise typer.BadParameter("--root needs --wordnet", param_hint="--root")
     if not 0 < test_fraction < 1:
         raise typer.BadParameter(f"must be in (0, 1), got {test_fraction}", param_hint="--test-fraction")
-    quantizer_name = _quantizer(quantizer, geometry)
-    if quantizer_name == "hypervq" and wordnet:
-        raise typer.BadParameter(
-            "hypervq learns its code choice from a decoder's reconstruction loss, and WordNet "
-            "mode has no decoder; use hrq, rq, hrq-kmeans or rq-kmeans", param_hint="--quantizer")
-    kmeans = quantizer_name in ("hrq-kmeans", "rq-kmeans")
+    try:
+        quantizer_name = resolve_quantizer(quantizer.value if quantizer else "",
+                                           geometry.value if geometry else "")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--quantizer / --geometry") from None
+    kmeans = quantizer_name in KMEANS_QUANTIZERS
     if kmeans and not wordnet and (latent_dim is not None or hidden_dims is not None):
         raise typer.BadParameter(f"{quantizer_name} quantizes the input vectors themselves; "
                                  "leave out --latent-dim and --hidden-dims", param_hint="--quantizer")
@@ -229,8 +230,8 @@ def fit(
             latent_dim=latent_dim,
             hidden_dims=tuple(int(d) for d in (hidden_dims or "512,256,128").split(",") if d.strip()))
         model_config = ModelConfig(**shape, levels=levels, codebook_size=codebook_size,
-                                   geometry=QUANTIZERS[quantizer_name], quantizer=quantizer_name,
-                                   curvature=curvature, commitment=commitment)
+                                   quantizer=quantizer_name, curvature=curvature,
+                                   commitment=commitment)
         train_config = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs,
                                    batch_size=batch_size, learning_rate=learning_rate,
                                    patience=patience, validation_fraction=validation_fraction,
@@ -261,17 +262,6 @@ def fit(
         err.print(f"codes used per level: {used} of {codebook_size}; "
                   f"collisions {c['collision_rate']:.1%}; "
                   f"reconstruction cosine {metrics['vectors']['reconstruction']['cosine']:.4f}")
-
-
-def _quantizer(quantizer: Optional[Quantizer], geometry: Optional[Geometry]) -> str:
-    """--quantizer, or the one --geometry stands for; the two must not disagree."""
-    if quantizer is None:
-        return "rq" if geometry == Geometry.euclidean else "hrq"
-    if geometry is not None and QUANTIZERS[quantizer.value] != geometry.value:
-        raise typer.BadParameter(f"--quantizer {quantizer.value} works in "
-                                 f"{QUANTIZERS[quantizer.value]} space; leave out --geometry",
-                                 param_hint="--geometry")
-    return quantizer.value
 
 
 def _fit_wordnet(model: Path, *, root, quantizer, levels, codebook_size, latent_dim, curvature,

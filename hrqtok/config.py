@@ -11,9 +11,25 @@ GEOMETRIES = ("hyperbolic", "euclidean")
 QUANTIZERS = {"hrq": "hyperbolic", "rq": "euclidean", "hypervq": "hyperbolic",
               "hrq-kmeans": "hyperbolic", "rq-kmeans": "euclidean"}
 KMEANS_QUANTIZERS = ("hrq-kmeans", "rq-kmeans")
+CENTROIDS = ("frechet", "einstein")  # hrq-kmeans cluster centres: Fréchet mean, Einstein midpoint
 QUANTIZATION_LOSSES = ("squared", "geodesic")
 MAX_LEVELS = 16
 MAX_CODEBOOK_SIZE = 65536
+
+
+def resolve_quantizer(quantizer: str, geometry: str) -> str:
+    """The quantizer asked for: ``quantizer``, else the one ``geometry`` stands for (hrq on the
+    ball, the default; rq in Euclidean space). Both given, they must agree."""
+    if geometry and geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if not quantizer:
+        return "rq" if geometry == "euclidean" else "hrq"
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
+    if geometry and QUANTIZERS[quantizer] != geometry:
+        raise ValueError(f"quantizer {quantizer} works in {QUANTIZERS[quantizer]} space, "
+                         f"not {geometry}")
+    return quantizer
 
 
 @dataclass(frozen=True)
@@ -34,17 +50,9 @@ class ModelConfig:
     quantizer: str = ""
 
     def __post_init__(self) -> None:
-        if not self.geometry:  # frozen: derived defaults are set once, here
-            object.__setattr__(self, "geometry", QUANTIZERS.get(self.quantizer, "hyperbolic"))
-        if self.geometry not in GEOMETRIES:
-            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
-        if not self.quantizer:
-            object.__setattr__(self, "quantizer", "hrq" if self.hyperbolic else "rq")
-        if self.quantizer not in QUANTIZERS:
-            raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
-        if QUANTIZERS[self.quantizer] != self.geometry:
-            raise ValueError(f"quantizer {self.quantizer} works in {QUANTIZERS[self.quantizer]} "
-                             f"space, not {self.geometry}")
+        quantizer = resolve_quantizer(self.quantizer, self.geometry)
+        object.__setattr__(self, "quantizer", quantizer)  # frozen: derived once, here
+        object.__setattr__(self, "geometry", QUANTIZERS[quantizer])
         if self.kmeans and (self.hidden_dims or self.latent_dim != self.input_dim):
             raise ValueError(f"{self.quantizer} quantizes the input vectors: no hidden layers, "
                              "and latent dimension = input dimension")
@@ -103,8 +111,8 @@ class TrainConfig:
             raise ValueError("validation_fraction must be in [0, 1)")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if self.centroid not in ("frechet", "einstein"):
-            raise ValueError(f"centroid must be frechet or einstein, got {self.centroid!r}")
+        if self.centroid not in CENTROIDS:
+            raise ValueError(f"centroid must be one of {CENTROIDS}, got {self.centroid!r}")
         if not 0 < self.temperature_min <= self.temperature_max:
             raise ValueError("temperatures must satisfy 0 < min <= max")
         if not 0 < self.temperature_decay <= 1:
@@ -156,8 +164,8 @@ class HierarchyTrainConfig:
             raise ValueError(f"test fraction must be in (0, 1), got {self.test_fraction}")
         if self.eval_every < 0 or self.eval_sample < 1:
             raise ValueError("eval_every must be >= 0 and eval_sample >= 1")
-        if self.centroid not in ("frechet", "einstein"):
-            raise ValueError(f"centroid must be frechet or einstein, got {self.centroid!r}")
+        if self.centroid not in CENTROIDS:
+            raise ValueError(f"centroid must be one of {CENTROIDS}, got {self.centroid!r}")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok import geometry
-from hrqtok.config import QUANTIZERS, ModelConfig
+from hrqtok.config import ModelConfig
 from hrqtok.quantizers import build_quantizer
 
 INIT_RANGE = 1e-3  # embeddings start uniform in ±INIT_RANGE (Nickel & Kiela 2017)
@@ -23,11 +23,11 @@ def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, 
     the geodesic quantization loss (nodes sit near the boundary of the ball). HyperVQ levels
     are refused: they learn their code choice from a decoder, which this model has not."""
     if quantizer == "hypervq":
-        raise ValueError("hypervq needs a decoder's reconstruction loss; WordNet mode has none")
+        raise ValueError("hypervq learns its code choice from a decoder's reconstruction loss, "
+                         "and WordNet mode has no decoder; use hrq, rq, hrq-kmeans or rq-kmeans")
     return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
-                       levels=levels, codebook_size=codebook_size, geometry=QUANTIZERS[quantizer],
-                       quantizer=quantizer, curvature=curvature, commitment=commitment,
-                       quantization_loss="geodesic")
+                       levels=levels, codebook_size=codebook_size, quantizer=quantizer,
+                       curvature=curvature, commitment=commitment, quantization_loss="geodesic")
 
 
 class HierarchyModel(nn.Module):

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from hrqtok import geometry
+from hrqtok.config import CENTROIDS
 from hrqtok.geometry import nearest_codes
 
-CENTROIDS = ("frechet", "einstein")  # on the ball: Fréchet mean, or the Einstein midpoint only
 KARCHER_STEPS = 5  # Riemannian gradient steps from the Einstein midpoint towards the Fréchet mean
 
 # progress(iteration, iterations, objective) after each Lloyd iteration

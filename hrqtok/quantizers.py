@@ -65,6 +65,7 @@ class ResidualQuantizer(nn.Module):
     """Euclidean residual quantization (RQ-VAE): r_{i+1} = r_i - e_i, y = Σ e_i."""
 
     c: float | None = None  # curvature of the ball; None in Euclidean space
+    temperature: float | None = None  # sampling temperature of code choices; None: no sampling
 
     def __init__(self, *, levels: int, codebook_size: int, dim: int, commitment: float,
                  geodesic_loss: bool = False):
@@ -329,7 +330,7 @@ class HyperVQResidualQuantizer(HyperbolicResidualQuantizer):
     passes gradients to the logits by straight-through. Residuals, reconstruction and the
     codebook / commitment loss are HRQ's (Möbius, exact when the last residual is a code)."""
 
-    temperature = 1.0  # Gumbel-softmax τ of the next training step; set by the training loop
+    temperature: float | None = 1.0  # Gumbel-softmax τ of the next step; the loop anneals it
 
     def _make_codebooks(self, levels: int, size: int, dim: int) -> None:
         self.normals = nn.ParameterList([nn.Parameter(torch.randn(size, dim)) for _ in range(levels)])

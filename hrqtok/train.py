@@ -147,7 +147,7 @@ class _Loop:
         self.model.train()
         order = torch.randperm(len(self.train_x), generator=self.generator)
         totals = np.zeros(3)
-        annealed = quantize and hasattr(self.model.quantizer, "temperature")
+        annealed = quantize and self.model.quantizer.temperature is not None
         for batch in order.split(self.config.batch_size):
             if annealed:
                 self.model.quantizer.temperature = self.config.temperature(self.steps)

@@ -45,7 +45,7 @@ wordnet: $(STAMPS)/package
 
 demo: setup
 	@mkdir -p $(DEMO_DIR)
-	$(VENV)/bin/hrqtok fit data/wordnet_glosses.jsonl --model $(DEMO_DIR)/model --seed 0
+	$(VENV)/bin/hrqtok fit data/wordnet_glosses.jsonl --model $(DEMO_DIR)/model --seed 0 --force
 	$(VENV)/bin/hrqtok encode --model $(DEMO_DIR)/model --out $(DEMO_DIR)/tokens.parquet
 	$(VENV)/bin/hrqtok inspect --model $(DEMO_DIR)/model
 

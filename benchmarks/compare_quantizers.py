@@ -86,7 +86,7 @@ def run(dataset: str, quantizer: str, seed: int, workdir: Path, with_downstream:
     tokens = workdir / f"{dataset}-{quantizer}-{seed}.parquet"
     if not (model / "metrics.json").exists():
         hrqtok("fit", *([items] if items else []), *args, "--quantizer", quantizer, "--seed",
-               str(seed), "--model", str(model))
+               str(seed), "--model", str(model), "--force")
     metrics = json.loads((model / "metrics.json").read_text())
     if not tokens.exists():
         hrqtok("encode", "--model", str(model), "--out", str(tokens))

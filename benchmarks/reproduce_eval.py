@@ -40,7 +40,7 @@ def fitted(workdir: Path, name: str, geometry: str, fit_args: list[str], items: 
     tokens = workdir / f"{name}-{geometry}.parquet"
     if not (model / "metrics.json").exists():
         hrqtok("fit", *([items] if items else []), *fit_args, "--geometry", geometry, "--seed", "0",
-               "--model", str(model))
+               "--model", str(model), "--force")
     if not tokens.exists():
         hrqtok("encode", *([items] if items else []), "--model", str(model), "--out", str(tokens))
     metrics = json.loads((model / "metrics.json").read_text())

@@ -5,23 +5,24 @@ stdout carries data only. Bad options exit 2 (Typer); bad data exits 1 with one 
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.table import Table
 
 from hrqtok import __version__
-from hrqtok.config import (CENTROIDS, KMEANS_QUANTIZERS, MAX_CODEBOOK_SIZE, MAX_LEVELS,
-                           QUANTIZERS, HierarchyTrainConfig, ModelConfig, TrainConfig,
+from hrqtok.config import (CENTROIDS, KMEANS_QUANTIZERS, MAX_CODEBOOK_SIZE, MAX_CURVATURE,
+                           MAX_LEVELS, QUANTIZERS, HierarchyTrainConfig, ModelConfig, TrainConfig,
                            resolve_quantizer)
-from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, err,
-                            exit_on_errors, progress_bars)
-from hrqtok.errors import HrqtokError
+from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, SeedOpt, err,
+                            exit_on_errors, progress_bars, quiet_broken_pipe)
+from hrqtok.errors import InputError, OptionError
 from hrqtok.eval_cli import eval_app
+from hrqtok.jsonsafe import dumps
 from hrqtok.sources.embedder import PRECISIONS
 from hrqtok.sources.items import ItemFields
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
@@ -121,10 +122,48 @@ def _fit_help(name: str, text: str = "") -> str:
     return f"{text} [default: {items}; {wordnet} with --wordnet]".strip()
 
 
+# Options that only some fits use: (applies to (wordnet, quantizer), what they need). Giving one
+# where it does not apply is refused (exit 2) rather than silently ignored.
+def _trained(wordnet: bool, quantizer: str) -> bool:
+    return wordnet or quantizer not in KMEANS_QUANTIZERS
+
+
+def _items_network(wordnet: bool, quantizer: str) -> bool:
+    return not wordnet and quantizer not in KMEANS_QUANTIZERS
+
+
+MODE_OPTIONS = {
+    **{name: (lambda w, q: w, "--wordnet") for name in (
+        "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight")},
+    **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
+        "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision")},
+    **{name: (_items_network, "an items fit with a trained quantizer (hrq, rq, hypervq)")
+       for name in ("warmup_epochs", "patience", "validation_fraction")},
+    **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
+                        "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},
+    **{name: (lambda w, q: q == "hypervq", "--quantizer hypervq")
+       for name in ("tau_max", "tau_min", "tau_decay")},
+    "centroid": (lambda w, q: q == "hrq-kmeans", "--quantizer hrq-kmeans"),
+}
+
+
+def _refuse_inapplicable(ctx: typer.Context, wordnet: bool, quantizer: str) -> None:
+    for name, (applies, needs) in MODE_OPTIONS.items():
+        source = ctx.get_parameter_source(name)
+        given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+        if given and not applies(wordnet, quantizer):
+            flag = "--" + name.replace("_", "-")
+            raise typer.BadParameter(f"applies only to {needs}; leave it out", param_hint=flag)
+
+
 @app.command()
 def fit(
+    ctx: typer.Context,
     items: ItemsArg = None,
     model: ModelOpt = Path("hrqtok-model"),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the model already at --model (only an hrqtok model directory "
+                        "is ever replaced).")] = False,
     wordnet: Annotated[bool, typer.Option(
         "--wordnet", help="Train on the WordNet noun hypernym closure instead of ITEMS.")] = False,
     root: Annotated[Optional[str], typer.Option(
@@ -143,7 +182,8 @@ def fit(
     hidden_dims: Annotated[Optional[str], typer.Option(
         help="Encoder hidden sizes; the decoder mirrors them [default: 512,256,128].",
         show_default=False)] = None,
-    curvature: Annotated[float, typer.Option(min=1e-6, help="Curvature c of the ball.")] = 1.0,
+    curvature: Annotated[float, typer.Option(
+        min=1e-6, max=MAX_CURVATURE, help="Curvature c of the ball, below 100.")] = 1.0,
     commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
     epochs: Annotated[Optional[int], typer.Option(
         min=0, help=_fit_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
@@ -174,7 +214,7 @@ def fit(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(
         min=0.0, help="With --wordnet: weight of the (H)RQ loss against the ranking loss.")] = HierarchyTrainConfig.quantize_weight,
-    seed: Annotated[int, typer.Option(help="Same input and seed give the same bytes.")] = 0,
+    seed: SeedOpt = 0,
     id_field: IdOpt = None,
     text_field: TextOpt = None,
     embedding_field: EmbeddingOpt = None,
@@ -188,7 +228,8 @@ def fit(
     with its token table.
 
     Examples: hrqtok fit data/wordnet_glosses.jsonl --model my-model;
-    hrqtok fit --wordnet --root mammal.n.01 --model mammals
+    hrqtok fit --wordnet --root mammal.n.01 --model mammals;
+    hrqtok fit data/wordnet_glosses.jsonl --model my-model --force  (replace my-model)
     """
     if wordnet and items is not None:
         raise typer.BadParameter("give either ITEMS or --wordnet, not both", param_hint="ITEMS")
@@ -207,6 +248,9 @@ def fit(
     if kmeans and not wordnet and (latent_dim is not None or hidden_dims is not None):
         raise typer.BadParameter(f"{quantizer_name} quantizes the input vectors themselves; "
                                  "leave out --latent-dim and --hidden-dims", param_hint="--quantizer")
+    if hidden_dims is not None and wordnet:
+        raise typer.BadParameter("a WordNet model has no encoder; leave it out", param_hint="--hidden-dims")
+    _refuse_inapplicable(ctx, wordnet, quantizer_name)
     latent_dim = _mode_default("latent_dim", latent_dim, wordnet)
     epochs = _mode_default("epochs", epochs, wordnet)
     batch_size = _mode_default("batch_size", batch_size, wordnet)
@@ -220,15 +264,14 @@ def fit(
                                 burn_in_epochs=burn_in_epochs, eval_every=eval_every,
                                 quantize_weight=quantize_weight, kmeans_iters=kmeans_iters,
                                 centroid=centroid.value, seed=seed),
-                     json_out=json_out, quiet=quiet)
+                     force=force, json_out=json_out, quiet=quiet)
         return
     from hrqtok.pipeline import EmbedSettings, fit_items
 
     try:
         # k-means quantizes the inputs: fit_items sets both dimensions from the data
         shape = dict(input_dim=1, latent_dim=1, hidden_dims=()) if kmeans else dict(
-            latent_dim=latent_dim,
-            hidden_dims=tuple(int(d) for d in (hidden_dims or "512,256,128").split(",") if d.strip()))
+            latent_dim=latent_dim, hidden_dims=_hidden_dims(hidden_dims or "512,256,128"))
         model_config = ModelConfig(**shape, levels=levels, codebook_size=codebook_size,
                                    quantizer=quantizer_name, curvature=curvature,
                                    commitment=commitment)
@@ -243,12 +286,13 @@ def fit(
     fields = _fields(id_field, text_field, embedding_field) or ItemFields()
     embed = _embed(embedder, embed_precision) or EmbedSettings()
     fmt = input_format.value if input_format else None
-    with exit_on_errors(), progress_bars(quiet) as progress:
-        metrics = fit_items(items, model_dir=model, model_config=model_config,
-                            train_config=train_config, fields=fields, fmt=fmt, embed=embed,
-                            progress=progress)
-    if json_out:
-        print(json.dumps(metrics))
+    with exit_on_errors():
+        with progress_bars(quiet) as progress:
+            metrics = fit_items(items, model_dir=model, model_config=model_config,
+                                train_config=train_config, fields=fields, fmt=fmt, embed=embed,
+                                force=force, progress=progress)
+        if json_out:
+            print(dumps(metrics))
     if not quiet:
         f, c = metrics["fit"], metrics["table"]["collisions"]
         if kmeans:
@@ -264,8 +308,16 @@ def fit(
                   f"reconstruction cosine {metrics['vectors']['reconstruction']['cosine']:.4f}")
 
 
+def _hidden_dims(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.split(",") if d.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected sizes like 512,256,128, got {text!r}",
+                                 param_hint="--hidden-dims") from None
+
+
 def _fit_wordnet(model: Path, *, root, quantizer, levels, codebook_size, latent_dim, curvature,
-                 commitment, train: dict, json_out: bool, quiet: bool) -> None:
+                 commitment, train: dict, force: bool, json_out: bool, quiet: bool) -> None:
     from hrqtok.hierarchy_model import hierarchy_model_config
     from hrqtok.pipeline import fit_wordnet
 
@@ -276,11 +328,13 @@ def _fit_wordnet(model: Path, *, root, quantizer, levels, codebook_size, latent_
         train_config = HierarchyTrainConfig(**train)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    with exit_on_errors(), progress_bars(quiet) as progress:
-        metrics = fit_wordnet(model_dir=model, model_config=model_config,
-                              train_config=train_config, root=root, progress=progress)
-    if json_out:
-        print(json.dumps(metrics))
+    with exit_on_errors():
+        with progress_bars(quiet) as progress:
+            metrics = fit_wordnet(model_dir=model, model_config=model_config,
+                                  train_config=train_config, root=root, force=force,
+                                  progress=progress)
+        if json_out:
+            print(dumps(metrics))
     if not quiet:
         f, c = metrics["fit"], metrics["table"]["collisions"]
         err.print(f"fitted {f['nodes']} nouns on {f['train_pairs']} closure pairs in "
@@ -310,23 +364,40 @@ def _render_hierarchy(report: dict) -> None:
               f"(direct parent {shares('parent_pairs')}; random nouns {shares('random_pairs')})")
 
 
+OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+                   ".ndjson": "jsonl", ".json": "jsonl", ".txt": "strings"}
+
+
 def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
+    """--format, else the suffix of --out; stdout and special targets (FIFOs, >(…)) without a
+    known suffix get JSONL. An unknown suffix is refused rather than guessed."""
+    from hrqtok.atomic import is_special
+
     if fmt is not None:
         return fmt.value
     suffix = Path(out).suffix.lower()
-    return {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".txt": "strings"}.get(
-        suffix, "jsonl")
+    if suffix in OUTPUT_SUFFIXES:
+        return OUTPUT_SUFFIXES[suffix]
+    if out == "-" or is_special(out):
+        return "jsonl"
+    known = ", ".join(sorted(OUTPUT_SUFFIXES))
+    raise typer.BadParameter(f"cannot tell the format from {out!r} (known suffixes: {known}); "
+                             "name it with --format", param_hint="--out")
 
 
 @app.command()
 def encode(
     items: ItemsArg = None,
     model: ModelOpt = Path("hrqtok-model"),
-    out: Annotated[str, typer.Option("--out", "-o", help="Output file, or - for stdout.")] = "-",
+    out: Annotated[str, typer.Option(
+        "--out", "-o", help="Output file, - for stdout, or a FIFO; never one of the inputs.")] = "-",
     format: Annotated[Optional[OutputFormat], typer.Option(
         "--format", help="Output format [default: from --out's suffix; jsonl for stdout].")] = None,
     existing: Annotated[Optional[Path], typer.Option(
-        help="Earlier token table: its ids keep their multitokens.")] = None,
+        help="Earlier token table of this model: its ids keep their multitokens.")] = None,
+    existing_other_model: Annotated[bool, typer.Option(
+        "--existing-other-model", help="Accept an --existing table made by another model: its "
+                                       "ids keep their multitokens, new items get this model's codes.")] = False,
     beam: Annotated[int, typer.Option(
         min=1, help="Keep this many code paths per item (beam search) instead of the nearest "
                     "code at each level; never reconstructs worse than greedy.")] = 1,
@@ -341,84 +412,82 @@ def encode(
     """Write multitokens: of the fitted items (no ITEMS), or of other items.
 
     Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head;
-    hrqtok encode items.jsonl --beam 8 --out tokens.parquet
+    hrqtok encode items.jsonl --beam 8 --out tokens.parquet;
+    hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet
     """
     from hrqtok.pipeline import encode_items
     from hrqtok.tables import write_table
+    from hrqtok.targets import check_output
 
     fmt = _output_format(out, format)
     if fmt == "parquet" and out == "-" and sys.stdout.isatty():
         raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
-    with exit_on_errors(), progress_bars(quiet) as progress:
-        table = encode_items(
-            model, items, fields=_fields(id_field, text_field, embedding_field),
-            fmt=input_format.value if input_format else None,
-            embed=_embed(embedder, embed_precision), existing=existing, beam=beam,
-            progress=progress)
+    if existing_other_model and existing is None:
+        raise typer.BadParameter("needs --existing", param_hint="--existing-other-model")
+    with exit_on_errors():
+        check_output(out, inputs=(items, existing), managed=(model,))
+        with progress_bars(quiet) as progress:
+            table = encode_items(
+                model, items, fields=_fields(id_field, text_field, embedding_field),
+                fmt=input_format.value if input_format else None,
+                embed=_embed(embedder, embed_precision), existing=existing,
+                existing_other_model=existing_other_model, beam=beam, progress=progress)
         write_table(table, out, fmt)
     if not quiet and out != "-":
         err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")
 
 
-def _parse_multitoken(text: str, where: str) -> list[int]:
-    text = text.strip()
-    try:
-        value = json.loads(text) if text[:1] in "[{" else [int(t) for t in text.replace(",", " ").split()]
-    except (json.JSONDecodeError, ValueError):
-        raise HrqtokError(f"{where}: expected a multitoken like '12 40 7 0' or [12, 40, 7, 0]") from None
-    if isinstance(value, dict):
-        value = value.get("tokens")
-    if not isinstance(value, list) or not value or not all(isinstance(t, int) for t in value):
-        raise HrqtokError(f"{where}: expected a list of integer tokens")
-    return value
-
-
-def _read_multitokens(source: str) -> list[list[int]]:
-    if source != "-" and Path(source).suffix.lower() in (".parquet", ".pq"):
-        from hrqtok.tables import read_table
-
-        return read_table(source).tokens.tolist()
-    name = "<stdin>" if source == "-" else source
-    if source != "-" and not Path(source).is_file():
-        raise HrqtokError(f"{source}: no such file")
-    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")
-    with handle:
-        return [_parse_multitoken(line, f"{name}:{number}")
-                for number, line in enumerate(handle, start=1) if line.strip()]
+class TokenLengthError(InputError):
+    """A multitoken given as an argument with the wrong number of tokens (a usage error)."""
 
 
 @app.command()
 def decode(
     tokens: Annotated[Optional[list[str]], typer.Argument(
-        help="One multitoken (12 40 7 0), or several as 12,40,7,0 3,1,4,0.",
-        show_default=False)] = None,
+        help="One multitoken (12 40 7 0 or <a_12><b_40><c_7><d_0>), or several as "
+             "12,40,7,0 3,1,4,0.", show_default=False)] = None,
     model: ModelOpt = Path("hrqtok-model"),
     input: Annotated[Optional[str], typer.Option(
-        "--input", "-i", help="File of multitokens (JSONL, lines of integers, Parquet); - is stdin.")] = None,
+        "--input", "-i", help="File of multitokens in any format encode writes (Parquet, "
+                              "JSONL, CSV, strings, lines of integers); - is stdin.")] = None,
     table: Annotated[Optional[Path], typer.Option(
-        "--tokens", help="Token table to look ids up in [default: the model's].")] = None,
+        "--tokens", help="Token table of this model to look ids up in [default: the model's].")] = None,
     vectors: Annotated[bool, typer.Option("--vectors", help="Add decoder reconstructions.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSONL output even for arguments.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Map multitokens back to item ids (null when no item has it).
 
-    Examples: hrqtok decode 12 40 7 0;  hrqtok decode -i tokens.jsonl --vectors
+    Examples: hrqtok decode 12 40 7 0;  hrqtok decode "<a_12><b_40><c_7><d_0>";
+    hrqtok decode -i tokens.csv --vectors;  hrqtok encode --out - | hrqtok decode
     """
+    from hrqtok.multitokens import parse_multitoken, read_multitokens
     from hrqtok.pipeline import decode_tokens
 
+    if tokens and input is not None:
+        raise typer.BadParameter("give multitokens as arguments or with --input, not both",
+                                 param_hint="--input")
     with exit_on_errors():
         if tokens:
             groups = tokens if any("," in t for t in tokens) else [" ".join(tokens)]
-            multitokens = [_parse_multitoken(g, "argument") for g in groups]
+            try:
+                multitokens = [parse_multitoken(g, "argument") for g in groups]
+            except InputError as e:
+                raise OptionError("TOKENS", str(e)) from None
         elif input is not None or not sys.stdin.isatty():
-            multitokens = _read_multitokens(input or "-")
+            multitokens = read_multitokens(input or "-")
         else:
-            raise typer.BadParameter("give multitokens as arguments, with --input, or on stdin")
-        result = decode_tokens(model, multitokens, table=table, vectors=vectors)
-    as_json = json_out or vectors or not tokens
-    for row in result["results"]:
-        print(json.dumps(row) if as_json else (row["id"] if row["id"] is not None else "null"))
+            raise OptionError("TOKENS", "give multitokens as arguments, with --input, or on stdin")
+        try:
+            result = decode_tokens(model, multitokens, table=table, vectors=vectors)
+        except InputError as e:
+            if tokens:  # a wrong-length argument is a usage error
+                raise OptionError("TOKENS", str(e)) from None
+            raise
+        as_json = json_out or vectors or not tokens
+        for row in result["results"]:
+            print(dumps(row) if as_json else (row["id"] if row["id"] is not None else "null"))
+        sys.stdout.flush()
     if not quiet:
         for row in result["results"]:
             if row["id"] is None and len(result["results"]) == 1:
@@ -445,13 +514,15 @@ def inspect(
     """
     from hrqtok.pipeline import inspect_model
 
-    with exit_on_errors(), progress_bars(quiet) as progress:
-        report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
-                               fmt=input_format.value if input_format else None,
-                               table=table, progress=progress)
-    if json_out:
-        print(json.dumps(report))
-    else:
+    with exit_on_errors():
+        with progress_bars(quiet) as progress:
+            report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
+                                   fmt=input_format.value if input_format else None,
+                                   table=table, progress=progress)
+        if json_out:
+            print(dumps(report))
+            sys.stdout.flush()
+    if not json_out:
         _render_report(report)
 
 
@@ -474,7 +545,11 @@ def export_movielens(
     """
     from hrqtok.sources.movielens import export_movielens_100k
 
+    from hrqtok.targets import check_output
+
     with exit_on_errors():
+        for name in ("items.jsonl", "interactions.tsv"):
+            check_output(out / name)
         written = export_movielens_100k(out)
     if not quiet:
         err.print(f"wrote {written['items']} movies and {written['interactions']} interactions: "
@@ -494,4 +569,23 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
-    app()
+    """The `hrqtok` command: every failure is one `Error:` line (usage errors included, exit
+    2); a closed stdout ends it quietly with exit 0."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="hrqtok", standalone_mode=False)
+    except typer.Abort:
+        click.echo("Error: aborted", err=True)
+        code = 130
+    except typer.TyperException as e:  # Typer's usage errors (exit 2) and other click errors
+        context = getattr(e, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        message = " ".join(e.format_message().split()) if hasattr(e, "format_message") else str(e)
+        click.echo(f"Error: {message}{hint}", err=True)
+        code = getattr(e, "exit_code", 1)
+    except BrokenPipeError:
+        try:
+            quiet_broken_pipe()
+        except typer.Exit:
+            code = 0
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -15,6 +17,17 @@ CENTROIDS = ("frechet", "einstein")  # hrq-kmeans cluster centres: Fréchet mean
 QUANTIZATION_LOSSES = ("squared", "geodesic")
 MAX_LEVELS = 16
 MAX_CODEBOOK_SIZE = 65536
+# Beyond this the ball's radius 1/sqrt(c) is so small that float32 points cannot be told apart
+MAX_CURVATURE = 100.0
+MAX_SEED = 2**63 - 1  # torch and numpy take any seed in 0..2^63-1
+
+
+def require_finite(config: Any) -> None:
+    """Every float setting of a config is a finite number (inf or NaN would train garbage)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name.replace('_', ' ')} must be a finite number, got {value}")
 
 
 def resolve_quantizer(quantizer: str, geometry: str) -> str:
@@ -50,6 +63,7 @@ class ModelConfig:
     quantizer: str = ""
 
     def __post_init__(self) -> None:
+        require_finite(self)
         quantizer = resolve_quantizer(self.quantizer, self.geometry)
         object.__setattr__(self, "quantizer", quantizer)  # frozen: derived once, here
         object.__setattr__(self, "geometry", QUANTIZERS[quantizer])
@@ -64,8 +78,8 @@ class ModelConfig:
             )
         if self.latent_dim < 1 or self.input_dim < 1 or any(d < 1 for d in self.hidden_dims):
             raise ValueError("dimensions must be positive")
-        if self.curvature <= 0:
-            raise ValueError(f"curvature must be > 0, got {self.curvature}")
+        if not 0 < self.curvature < MAX_CURVATURE:
+            raise ValueError(f"curvature must be in (0, {MAX_CURVATURE:g}), got {self.curvature}")
         if self.quantization_loss not in QUANTIZATION_LOSSES:
             raise ValueError(f"quantization_loss must be one of {QUANTIZATION_LOSSES}")
         if self.commitment < 0:
@@ -101,6 +115,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.epochs < 0 or self.warmup_epochs < 0:
             raise ValueError("epochs must be >= 0")
         if self.batch_size < 1:
@@ -148,6 +163,7 @@ class HierarchyTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.epochs < 0 or self.burn_in_epochs < 0:
             raise ValueError("epochs must be >= 0")
         if min(self.batch_size, self.negatives, self.negative_group) < 1:
@@ -187,6 +203,7 @@ class Seq2SeqConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
         if min(self.d_model, self.heads, self.encoder_layers, self.decoder_layers,
@@ -207,11 +224,51 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a config; unknown keys are an error so that a newer file is not misread."""
+def _type_error(key: str, hint: Any, value: Any) -> str | None:
+    """Why ``value`` does not fit the annotation ``hint`` (None when it does)."""
+    found = f"found {json_repr(value)}"
+    if hint is bool:
+        return None if isinstance(value, bool) else f"key '{key}' must be true or false, {found}"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"key '{key}' must be an integer, {found}"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else f"key '{key}' must be a finite number, {found}"
+    if hint is str:
+        return None if isinstance(value, str) else f"key '{key}' must be a string, {found}"
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            return f"key '{key}' must be a list, {found}"
+        (item, _) = typing.get_args(hint)
+        return next((e for e in (_type_error(f"{key}[{i}]", item, v) for i, v in enumerate(value))
+                     if e), None)
+    return None
+
+
+def json_repr(value: Any) -> str:
+    """A short rendering of a JSON value for messages."""
+    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def from_dict(cls: type, data: Any, *, where: str = "") -> Any:
+    """Rebuild a config from JSON, checking every key's type; unknown keys are an error so that
+    a newer file is not misread. ValueError messages name the key (``where.key``)."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, dict):
+        raise ValueError(f"key '{where or cls.__name__}' must be an object, found {json_repr(data)}")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(prefix + k for k in unknown)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        problem = _type_error(prefix + key, hints[key], value)
+        if problem:
+            raise ValueError(problem)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ValueError(f"{where or cls.__name__}: {e}") from None

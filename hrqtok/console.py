@@ -3,6 +3,10 @@ plain lines in a log), and known errors turned into one line and exit code 1."""
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import sys
 import time
 from contextlib import contextmanager
 from enum import Enum
@@ -14,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hrqtok.config import MAX_SEED
 from hrqtok.errors import HrqtokError
 from hrqtok.sources.items import FORMATS
 
@@ -26,6 +31,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
 InputFormatOpt = Annotated[Optional[InputFormat], typer.Option(
     help="Input format [default: from the file suffix; jsonl for stdin].")]
+SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED,
+                                      help="Same input and seed give the same bytes.")]
 LOG_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
 
 
@@ -79,11 +86,51 @@ def epoch_info(row: dict) -> str:
     return text
 
 
+def quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``hrqtok encode … | head -1``): stop quietly with exit 0,
+    as head-friendly tools do, so ``set -o pipefail`` scripts see only the reader's status."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
+    except (OSError, ValueError):
+        pass
+    raise typer.Exit(0)
+
+
+def _os_error_line(e: OSError) -> str:
+    name = e.filename or ""
+    what = {errno.ENOSPC: "the disk is full", errno.EROFS: "the filesystem is read-only",
+            errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(
+        e.errno, e.strerror or str(e))
+    return f"Error: {name}: {what}" if name else f"Error: {what}"
+
+
+class _WarningLine(logging.Handler):
+    """Library warnings (logger ``hrqtok``) as one `warning:` line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def install_warning_lines() -> None:
+    logger = logging.getLogger("hrqtok")
+    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
+        logger.addHandler(_WarningLine())
+        logger.propagate = False
+
+
 @contextmanager
 def exit_on_errors():
-    """Known problems become one `Error:` line and exit 1; no traceback."""
+    """Known problems become one `Error:` line and exit 1 (2 for options); operating-system
+    errors (a full or read-only disk) one line too; a closed stdout ends the command quietly."""
+    install_warning_lines()
     try:
         yield
     except HrqtokError as e:
         click.echo(f"Error: {e}", err=True)
+        raise typer.Exit(e.exit_code) from None
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    except OSError as e:
+        click.echo(_os_error_line(e), err=True)
         raise typer.Exit(1) from None

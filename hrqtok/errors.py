@@ -1,8 +1,10 @@
-"""Errors the CLI turns into one-line messages and exit code 1."""
+"""Errors the CLI turns into one `Error:` line: exit 1 for data and artefacts, 2 for options."""
 
 
 class HrqtokError(Exception):
     """Base class: a problem with the user's data or artefacts, not a bug."""
+
+    exit_code = 1
 
 
 class InputError(HrqtokError):
@@ -16,4 +18,16 @@ class InputError(HrqtokError):
 
 
 class ArtifactError(HrqtokError):
-    """A model directory or token table that is missing, incomplete or from another version."""
+    """A model directory or token table that is missing, damaged, or from another model or
+    version."""
+
+
+class OptionError(HrqtokError):
+    """An option that cannot work (a write target that would destroy something, a value out of
+    range), found before any work is done. Exit code 2, as for Typer's bad parameters."""
+
+    exit_code = 2
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option = option

@@ -3,7 +3,6 @@ report as JSON on stdout with --json."""
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,9 +11,10 @@ import click
 import typer
 from rich.table import Table
 
-from hrqtok.config import NEXT_ITEM, Seq2SeqConfig
+from hrqtok.config import MAX_SEED, NEXT_ITEM, Seq2SeqConfig
 from hrqtok.console import InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, err, exit_on_errors, progress_bars
 from hrqtok.evaluation.histories import MAX_EVENTS, MIN_EVENTS
+from hrqtok.jsonsafe import dumps
 from hrqtok.sources.interactions import FORMATS as INTERACTION_FORMATS
 from hrqtok.sources.interactions import InteractionFields
 
@@ -29,7 +29,8 @@ BaselineOpt = Annotated[Optional[Baseline], typer.Option(
 CompareOpt = Annotated[bool, typer.Option(
     "--compare", help="Score the tokens and the random baseline side by side.")]
 RunsOpt = Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")]
-EvalSeedOpt = Annotated[int, typer.Option(help="First seed; runs use seed, seed + 1, ….")]
+EvalSeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED - 1000,
+                                          help="First seed; runs use seed, seed + 1, ….")]
 TokensOpt = Annotated[Path, typer.Option("--tokens", help="Token table (Parquet) to evaluate.")]
 # the downstream transformer
 EpochsOpt = Annotated[int, typer.Option(min=0, help="Training epochs of the transformer.")]
@@ -94,7 +95,7 @@ def eval_hypernyms(
     with exit_on_errors(), progress_bars(quiet) as progress:
         report = evaluate_hypernyms(model, config, systems=systems, runs=runs, progress=progress)
     if json_out:
-        print(json.dumps(report))
+        print(dumps(report))
         return
     table = Table(title=f"hypernym generation, {report['geometry']} {report['levels']} × "
                         f"{report['codebook_size']} ({report['model']})")
@@ -171,7 +172,7 @@ def eval_next_item(
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)  # one line each, never wrapped
     if json_out:
-        print(json.dumps(report))
+        print(dumps(report))
         return
     data = report["data"]
     table = Table(title=f"next-item retrieval, {data['kept_users']} users, {report['items']} items "
@@ -217,7 +218,7 @@ def eval_taxonomy(
                                    systems=systems, runs=runs, seed=seed, pairs=pairs)
     if json_out or quiet:
         if json_out:
-            print(json.dumps(report))
+            print(dumps(report))
         return
     rendered = Table(title=f"taxonomy agreement, {report['items']} items, category depth up to "
                            f"{report['category_depth']['max']} ({report['tokens']})")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrqtok.artifacts import (NODES, PAIRS, WORDNET, ModelDir, load_model_dir, save_model_dir,
-                              table_metadata)
+from hrqtok.artifacts import (NODES, PAIRS, WORDNET, ModelDir, check_model_target, load_model_dir,
+                              save_model_dir, table_metadata)
 from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, to_dict
 from hrqtok.errors import HrqtokError, InputError
 from hrqtok.hierarchy import split_pairs, write_nodes, write_pairs
@@ -22,7 +22,7 @@ from hrqtok.sources.embedder import (EmbeddingCache, ProgressFn, SentenceTransfo
                                      embed_texts)
 from hrqtok.sources.items import ItemFields, Items, read_items
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
-from hrqtok.tables import TokenTable, build_table, read_table
+from hrqtok.tables import TokenTable, build_table
 from hrqtok.train import fit_model
 
 
@@ -57,9 +57,11 @@ def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | N
 def fit_items(source: str, *, model_dir: str | Path, model_config: ModelConfig,
               train_config: TrainConfig, fields: ItemFields = ItemFields(),
               fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
-              progress: ProgressFn | None = None) -> dict:
+              force: bool = False, progress: ProgressFn | None = None) -> dict:
     """Read items, embed them, train an (H)RQ-VAE, write the model directory. Returns the
-    metrics written to metrics.json."""
+    metrics written to metrics.json. ``force``: replace an existing model at ``model_dir``
+    (anything else there is always refused, before any work)."""
+    check_model_target(model_dir, force=force, inputs=(source,))
     items = read_items(source, fields, fmt=fmt)
     vectors = item_vectors(items, embed, progress=progress)
     dim = int(vectors.shape[1])
@@ -93,18 +95,19 @@ def fit_items(source: str, *, model_dir: str | Path, model_config: ModelConfig,
         "table": table_report(build_table(items.ids, codes, {}), model_config.codebook_size),
     }
     save_model_dir(model_dir, model=result.model, config=config, log=result.log,
-                   metrics=metrics, ids=items.ids, codes=codes)
+                   metrics=metrics, ids=items.ids, codes=codes, force=force)
     return metrics
 
 
 def fit_wordnet(*, model_dir: str | Path, model_config: ModelConfig,
                 train_config: HierarchyTrainConfig, root: str | None = None,
-                progress: ProgressFn | None = None) -> dict:
+                force: bool = False, progress: ProgressFn | None = None) -> dict:
     """Train node embeddings and (H)RQ codebooks on the WordNet noun closure (all nouns, or
     the subtree under ``root``); write the model directory with the nouns, the split pairs and
     every noun's multitoken. Returns the metrics written to metrics.json."""
     from hrqtok.sources.wordnet import load_nouns
 
+    check_model_target(model_dir, force=force)
     hierarchy = load_nouns(root)
     test = split_pairs(len(hierarchy.pairs), train_config.test_fraction, train_config.seed)
     result = fit_hierarchy(hierarchy.pairs, test, len(hierarchy), model_config, train_config,
@@ -128,7 +131,7 @@ def fit_wordnet(*, model_dir: str | Path, model_config: ModelConfig,
         "table": table_report(build_table(hierarchy.names, codes, {}), model_config.codebook_size),
     }
     save_model_dir(model_dir, model=result.model, config=config, log=result.log, metrics=metrics,
-                   ids=hierarchy.names, codes=codes,
+                   ids=hierarchy.names, codes=codes, force=force,
                    extra={NODES: lambda path: write_nodes(hierarchy, path),
                           PAIRS: lambda path: write_pairs(hierarchy, test, path)})
     return metrics
@@ -158,16 +161,17 @@ def _embed_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
 
 def encode_items(model_dir: str | Path, source: str | None = None, *, fields: ItemFields | None = None,
                  fmt: str | None = None, embed: EmbedSettings | None = None,
-                 existing: str | Path | None = None, beam: int = 1,
-                 progress: ProgressFn | None = None) -> TokenTable:
+                 existing: str | Path | None = None, existing_other_model: bool = False,
+                 beam: int = 1, progress: ProgressFn | None = None) -> TokenTable:
     """Token table of ``source`` items, or of the fitted items when ``source`` is None.
 
-    ``existing``: an earlier table whose ids keep their multitokens (see tables.build_table).
+    ``existing``: an earlier table whose ids keep their multitokens (see tables.build_table);
+    it must come from this model unless ``existing_other_model``.
     ``beam`` > 1: beam search over residual code paths instead of greedy codes.
     """
     loaded = load_model_dir(model_dir)
     _own_items_only(loaded, source)
-    old = read_table(existing) if existing else None
+    old = loaded.read_table(existing, other_model=existing_other_model) if existing else None
     if source is None:
         fitted = loaded.table()
         if beam > 1 and loaded.kind != WORDNET:
@@ -190,12 +194,16 @@ def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
                   table: str | Path | None = None, vectors: bool = False) -> dict:
     """Multitokens -> item ids (None when no item has it) and optionally decoder vectors.
 
-    A multitoken has k codes and the disambiguation token; k codes alone mean d = 0. Returns
-    {"results": [{"tokens", "id"[, "vector"]}], "invalid": count}.
+    A multitoken has k codes and the disambiguation token; k codes alone mean d = 0; any other
+    length is an InputError. Returns {"results": [{"tokens", "id"[, "vector"]}], "invalid": count}.
     """
     loaded = load_model_dir(model_dir)
     k, size = loaded.model_config.levels, loaded.model_config.codebook_size
-    lookup = (read_table(table) if table else loaded.table()).lookup()
+    for number, tokens in enumerate(multitokens, start=1):
+        if len(tokens) not in (k, k + 1):
+            raise InputError(f"multitoken {number} has {len(tokens)} tokens, but {loaded.path} "
+                             f"makes {k} codes + 1 disambiguation token (give {k} or {k + 1})")
+    lookup = (loaded.read_table(table) if table else loaded.table()).lookup()
     results, invalid = [], 0
     for tokens in multitokens:
         key = tuple(tokens) + ((0,) if len(tokens) == k else ())
@@ -229,7 +237,7 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
         tokens = build_table(items.ids, codes, {})
         vector_stats = vector_report(loaded.model, vectors)
     else:
-        tokens = read_table(table) if table else loaded.table()
+        tokens = loaded.read_table(table) if table else loaded.table()
         vector_stats = metrics.get("vectors")
     return {
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": loaded.kind,

@@ -27,7 +27,9 @@ def table_report(table: TokenTable, codebook_size: int) -> dict:
 
 def _spread(values: np.ndarray) -> dict:
     mean, std = float(values.mean()), float(values.std())
-    return {"mean": mean, "std": std, "cv": std / mean if mean else float("nan")}
+    if mean > 0:
+        return {"mean": mean, "std": std, "cv": std / mean}
+    return {"mean": mean, "std": std, "cv": None, "cv_undefined": "every latent norm is 0"}
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrqtok.atomic import atomic_path
+from hrqtok.atomic import atomic_path, is_special
 from hrqtok.errors import ArtifactError
 
 TABLE_FORMAT_VERSION = 1
@@ -126,7 +126,8 @@ def _write_body(table: TokenTable, fmt: str, handle) -> None:
 
 
 def write_table(table: TokenTable, path: str, fmt: str = "parquet") -> None:
-    """Write a table to ``path`` ('-' is stdout), atomically for files."""
+    """Write a table to ``path`` ('-' is stdout): atomically for files; written through for
+    special targets (``/dev/stdout``, FIFOs, ``>(…)``)."""
     import pyarrow.parquet as pq
 
     if path == "-":
@@ -139,37 +140,114 @@ def write_table(table: TokenTable, path: str, fmt: str = "parquet") -> None:
             _write_body(table, fmt, sys.stdout)
             sys.stdout.flush()
         return
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as target:
         if fmt == "parquet":
-            pq.write_table(_arrow_table(table), tmp)
+            with open(target, "wb") as handle:
+                pq.write_table(_arrow_table(table), handle)
         else:
-            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            with open(target, "w", encoding="utf-8", newline="") as handle:
                 _write_body(table, fmt, handle)
 
 
-def read_table(path: str | Path) -> TokenTable:
-    """Read a Parquet token table written by hrqtok; other files are an ArtifactError."""
+def read_bytes_or_path(path: str | Path):
+    """What pyarrow reads: the path of a regular file, or the bytes of stdin, a FIFO or
+    ``<(…)`` (Parquet readers need to seek)."""
+    import pyarrow as pa
+
+    if str(path) == "-":
+        return pa.BufferReader(sys.stdin.buffer.read())
+    if is_special(path):
+        with open(path, "rb") as handle:
+            return pa.BufferReader(handle.read())
+    return str(path)
+
+
+def _fail(path, message: str) -> ArtifactError:
+    return ArtifactError(f"{path}: {message}")
+
+
+def _metadata(arrow, path) -> dict:
+    meta = {}
+    for key, value in (arrow.schema.metadata or {}).items():
+        try:
+            name, text = key.decode("utf-8"), value.decode("utf-8")
+            if name.startswith(META_PREFIX):
+                meta[name[len(META_PREFIX):]] = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _fail(path, f"damaged metadata key {key[:40]!r}; re-encode the table") from None
+    return meta
+
+
+def _ids_column(arrow, path) -> list[str]:
+    import pyarrow as pa
+
+    column = arrow.column("id")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise _fail(path, f"column 'id' must hold strings, found {column.type}")
+    if column.null_count:
+        row = next(i for i, v in enumerate(column.to_pylist()) if v is None)
+        raise _fail(path, f"row {row + 1} has no id")
+    ids = column.to_pylist()
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))
+        raise _fail(path, f"id {duplicate!r} appears more than once; ids must be unique")
+    return ids
+
+
+def _tokens_column(arrow, path, meta: dict) -> np.ndarray:
+    import pyarrow as pa
+
+    column = arrow.column("tokens").combine_chunks()
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) or not (
+            pa.types.is_integer(column.type.value_type)):
+        raise _fail(path, f"column 'tokens' must hold lists of integers, found {column.type}")
+    if column.null_count or column.flatten().null_count:
+        raise _fail(path, "column 'tokens' has missing values")
+    lengths = np.diff(column.offsets.to_numpy())
+    if len(lengths) and (lengths != lengths[0]).any():
+        row = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise _fail(path, f"row {row + 1} has {lengths[row]} tokens but row 1 has {lengths[0]}; "
+                          "every multitoken needs the same length")
+    levels = meta.get("levels")
+    width = int(lengths[0]) if len(lengths) else (levels + 1 if isinstance(levels, int) else 0)
+    if width < 2:
+        raise _fail(path, f"multitokens of {width} tokens; expected codes and a disambiguation token")
+    if isinstance(levels, int) and width != levels + 1:
+        raise _fail(path, f"multitokens of {width} tokens, but its metadata says {levels} levels")
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, width)
+    if len(values) and (values.min() < 0 or values.max() > np.iinfo(np.int32).max):
+        row = int(np.argwhere((values < 0) | (values > np.iinfo(np.int32).max))[0][0])
+        raise _fail(path, f"row {row + 1} holds token {int(values[row].min()) if values[row].min() < 0 else int(values[row].max())}; tokens are integers from 0")
+    sizes = meta.get("codebook_sizes")
+    if isinstance(sizes, list) and len(sizes) == width - 1 and len(values):
+        bad = values[:, :-1] >= np.asarray(sizes, dtype=np.int64)
+        if bad.any():
+            row, level = (int(i) for i in np.argwhere(bad)[0])
+            raise _fail(path, f"row {row + 1} has code {values[row, level]} at level {level}, "
+                              f"outside its {sizes[level]} codes")
+    return values.astype(np.int32)
+
+
+def read_table(path: str | Path, *, data: bytes | None = None) -> TokenTable:
+    """Read and check a Parquet token table written by hrqtok (a file, ``-`` or a FIFO; or
+    ``data`` already read, named ``path`` in messages). Every problem is an ArtifactError
+    naming the file and, where there is one, the row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        arrow = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise ArtifactError(f"{path}: not a readable Parquet token table ({e})") from None
+        arrow = pq.read_table(pa.BufferReader(data) if data is not None else read_bytes_or_path(path))
+    except (pa.ArrowException, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _fail(path, f"not a readable Parquet token table ({first})") from None
     if arrow.column_names[:2] != ["id", "tokens"]:
-        raise ArtifactError(f"{path}: a token table needs columns 'id' and 'tokens', found "
-                            f"{arrow.column_names}")
-    raw = {k.decode(): v.decode() for k, v in (arrow.schema.metadata or {}).items()}
-    meta = {k[len(META_PREFIX):]: json.loads(v) for k, v in raw.items()
-            if k.startswith(META_PREFIX)}
+        raise _fail(path, f"a token table needs columns 'id' and 'tokens', found {arrow.column_names}")
+    meta = _metadata(arrow, path)
     version = meta.pop("format_version", None)
     if version != TABLE_FORMAT_VERSION:
-        raise ArtifactError(f"{path}: token table format version {version}, this hrqtok reads "
-                            f"{TABLE_FORMAT_VERSION}; re-encode it with this version")
-    column = arrow.column("tokens").combine_chunks()
-    lengths = np.diff(column.offsets.to_numpy())
-    if len(lengths) and (lengths != lengths[0]).any():
-        raise ArtifactError(f"{path}: rows have multitokens of different lengths")
-    width = int(lengths[0]) if len(lengths) else int(meta.get("levels", 0)) + 1
-    tokens = column.flatten().to_numpy().astype(np.int32).reshape(-1, width)
-    return TokenTable(arrow.column("id").to_pylist(), tokens, meta)
+        raise _fail(path, f"token table format version {version}, this hrqtok reads "
+                          f"{TABLE_FORMAT_VERSION}; re-encode it with this version")
+    ids = _ids_column(arrow, path)
+    tokens = _tokens_column(arrow, path, meta)
+    return TokenTable(ids, tokens, meta)

@@ -31,7 +31,7 @@ def test_existing_table_keeps_old_multitokens_and_gives_new_items_free_indices()
 
 
 def test_parquet_schema_metadata_and_round_trip(tmp_path):
-    table = build_table(["x", "y"], np.array([[5, 1], [5, 1]]), META)
+    table = build_table(["x", "y"], np.array([[3, 1], [3, 1]]), META)
     write_table(table, str(tmp_path / "t.parquet"))
     arrow = pq.read_table(tmp_path / "t.parquet")
     assert str(arrow.schema.field("id").type) == "string"
@@ -40,7 +40,7 @@ def test_parquet_schema_metadata_and_round_trip(tmp_path):
     meta = {k.decode(): json.loads(v) for k, v in arrow.schema.metadata.items() if k.startswith(b"hrqtok.")}
     assert meta["hrqtok.format_version"] == 1 and meta["hrqtok.model_fingerprint"] == "f00"
     assert meta["hrqtok.codebook_sizes"] == [4, 4] and meta["hrqtok.disambiguation_size"] == 2
-    assert arrow.column("tokens").to_pylist() == [[5, 1, 0], [5, 1, 1]]
+    assert arrow.column("tokens").to_pylist() == [[3, 1, 0], [3, 1, 1]]
     back = read_table(tmp_path / "t.parquet")
     assert back.ids == table.ids and np.array_equal(back.tokens, table.tokens)
 

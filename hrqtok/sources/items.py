@@ -7,9 +7,9 @@ field, so the CLI can print one line and exit 1.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,67 +68,151 @@ def source_name(path: str) -> str:
 
 
 def records(path: str, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
-    """(line or row number, record) of every record of a JSONL, Parquet or CSV input."""
+    """(line or row number, record) of every record of a JSONL, Parquet or CSV input: a file,
+    ``-`` (stdin), a FIFO or ``<(…)``; ``/dev/null`` is an empty input."""
     fmt = detect_format(path, fmt)
     source = source_name(path)
-    if path != "-" and not Path(path).is_file():
-        raise InputError("no such file", source=source)
+    check_readable(path, source)
     reader = {"jsonl": _jsonl_records, "parquet": _parquet_records, "csv": _csv_records}[fmt]
     yield from reader(path, source)
 
 
-def _open_text(path: str):
+def check_readable(path: str, source: str) -> None:
     if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return
+    if not os.path.exists(path):
+        raise InputError("no such file", source=source)
+    if os.path.isdir(path):
+        raise InputError("is a folder; name a file", source=source)
+    if not os.access(path, os.R_OK):
+        raise InputError("no permission to read it", source=source)
+
+
+def text_lines(path: str, source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 input, decoded line by line so that a bad byte is
+    reported with its line; a byte-order mark at the start is dropped."""
+    handle = sys.stdin.buffer if path == "-" else open(path, "rb")
+    try:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not UTF-8 text (byte {e.start + 1} of the line); convert it "
+                                 "with iconv", source=source, line=number) from None
+            yield number, text
+    finally:
+        if path != "-":
+            handle.close()
 
 
 def _jsonl_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
-    handle = _open_text(path)
-    try:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(
-                    f"malformed JSON ({e.msg} at column {e.colno}); each line must hold one "
-                    "JSON object", source=source, line=number,
-                ) from None
-            if not isinstance(record, dict):
-                raise InputError(f"expected a JSON object, found {type(record).__name__}",
-                                 source=source, line=number)
-            yield number, record
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text ({e.reason})", source=source) from None
-    finally:
-        if path != "-":
-            handle.close()
+    for number, text in text_lines(path, source):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"malformed JSON ({e.msg} at column {e.colno}); each line must hold one "
+                "JSON object", source=source, line=number,
+            ) from None
+        except RecursionError:
+            raise InputError("JSON nested too deeply", source=source, line=number) from None
+        if not isinstance(record, dict):
+            raise InputError(f"expected a JSON object, found {type(record).__name__}",
+                             source=source, line=number)
+        yield number, record
+
+
+CSV_FIELD_LIMIT = 2**31 - 1  # long descriptions are fine; the default limit is 128 KB
 
 
 def _csv_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
-    handle = _open_text(path)
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    numbers: list[int] = [0]
+
+    def lines():
+        for number, text in text_lines(path, source):
+            numbers[0] = number
+            yield text
+
+    reader = csv.reader(lines())
     try:
-        reader = csv.DictReader(handle)
-        for record in reader:
-            yield reader.line_num, record
-    finally:
-        if path != "-":
-            handle.close()
+        header = next(reader, None)
+        if header is None:
+            return
+        if len(set(header)) != len(header):
+            raise InputError("the header names a column twice", source=source, line=1)
+        for row in reader:
+            line = numbers[0]
+            if not row or row == [""]:
+                continue
+            if len(row) > len(header):
+                raise InputError(f"{len(row)} fields but the header has {len(header)}; quote "
+                                 "fields that contain commas", source=source, line=line)
+            yield line, dict(zip(header, row))
+    except csv.Error as e:
+        raise InputError(f"malformed CSV ({e})", source=source, line=numbers[0]) from None
 
 
 def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from hrqtok.tables import read_bytes_or_path
+
     try:
-        data = pa.BufferReader(sys.stdin.buffer.read()) if path == "-" else path
-        table = pq.read_table(data)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"not a readable Parquet file ({e})", source=source) from None
-    for number, record in enumerate(table.to_pylist(), start=1):
+        table = pq.read_table(read_bytes_or_path(path))
+        rows = table.to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"not a readable Parquet file ({first})", source=source) from None
+    for number, record in enumerate(rows, start=1):
         yield number, record
+
+
+def parse_vector(value, error) -> np.ndarray:
+    """A flat, non-empty list of finite numbers (or, from CSV, a string of them) as float32;
+    ``error(message)`` makes the exception to raise. Booleans and texts are not numbers, and a
+    value that overflows float32 is refused rather than turned into infinity."""
+    if isinstance(value, str):  # CSV cells: "[0.1, 0.2]" or "0.1 0.2"
+        text = value.strip()
+        try:
+            parts = json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
+            array = np.asarray(parts, dtype=np.float64) if parts and all(
+                isinstance(p, str) for p in parts) else np.asarray(parts)
+        except (json.JSONDecodeError, ValueError, RecursionError):
+            raise error("is not a list of numbers") from None
+    else:
+        if not isinstance(value, (list, tuple)):
+            raise error(f"must be a list of numbers, found {type(value).__name__}")
+        try:
+            array = np.asarray(value)
+        except (ValueError, OverflowError):
+            raise error("must be a flat list of numbers") from None
+    if array.ndim != 1 or array.size == 0:
+        raise error("must be a non-empty flat list of numbers")
+    if array.dtype.kind == "b":
+        raise error("holds true/false values, not numbers")
+    if array.dtype.kind == "O":  # mixed types, or integers beyond 64 bits
+        for position, v in enumerate(array):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise error(f"holds {type(v).__name__} at position {position}, not a number")
+        try:
+            array = np.asarray([float(v) for v in array])
+        except OverflowError:
+            raise error("holds a number too large for a vector") from None
+    elif array.dtype.kind not in "iuf":
+        raise error("is not a list of numbers")
+    vector = array.astype(np.float64)
+    if not np.isfinite(vector).all():
+        bad = int(np.flatnonzero(~np.isfinite(vector))[0])
+        raise error(f"holds NaN or infinity (at position {bad})")
+    single = vector.astype(np.float32)
+    if not np.isfinite(single).all():
+        bad = int(np.flatnonzero(~np.isfinite(single))[0])
+        raise error(f"holds {vector[bad]:g} at position {bad}, beyond float32's range (±3.4e38)")
+    return single
 
 
 class _Collector:
@@ -163,25 +247,37 @@ class _Collector:
     def _id(self, line: int, record: dict) -> str:
         field = self.fields.id_field
         value = record.get(field)
-        if value is None or value == "":
+        if field not in record:
             raise self._error(f"field '{field}' is missing; name the id field with --id-field",
                               line)
+        if value is None:
+            raise self._error(f"field '{field}' is null; every item needs an id", line)
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise self._error(f"field '{field}' must be a string or an integer, found "
                               f"{type(value).__name__}", line)
-        return str(value)
+        value = str(value)
+        if not value.strip():
+            raise self._error(f"field '{field}' is empty or only whitespace", line)
+        if any(ch < " " or ch == "\x7f" for ch in value):
+            raise self._error(f"field '{field}' holds a line break or another control "
+                              f"character ({value[:30]!r}); ids must be one line", line)
+        return value
 
     def _text(self, line: int, record: dict) -> str:
         parts = []
         for field in self.fields.text_fields:
             value = record.get(field)
-            if value is None:
+            if field not in record:
                 raise self._error(
                     f"field '{field}' is missing; name text fields with --text-field or give "
                     "vectors with --embedding-field", line)
+            if value is None:
+                raise self._error(f"field '{field}' is null; every item needs a text", line)
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise self._error(f"field '{field}' must be text, found {type(value).__name__}",
                                   line)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self._error(f"field '{field}' is {value}, not a text", line)
             if str(value).strip():
                 parts.append(str(value).strip())
         if not parts:
@@ -192,29 +288,16 @@ class _Collector:
         field = self.fields.embedding_field
         value = record.get(field)
         if value is None:
-            raise self._error(f"field '{field}' is missing; every item needs a vector", line)
-        if isinstance(value, str):  # CSV cells: "[0.1, 0.2]" or "0.1 0.2"
-            text = value.strip()
-            try:
-                value = json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
-            except json.JSONDecodeError:
-                raise self._error(f"field '{field}' is not a list of numbers", line) from None
-        try:
-            vector = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise self._error(f"field '{field}' is not a list of numbers", line) from None
-        if vector.ndim != 1 or vector.size == 0:
-            raise self._error(f"field '{field}' must be a non-empty flat list of numbers", line)
-        if not np.isfinite(vector).all():
-            bad = next(i for i, v in enumerate(vector) if not math.isfinite(v))
-            raise self._error(f"field '{field}' holds NaN or infinity (at position {bad})", line)
+            what = "is null" if field in record else "is missing"
+            raise self._error(f"field '{field}' {what}; every item needs a vector", line)
+        vector = parse_vector(value, lambda message: self._error(f"field '{field}' {message}", line))
         if self.vectors and vector.size != self.vectors[0].size:
             raise self._error(
                 f"field '{field}' has {vector.size} values, but line {self.dim_line} has "
                 f"{self.vectors[0].size}; all vectors need the same length", line)
         if not self.vectors:
             self.dim_line = line
-        return vector.astype(np.float32)
+        return vector
 
     def finish(self, fmt: str) -> Items:
         if not self.ids:

@@ -1,0 +1,76 @@
+"""Where a command may write, checked before any work: never over one of its inputs, never
+inside a model directory it does not own, never at a folder or under a regular file, and never
+where it cannot write (a read-only folder is found before a long fit, not after it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from hrqtok.atomic import is_special
+from hrqtok.errors import OptionError
+
+STDIO = "-"
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (through symlinks and hard links)."""
+    if _real(a) == _real(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_writable_folder(path: Path, option: str) -> None:
+    """``path`` can be created: its nearest existing ancestor is a folder this process may
+    write into."""
+    ancestor = path.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OptionError(option, f"cannot write {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OptionError(option, f"cannot write {path}: no permission to write in {ancestor} "
+                                  "(or it is on a read-only filesystem)")
+
+
+def check_output(path: str | Path, *, option: str = "--out",
+                 inputs: Iterable[str | Path | None] = (),
+                 managed: Iterable[str | Path | None] = ()) -> None:
+    """Refuse an output path that would replace an input or a file inside a ``managed`` folder
+    (a model directory), that names a folder, or that cannot be written. ``-`` and special
+    targets (``/dev/stdout``, FIFOs, ``>(…)``) are written through and always allowed."""
+    if str(path) == STDIO or is_special(path):
+        return
+    real = _real(path)
+    if real.is_dir():
+        raise OptionError(option, f"{path} is a folder; name a file (e.g. {Path(path) / 'tokens.parquet'})")
+    for given in inputs:
+        if given is not None and str(given) != STDIO and same_file(path, given):
+            raise OptionError(option, f"{path} is also an input of this command ({given}); "
+                                      "writing it would destroy that input: name another file")
+    for folder in managed:
+        if folder is not None and _inside(real, _real(folder)):
+            raise OptionError(option, f"{path} is inside the model directory {folder}, whose "
+                                      "files belong to the model: write somewhere else")
+    check_writable_folder(real, option)
+
+
+def check_inputs_outside(folder: str | Path, inputs: Iterable[str | Path | None], option: str) -> None:
+    """Refuse to replace ``folder`` while a command reads an input from inside it."""
+    root = _real(folder)
+    for given in inputs:
+        if given is not None and str(given) != STDIO and _inside(_real(given), root):
+            raise OptionError(option, f"{folder} holds {given}, an input of this command; "
+                                      "replacing it would destroy that input: name another folder")

@@ -205,8 +205,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = _temporary(path, directory=True)
     try:
         yield tmp
+        mode = 0o666 & ~current_umask()
         for entry in tmp.iterdir():
-            _fsync(entry)
+            if entry.is_file():
+                os.chmod(entry, mode)  # some writers (safetensors) create files 0600
+            _fsync(entry, directory=entry.is_dir())
         _fsync(tmp, directory=True)
         _fault("dir-written")
         _swap_in(tmp, path)

@@ -419,13 +419,14 @@ def encode(
     from hrqtok.tables import write_table
     from hrqtok.targets import check_output
 
-    fmt = _output_format(out, format)
-    if fmt == "parquet" and out == "-" and sys.stdout.isatty():
-        raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
     if existing_other_model and existing is None:
         raise typer.BadParameter("needs --existing", param_hint="--existing-other-model")
     with exit_on_errors():
         check_output(out, inputs=(items, existing), managed=(model,))
+    fmt = _output_format(out, format)
+    if fmt == "parquet" and out == "-" and sys.stdout.isatty():
+        raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
+    with exit_on_errors():
         with progress_bars(quiet) as progress:
             table = encode_items(
                 model, items, fields=_fields(id_field, text_field, embedding_field),

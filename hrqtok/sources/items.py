@@ -178,10 +178,11 @@ def parse_vector(value, error) -> np.ndarray:
     if isinstance(value, str):  # CSV cells: "[0.1, 0.2]" or "0.1 0.2"
         text = value.strip()
         try:
-            parts = json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
-            array = np.asarray(parts, dtype=np.float64) if parts and all(
-                isinstance(p, str) for p in parts) else np.asarray(parts)
-        except (json.JSONDecodeError, ValueError, RecursionError):
+            if text.startswith("["):
+                array = np.asarray(json.loads(text))
+            else:
+                array = np.asarray(text.replace(",", " ").split(), dtype=np.float64)
+        except (json.JSONDecodeError, ValueError, RecursionError, OverflowError):
             raise error("is not a list of numbers") from None
     else:
         if not isinstance(value, (list, tuple)):
@@ -203,12 +204,13 @@ def parse_vector(value, error) -> np.ndarray:
         except OverflowError:
             raise error("holds a number too large for a vector") from None
     elif array.dtype.kind not in "iuf":
-        raise error("is not a list of numbers")
+        raise error(f"holds {array.dtype.kind in 'US' and 'text' or array.dtype}, not a number")
     vector = array.astype(np.float64)
     if not np.isfinite(vector).all():
         bad = int(np.flatnonzero(~np.isfinite(vector))[0])
         raise error(f"holds NaN or infinity (at position {bad})")
-    single = vector.astype(np.float32)
+    with np.errstate(over="ignore"):
+        single = vector.astype(np.float32)
     if not np.isfinite(single).all():
         bad = int(np.flatnonzero(~np.isfinite(single))[0])
         raise error(f"holds {vector[bad]:g} at position {bad}, beyond float32's range (±3.4e38)")

@@ -166,7 +166,7 @@ def check_model_target(path: str | Path, *, force: bool,
 
 def config_checksum(config: dict) -> str:
     body = {k: v for k, v in config.items() if k != CHECKSUM}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def dumps(value) -> str:

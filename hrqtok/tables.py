@@ -238,9 +238,13 @@ def read_table(path: str | Path, *, data: bytes | None = None) -> TokenTable:
 
     try:
         arrow = pq.read_table(pa.BufferReader(data) if data is not None else read_bytes_or_path(path))
-    except (pa.ArrowException, OSError) as e:
+        return _from_arrow(arrow, path)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # damaged bytes deep inside
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _fail(path, f"not a readable Parquet token table ({first})") from None
+
+
+def _from_arrow(arrow, path) -> TokenTable:
     if arrow.column_names[:2] != ["id", "tokens"]:
         raise _fail(path, f"a token table needs columns 'id' and 'tokens', found {arrow.column_names}")
     meta = _metadata(arrow, path)

@@ -209,12 +209,19 @@ def test_multitoken_lines(lines, changes):
         assert all(isinstance(t, list) and all(type(v) is int for v in t) for t in result)
 
 
+VALID_EVENTS = _parquet_bytes(pa.table({"user_id": ["1", "2"], "item_id": ["a", "b"],
+                                        "timestamp": [5, 6]}))
+
+
 @FUZZ
-@given(st.text(max_size=200), edits, st.sampled_from([".tsv", ".csv"]))
+@given(st.text(max_size=200), edits, st.sampled_from([".tsv", ".csv", ".parquet"]))
 def test_interactions(text, changes, suffix):
     sep = "\t" if suffix == ".tsv" else ","
-    base = sep.join(["user_id", "item_id", "timestamp"]) + "\n" + sep.join(["1", "a", "5"]) + "\n" + text
-    for data in (base.encode("utf-8", "surrogatepass"), mutate(base.encode("utf-8", "surrogatepass"), changes)):
+    base = (sep.join(["user_id", "item_id", "timestamp"]) + "\n" + sep.join(["1", "a", "5"]) + "\n"
+            + text).encode("utf-8", "surrogatepass")
+    if suffix == ".parquet":
+        base = VALID_EVENTS
+    for data in (base, mutate(base, changes)):
         try:
             events = read_interactions(_tmp(data, suffix))
         except HrqtokError:

@@ -163,6 +163,12 @@ def test_fifo_out_is_written_through(tmp_path, fitted):
     assert len(rows) == 120 and rows[0]["id"] == "item000"
 
 
+def test_a_full_disk_is_one_error_line(fitted):
+    result = run("encode", "--model", fitted, "--out", "/dev/full", "-q")
+    assert result.exit_code == 1
+    _one_error_line(result, "disk is full")
+
+
 def _cli(*args, stdin=None, cwd=None, shell=False):
     return subprocess.run(args if not shell else args[0], input=stdin, capture_output=True,
                           cwd=cwd or ROOT, shell=shell, executable="/bin/bash" if shell else None,

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from hrqtok.errors import InputError
 from hrqtok.sources.items import check_readable
+from hrqtok.tables import read_bytes_or_path
 
 FORMATS = ("tsv", "csv", "parquet")
 SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".inter": "tsv", ".csv": "csv", ".parquet": "parquet",
@@ -63,22 +64,29 @@ def _bare(name: str) -> str:
 
 
 def read_delimited(path: str, delimiter: str) -> pa.Table:
-    """Every column as strings, named without type suffixes."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        header = f.readline().rstrip("\r\n")
+    """Every column as strings, named without type suffixes. A FIFO or ``<(…)`` is read once
+    into memory (the header and the body come from the same bytes)."""
+    source = read_bytes_or_path(path)
+    if isinstance(source, str):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\r\n")
+    else:
+        header = source.read().split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+        source.seek(0)
     if not header:
         raise InputError("empty file: expected a header line", source=path)
     names = [_bare(n.strip()) for n in header.split(delimiter)]
     try:
         return pcsv.read_csv(
-            path,
+            source,
             read_options=pcsv.ReadOptions(column_names=names, skip_rows=1),
             # no quoting in tab-separated files: RecBole titles contain bare quotes
             parse_options=pcsv.ParseOptions(delimiter=delimiter,
                                             quote_char=False if delimiter == "\t" else '"'),
             convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}))
-    except pa.ArrowInvalid as e:
-        raise InputError(f"cannot parse: {str(e).splitlines()[0]}", source=path) from None
+    except (pa.ArrowException, UnicodeDecodeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot parse: {first}", source=path) from None
 
 
 def _column(table: pa.Table, field: str, source: str) -> pa.ChunkedArray:
@@ -145,9 +153,10 @@ def read_interactions(path: str, fields: InteractionFields = InteractionFields()
     fmt = detect_format(path, fmt)
     if fmt == "parquet":
         try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"not a readable Parquet file ({str(e).splitlines()[0]})", source=path) from None
+            table = pq.read_table(read_bytes_or_path(path))
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise InputError(f"not a readable Parquet file ({first})", source=path) from None
         table = table.rename_columns([_bare(n) for n in table.column_names])
         offset = 1  # rows count from 1
     else:
@@ -155,9 +164,13 @@ def read_interactions(path: str, fields: InteractionFields = InteractionFields()
         offset = 2  # the header is line 1
     if table.num_rows == 0:
         raise InputError("no interactions found", source=path)
-    users = _ids(_column(table, fields.user_field, path), fields.user_field, path, offset)
-    items = _ids(_column(table, fields.item_field, path), fields.item_field, path, offset)
-    times = _times(_column(table, fields.time_field, path), fields.time_field, path, offset)
-    user_index = pc.dictionary_encode(users).indices.to_numpy(zero_copy_only=False)
+    try:
+        users = _ids(_column(table, fields.user_field, path), fields.user_field, path, offset)
+        items = _ids(_column(table, fields.item_field, path), fields.item_field, path, offset)
+        times = _times(_column(table, fields.time_field, path), fields.time_field, path, offset)
+        user_index = pc.dictionary_encode(users).indices.to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, UnicodeDecodeError) as e:  # values no column type can hold
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot read the columns ({first})", source=path) from None
     return Interactions(users=user_index.astype(np.int64), items=items, times=times, source=path,
                         row_offset=offset)

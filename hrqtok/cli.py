@@ -582,7 +582,8 @@ def main() -> None:
         context = getattr(e, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
         message = " ".join(e.format_message().split()) if hasattr(e, "format_message") else str(e)
-        click.echo(f"Error: {message}{hint}", err=True)
+        if message:  # an empty message: the help was shown (a command given no arguments)
+            click.echo(f"Error: {message}{hint}", err=True)
         code = getattr(e, "exit_code", 1)
     except BrokenPipeError:
         try:

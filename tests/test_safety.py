@@ -203,6 +203,8 @@ def test_usage_errors_are_one_error_line(tmp_path):
         assert result.returncode == 2
         lines = result.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    bare = _cli(*HRQTOK, cwd=tmp_path)  # no command: the help, and no error line
+    assert bare.returncode == 2 and b"Usage" in bare.stdout and b"Error" not in bare.stderr
 
 
 # --- crash safety: stop a replacement at every step ----------------------------------------------

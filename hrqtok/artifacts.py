@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from hrqtok import __version__
 from hrqtok.atomic import atomic_dir, recover
 from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, from_dict, json_repr
-from hrqtok.errors import ArtifactError, OptionError
+from hrqtok.errors import ArtifactError, OptionError, first_line
 from hrqtok.hierarchy import Hierarchy, read_hierarchy
 from hrqtok.jsonsafe import dumps as json_dumps
 from hrqtok.jsonsafe import json_safe
@@ -126,15 +126,6 @@ def _plain_state(model: Tokenizer | HierarchyModel) -> dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
-def is_model_dir(path: Path) -> bool:
-    """A folder holding an hrqtok model's files and nothing else (possibly a damaged one)."""
-    try:
-        names = {entry.name for entry in path.iterdir()}
-    except OSError:
-        return False
-    return CONFIG in names and names <= MODEL_FILES
-
-
 def check_model_target(path: str | Path, *, force: bool,
                        inputs: tuple[str | Path | None, ...] = ()) -> None:
     """Where ``fit`` may write a model: a new (or empty) folder, or, with ``force``, an
@@ -152,7 +143,8 @@ def check_model_target(path: str | Path, *, force: bool,
     if not entries:
         check_writable_folder(real, "--model")
         return
-    if not is_model_dir(real):
+    # a model directory (possibly a damaged one) holds its config and only model files
+    if CONFIG not in entries or not set(entries) <= MODEL_FILES:
         foreign = [name for name in entries if name not in MODEL_FILES] or entries
         shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
         raise OptionError("--model", f"{path} holds files that are not an hrqtok model ({shown}); "
@@ -286,8 +278,8 @@ def _load_weights(path: Path, fingerprint: str) -> dict[str, torch.Tensor]:
     try:
         state = load_file(file)
     except Exception as e:  # safetensors raises its own error types for damaged headers
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ArtifactError(f"{file}: not a readable safetensors file ({first}); refit") from None
+        raise ArtifactError(f"{file}: not a readable safetensors file ({first_line(e)}); "
+                            "refit") from None
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ArtifactError(f"{file}: tensor '{name}' holds NaN or infinite values; refit")
@@ -329,7 +321,6 @@ def load_model_dir(path: str | Path) -> ModelDir:
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ArtifactError(f"{path}: model files do not match its config ({first})") from None
+        raise ArtifactError(f"{path}: model files do not match its config ({first_line(e)})") from None
     model.eval()
     return ModelDir(path, model, config, model_config)

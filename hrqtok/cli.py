@@ -19,7 +19,7 @@ from hrqtok.config import (CENTROIDS, KMEANS_QUANTIZERS, MAX_CODEBOOK_SIZE, MAX_
                            MAX_LEVELS, QUANTIZERS, HierarchyTrainConfig, ModelConfig, TrainConfig,
                            resolve_quantizer)
 from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, SeedOpt, err,
-                            exit_on_errors, progress_bars, quiet_broken_pipe)
+                            emit, exit_on_errors, progress_bars)
 from hrqtok.errors import InputError, OptionError
 from hrqtok.eval_cli import eval_app
 from hrqtok.jsonsafe import dumps
@@ -292,7 +292,7 @@ def fit(
                                 train_config=train_config, fields=fields, fmt=fmt, embed=embed,
                                 force=force, progress=progress)
         if json_out:
-            print(dumps(metrics))
+            emit(dumps(metrics))
     if not quiet:
         f, c = metrics["fit"], metrics["table"]["collisions"]
         if kmeans:
@@ -334,7 +334,7 @@ def _fit_wordnet(model: Path, *, root, quantizer, levels, codebook_size, latent_
                                   train_config=train_config, root=root, force=force,
                                   progress=progress)
         if json_out:
-            print(dumps(metrics))
+            emit(dumps(metrics))
     if not quiet:
         f, c = metrics["fit"], metrics["table"]["collisions"]
         err.print(f"fitted {f['nodes']} nouns on {f['train_pairs']} closure pairs in "
@@ -438,10 +438,6 @@ def encode(
         err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")
 
 
-class TokenLengthError(InputError):
-    """A multitoken given as an argument with the wrong number of tokens (a usage error)."""
-
-
 @app.command()
 def decode(
     tokens: Annotated[Optional[list[str]], typer.Argument(
@@ -472,23 +468,24 @@ def decode(
         if tokens:
             groups = tokens if any("," in t for t in tokens) else [" ".join(tokens)]
             try:
-                multitokens = [parse_multitoken(g, "argument") for g in groups]
+                located = [(f"argument {i}", parse_multitoken(g, f"argument {i}"))
+                           for i, g in enumerate(groups, start=1)]
             except InputError as e:
                 raise OptionError("TOKENS", str(e)) from None
         elif input is not None or not sys.stdin.isatty():
-            multitokens = read_multitokens(input or "-")
+            located = read_multitokens(input or "-")
         else:
             raise OptionError("TOKENS", "give multitokens as arguments, with --input, or on stdin")
+        where, multitokens = [w for w, _ in located], [t for _, t in located]
         try:
-            result = decode_tokens(model, multitokens, table=table, vectors=vectors)
+            result = decode_tokens(model, multitokens, table=table, vectors=vectors, where=where)
         except InputError as e:
             if tokens:  # a wrong-length argument is a usage error
                 raise OptionError("TOKENS", str(e)) from None
             raise
         as_json = json_out or vectors or not tokens
-        for row in result["results"]:
-            print(dumps(row) if as_json else (row["id"] if row["id"] is not None else "null"))
-        sys.stdout.flush()
+        emit([dumps(row) if as_json else (row["id"] if row["id"] is not None else "null")
+              for row in result["results"]])
     if not quiet:
         for row in result["results"]:
             if row["id"] is None and len(result["results"]) == 1:
@@ -521,8 +518,7 @@ def inspect(
                                    fmt=input_format.value if input_format else None,
                                    table=table, progress=progress)
         if json_out:
-            print(dumps(report))
-            sys.stdout.flush()
+            emit(dumps(report))
     if not json_out:
         _render_report(report)
 
@@ -571,7 +567,8 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 def main() -> None:
     """The `hrqtok` command: every failure is one `Error:` line (usage errors included, exit
-    2); a closed stdout ends it quietly with exit 0."""
+    2). A closed stdout ends a command quietly with exit 0: data goes out through ``emit``
+    and ``write_table`` inside ``exit_on_errors``."""
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="hrqtok", standalone_mode=False)
@@ -585,9 +582,4 @@ def main() -> None:
         if message:  # an empty message: the help was shown (a command given no arguments)
             click.echo(f"Error: {message}{hint}", err=True)
         code = getattr(e, "exit_code", 1)
-    except BrokenPipeError:
-        try:
-            quiet_broken_pipe()
-        except typer.Exit:
-            code = 0
     sys.exit(code if isinstance(code, int) else 0)

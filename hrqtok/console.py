@@ -97,6 +97,16 @@ def quiet_broken_pipe() -> None:
     raise typer.Exit(0)
 
 
+def emit(lines: str | list[str]) -> None:
+    """Data on stdout, a line each, flushed; a reader that went away (``| head -1``) ends the
+    command quietly with exit 0 (see ``quiet_broken_pipe``)."""
+    try:
+        sys.stdout.write("".join(f"{line}\n" for line in ([lines] if isinstance(lines, str) else lines)))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+
+
 def _os_error_line(e: OSError) -> str:
     name = e.filename or ""
     what = {errno.ENOSPC: "the disk is full", errno.EROFS: "the filesystem is read-only",

@@ -1,6 +1,13 @@
 """Errors the CLI turns into one `Error:` line: exit 1 for data and artefacts, 2 for options."""
 
 
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of a library's exception message (its type when it has none), to quote
+    inside a one-line error."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 class HrqtokError(Exception):
     """Base class: a problem with the user's data or artefacts, not a bug."""
 

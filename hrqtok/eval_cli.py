@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from hrqtok.config import MAX_SEED, NEXT_ITEM, Seq2SeqConfig
-from hrqtok.console import InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, err, exit_on_errors, progress_bars
+from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, emit, err, exit_on_errors,
+                            progress_bars)
 from hrqtok.evaluation.histories import MAX_EVENTS, MIN_EVENTS
 from hrqtok.jsonsafe import dumps
 from hrqtok.sources.interactions import FORMATS as INTERACTION_FORMATS
@@ -95,7 +96,7 @@ def eval_hypernyms(
     with exit_on_errors(), progress_bars(quiet) as progress:
         report = evaluate_hypernyms(model, config, systems=systems, runs=runs, progress=progress)
     if json_out:
-        print(dumps(report))
+        emit(dumps(report))
         return
     table = Table(title=f"hypernym generation, {report['geometry']} {report['levels']} × "
                         f"{report['codebook_size']} ({report['model']})")
@@ -172,7 +173,7 @@ def eval_next_item(
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)  # one line each, never wrapped
     if json_out:
-        print(dumps(report))
+        emit(dumps(report))
         return
     data = report["data"]
     table = Table(title=f"next-item retrieval, {data['kept_users']} users, {report['items']} items "
@@ -218,7 +219,7 @@ def eval_taxonomy(
                                    systems=systems, runs=runs, seed=seed, pairs=pairs)
     if json_out or quiet:
         if json_out:
-            print(dumps(report))
+            emit(dumps(report))
         return
     rendered = Table(title=f"taxonomy agreement, {report['items']} items, category depth up to "
                            f"{report['category_depth']['max']} ({report['tokens']})")

@@ -11,7 +11,7 @@ import re
 import sys
 
 from hrqtok.errors import InputError
-from hrqtok.sources.items import check_readable, source_name, text_lines
+from hrqtok.sources.items import check_readable, decode_lines, source_name, text_lines
 
 PARQUET_MAGIC = b"PAR1"
 _TOKEN_STRING = re.compile(r"(?:<[a-z]_\d+>)+")
@@ -58,7 +58,7 @@ def parse_multitoken(text: str, where: str) -> list[int]:
     return value
 
 
-def _csv_multitokens(lines, name: str) -> list[list[int]]:
+def _csv_multitokens(lines, name: str) -> list[tuple[str, list[int]]]:
     numbers: list[int] = []
 
     def texts():
@@ -77,7 +77,8 @@ def _csv_multitokens(lines, name: str) -> list[list[int]]:
             if len(row) != len(header):
                 raise InputError(f"{len(row)} fields but the header has {len(header)}",
                                  source=name, line=numbers[-1])
-            out.append(parse_multitoken(row[column], f"{name}:{numbers[-1]}"))
+            where = f"{name}:{numbers[-1]}"
+            out.append((where, parse_multitoken(row[column], where)))
     except csv.Error as e:
         raise InputError(f"malformed CSV ({e})", source=name, line=numbers[-1]) from None
     return out
@@ -89,34 +90,33 @@ def _peek(source: str) -> bytes:
         return handle.read(len(PARQUET_MAGIC))
 
 
-def read_multitokens(source: str) -> list[list[int]]:
-    """Every multitoken in ``source`` ('-' is stdin), whichever form encode wrote it in."""
+def _table_rows(table, name: str) -> list[tuple[str, list[int]]]:
+    return [(f"{name} row {row}", tokens) for row, tokens in enumerate(table.tokens.tolist(), start=1)]
+
+
+def read_multitokens(source: str) -> list[tuple[str, list[int]]]:
+    """(where, multitoken) of every multitoken in ``source`` ('-' is stdin), whichever form
+    encode wrote it in; ``where`` names the file and line (or row) for messages."""
     from hrqtok.atomic import is_special
     from hrqtok.tables import read_table
 
     name = source_name(source)
     check_readable(source, name)
     if source == "-" or is_special(source):
-        data = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()
+        if source == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read()
         if data.startswith(PARQUET_MAGIC):
-            return read_table(name, data=data).tokens.tolist()
-        lines = _decoded_lines(data, name)
+            return _table_rows(read_table(name, data=data), name)
+        lines = list(decode_lines(data.splitlines(keepends=True), name))
     else:
         if _peek(source) == PARQUET_MAGIC:
-            return read_table(source).tokens.tolist()
+            return _table_rows(read_table(source), name)
         lines = list(text_lines(source, name))
     content = [(n, t) for n, t in lines if t.strip()]
     if content and content[0][1].strip().split(",")[:2] in (["id", "tokens"], ["tokens"]):
         return _csv_multitokens(content, name)
-    return [parse_multitoken(text, f"{name}:{number}") for number, text in content]
-
-
-def _decoded_lines(data: bytes, name: str) -> list[tuple[int, str]]:
-    out = []
-    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
-        try:
-            out.append((number, raw.decode("utf-8-sig" if number == 1 else "utf-8")))
-        except UnicodeDecodeError as e:
-            raise InputError(f"not UTF-8 text (byte {e.start + 1} of the line)", source=name,
-                             line=number) from None
-    return out
+    return [(f"{name}:{number}", parse_multitoken(text, f"{name}:{number}"))
+            for number, text in content]

@@ -191,18 +191,21 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
-                  table: str | Path | None = None, vectors: bool = False) -> dict:
+                  table: str | Path | None = None, vectors: bool = False,
+                  where: list[str] | None = None) -> dict:
     """Multitokens -> item ids (None when no item has it) and optionally decoder vectors.
 
     A multitoken has k codes and the disambiguation token; k codes alone mean d = 0; any other
-    length is an InputError. Returns {"results": [{"tokens", "id"[, "vector"]}], "invalid": count}.
+    length is an InputError naming ``where[i]`` (its file and line) when given. Returns
+    {"results": [{"tokens", "id"[, "vector"]}], "invalid": count}.
     """
     loaded = load_model_dir(model_dir)
     k, size = loaded.model_config.levels, loaded.model_config.codebook_size
     for number, tokens in enumerate(multitokens, start=1):
         if len(tokens) not in (k, k + 1):
-            raise InputError(f"multitoken {number} has {len(tokens)} tokens, but {loaded.path} "
-                             f"makes {k} codes + 1 disambiguation token (give {k} or {k + 1})")
+            raise InputError(f"{len(tokens)} tokens, but {loaded.path} makes {k} codes + 1 "
+                             f"disambiguation token (give {k} or {k + 1})",
+                             source=where[number - 1] if where else f"multitoken {number}")
     lookup = (loaded.read_table(table) if table else loaded.table()).lookup()
     results, invalid = [], 0
     for tokens in multitokens:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hrqtok.atomic import atomic_path, is_special
-from hrqtok.errors import ArtifactError
+from hrqtok.errors import ArtifactError, first_line
 
 TABLE_FORMAT_VERSION = 1
 OUTPUT_FORMATS = ("parquet", "jsonl", "csv", "strings")
@@ -216,9 +216,11 @@ def _tokens_column(arrow, path, meta: dict) -> np.ndarray:
     if isinstance(levels, int) and width != levels + 1:
         raise _fail(path, f"multitokens of {width} tokens, but its metadata says {levels} levels")
     values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, width)
-    if len(values) and (values.min() < 0 or values.max() > np.iinfo(np.int32).max):
-        row = int(np.argwhere((values < 0) | (values > np.iinfo(np.int32).max))[0][0])
-        raise _fail(path, f"row {row + 1} holds token {int(values[row].min()) if values[row].min() < 0 else int(values[row].max())}; tokens are integers from 0")
+    outside = (values < 0) | (values > np.iinfo(np.int32).max)
+    if outside.any():
+        row, column = (int(i) for i in np.argwhere(outside)[0])
+        raise _fail(path, f"row {row + 1} holds token {values[row, column]}; tokens are integers "
+                          "from 0 to 2^31-1")
     sizes = meta.get("codebook_sizes")
     if isinstance(sizes, list) and len(sizes) == width - 1 and len(values):
         bad = values[:, :-1] >= np.asarray(sizes, dtype=np.int64)
@@ -240,8 +242,7 @@ def read_table(path: str | Path, *, data: bytes | None = None) -> TokenTable:
         arrow = pq.read_table(pa.BufferReader(data) if data is not None else read_bytes_or_path(path))
         return _from_arrow(arrow, path)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # damaged bytes deep inside
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise _fail(path, f"not a readable Parquet token table ({first})") from None
+        raise _fail(path, f"not a readable Parquet token table ({first_line(e)})") from None
 
 
 def _from_arrow(arrow, path) -> TokenTable:

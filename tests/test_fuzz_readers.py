@@ -206,7 +206,8 @@ def test_multitoken_lines(lines, changes):
             result = read_multitokens(_tmp(data, ".txt"))
         except HrqtokError:
             continue
-        assert all(isinstance(t, list) and all(type(v) is int for v in t) for t in result)
+        assert all(isinstance(t, list) and all(type(v) is int for v in t) for _, t in result)
+        assert all(where.startswith(str(SCRATCH)) for where, _ in result)
 
 
 VALID_EVENTS = _parquet_bytes(pa.table({"user_id": ["1", "2"], "item_id": ["a", "b"],

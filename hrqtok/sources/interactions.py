@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from hrqtok.errors import InputError
+from hrqtok.errors import InputError, first_line
 from hrqtok.sources.items import check_readable
 from hrqtok.tables import read_bytes_or_path
 
@@ -85,8 +85,7 @@ def read_delimited(path: str, delimiter: str) -> pa.Table:
                                             quote_char=False if delimiter == "\t" else '"'),
             convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}))
     except (pa.ArrowException, UnicodeDecodeError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InputError(f"cannot parse: {first}", source=path) from None
+        raise InputError(f"cannot parse: {first_line(e)}", source=path) from None
 
 
 def _column(table: pa.Table, field: str, source: str) -> pa.ChunkedArray:
@@ -155,8 +154,7 @@ def read_interactions(path: str, fields: InteractionFields = InteractionFields()
         try:
             table = pq.read_table(read_bytes_or_path(path))
         except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            raise InputError(f"not a readable Parquet file ({first})", source=path) from None
+            raise InputError(f"not a readable Parquet file ({first_line(e)})", source=path) from None
         table = table.rename_columns([_bare(n) for n in table.column_names])
         offset = 1  # rows count from 1
     else:
@@ -170,7 +168,6 @@ def read_interactions(path: str, fields: InteractionFields = InteractionFields()
         times = _times(_column(table, fields.time_field, path), fields.time_field, path, offset)
         user_index = pc.dictionary_encode(users).indices.to_numpy(zero_copy_only=False)
     except (pa.ArrowException, UnicodeDecodeError) as e:  # values no column type can hold
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InputError(f"cannot read the columns ({first})", source=path) from None
+        raise InputError(f"cannot read the columns ({first_line(e)})", source=path) from None
     return Interactions(users=user_index.astype(np.int64), items=items, times=times, source=path,
                         row_offset=offset)

@@ -11,13 +11,13 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hrqtok.errors import InputError
+from hrqtok.errors import InputError, first_line
 
 FORMATS = ("jsonl", "parquet", "csv")
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -93,16 +93,21 @@ def text_lines(path: str, source: str) -> Iterator[tuple[int, str]]:
     reported with its line; a byte-order mark at the start is dropped."""
     handle = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"not UTF-8 text (byte {e.start + 1} of the line); convert it "
-                                 "with iconv", source=source, line=number) from None
-            yield number, text
+        yield from decode_lines(handle, source)
     finally:
         if path != "-":
             handle.close()
+
+
+def decode_lines(raw_lines: Iterable[bytes], source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of UTF-8 byte lines; a bad byte is an InputError naming its line."""
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"not UTF-8 text (byte {e.start + 1} of the line); convert it "
+                             "with iconv", source=source, line=number) from None
+        yield number, text
 
 
 def _jsonl_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
@@ -165,8 +170,7 @@ def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
         table = pq.read_table(read_bytes_or_path(path))
         rows = table.to_pylist()
     except (pa.ArrowException, OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"not a readable Parquet file ({first})", source=source) from None
+        raise InputError(f"not a readable Parquet file ({first_line(e)})", source=source) from None
     for number, record in enumerate(rows, start=1):
         yield number, record
 

@@ -1,6 +1,6 @@
 """hrqtok command line: thin Typer commands over hrqtok.pipeline, rich output on stderr.
 
-stdout carries data only. Bad options exit 2 (Typer); bad data exits 1 with one `Error:` line.
+stdout carries data only. Bad options exit 2, bad data exits 1, each with one `Error:` line.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What every hrqtok command shares on the terminal: the stderr console, progress bars (or
-plain lines in a log), and known errors turned into one line and exit code 1."""
+plain lines in a log), data on stdout that survives a closed pipe, and known errors turned
+into one `Error:` line with exit code 1 (2 for options)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import torch
 from _common import best_time
 
 from hrqtok.config import ModelConfig
-from hrqtok.model import HRQVAE
+from hrqtok.models.autoencoder import HRQVAE
 
 torch.manual_seed(0)
 batch = torch.nn.functional.normalize(torch.randn(4096, 768), dim=-1)

@@ -5,7 +5,7 @@ import torch
 from _common import ROOT  # noqa: F401  (puts the repository on sys.path)
 
 from hrqtok.config import ModelConfig, TrainConfig
-from hrqtok.train import fit_model
+from hrqtok.fit.items import fit_model
 
 torch.manual_seed(0)
 centers = torch.randn(64, 768)

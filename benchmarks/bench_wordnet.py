@@ -21,10 +21,10 @@ from _common import ROOT  # noqa: F401  (puts the repository on sys.path)
 
 from hrqtok import geometry
 from hrqtok.config import HierarchyTrainConfig
-from hrqtok.hierarchy import split_pairs
-from hrqtok.hierarchy_report import hierarchy_report
-from hrqtok.hierarchy_model import HierarchyModel, hierarchy_model_config
-from hrqtok.hierarchy_train import NegativeSampler, _Loop, fit_hierarchy
+from hrqtok.fit.hierarchy import HierarchyTraining, NegativeSampler, fit_hierarchy
+from hrqtok.metrics.hierarchy import hierarchy_report
+from hrqtok.models.hierarchy import HierarchyModel, hierarchy_model_config
+from hrqtok.sources.hierarchy import split_pairs
 from hrqtok.sources.wordnet import load_nouns
 
 BATCHES, STEPS, NEGATIVES = (512, 2048), 100, 50
@@ -53,10 +53,10 @@ def baseline_step(table, batch, sampler, lr, c):
         table[index] = geometry.project(table[index], c=c)
 
 
-class _AutogradQuantizerLoop(_Loop):
+class _AutogradQuantizerLoop(HierarchyTraining):
     """fit's step with the (H)RQ loss differentiated by autograd through forward()."""
 
-    def _quantizer_step(self, ends, index, rows, grads):
+    def quantizer_step(self, ends, index, rows, grads):
         nodes, counts = torch.unique(ends, return_counts=True)
         points = self.model.embeddings.detach().index_select(0, nodes).requires_grad_()
         loss = self.model.quantizer(points, counts.to(points.dtype)).loss * len(ends)
@@ -89,7 +89,7 @@ def throughput():
         base = STEPS * size / (time.perf_counter() - start)
         print(f"  batch {size}: baseline (autograd, independent negatives) {base:10,.0f} pairs/s")
         results = {}
-        for label, loop_class, quantize in (("ours", _Loop, False), ("ours+HRQ", _Loop, True),
+        for label, loop_class, quantize in (("ours", HierarchyTraining, False), ("ours+HRQ", HierarchyTraining, True),
                                             ("ours+HRQ/autograd", _AutogradQuantizerLoop, True)):
             model.reset(torch.Generator().manual_seed(0))
             loop = loop_class(model, nouns.pairs, test, HierarchyTrainConfig(batch_size=size),
@@ -98,7 +98,7 @@ def throughput():
                 loop.initialise_codebooks()
             start = time.perf_counter()
             for b in batches:
-                loop._step(b, 0.001, quantize=quantize)
+                loop.step(b, 0.001, quantize=quantize)
             results[label] = STEPS * size / (time.perf_counter() - start)
             print(f"  batch {size}: {label:17s} {results[label]:10,.0f} pairs/s "
                   f"({results[label] / base:.1f}x baseline)")

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import ROOT, best_time
-from hrqtok.artifacts import WORDNET, load_model_dir
+
 from hrqtok.config import QUANTIZERS
 from hrqtok.pipeline import EmbedSettings, item_vectors
 from hrqtok.sources.items import read_items
+from hrqtok.store.model_dir import WORDNET, load_model_dir
 
 SAMPLE = str(ROOT / "data" / "wordnet_glosses.jsonl")
 MAMMALS = ["--wordnet", "--root", "mammal.n.01", "--latent-dim", "5", "--levels", "3",

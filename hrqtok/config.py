@@ -7,12 +7,12 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-GEOMETRIES = ("hyperbolic", "euclidean")
-# --quantizer: its geometry, and whether it is trained (an (H)RQ-VAE) or fitted by k-means on
-# the input vectors with no network
-QUANTIZERS = {"hrq": "hyperbolic", "rq": "euclidean", "hypervq": "hyperbolic",
-              "hrq-kmeans": "hyperbolic", "rq-kmeans": "euclidean"}
-KMEANS_QUANTIZERS = ("hrq-kmeans", "rq-kmeans")
+from hrqtok.quantize.registry import GEOMETRY_DEFAULTS, QUANTIZERS, QuantizerSpec, spec
+
+if typing.TYPE_CHECKING:
+    from hrqtok.geometry import Manifold
+
+GEOMETRIES = tuple(GEOMETRY_DEFAULTS)  # "hyperbolic" (the Poincaré ball), "euclidean"
 CENTROIDS = ("frechet", "einstein")  # hrq-kmeans cluster centres: Fréchet mean, Einstein midpoint
 QUANTIZATION_LOSSES = ("squared", "geodesic")
 MAX_LEVELS = 16
@@ -36,12 +36,10 @@ def resolve_quantizer(quantizer: str, geometry: str) -> str:
     if geometry and geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if not quantizer:
-        return "rq" if geometry == "euclidean" else "hrq"
-    if quantizer not in QUANTIZERS:
-        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
-    if geometry and QUANTIZERS[quantizer] != geometry:
-        raise ValueError(f"quantizer {quantizer} works in {QUANTIZERS[quantizer]} space, "
-                         f"not {geometry}")
+        return GEOMETRY_DEFAULTS[geometry or "hyperbolic"]
+    found = spec(quantizer)
+    if geometry and found.geometry != geometry:
+        raise ValueError(f"quantizer {quantizer} works in {found.geometry} space, not {geometry}")
     return quantizer
 
 
@@ -66,8 +64,8 @@ class ModelConfig:
         require_finite(self)
         quantizer = resolve_quantizer(self.quantizer, self.geometry)
         object.__setattr__(self, "quantizer", quantizer)  # frozen: derived once, here
-        object.__setattr__(self, "geometry", QUANTIZERS[quantizer])
-        if self.kmeans and (self.hidden_dims or self.latent_dim != self.input_dim):
+        object.__setattr__(self, "geometry", QUANTIZERS[quantizer].geometry)
+        if not self.trained and (self.hidden_dims or self.latent_dim != self.input_dim):
             raise ValueError(f"{self.quantizer} quantizes the input vectors: no hidden layers, "
                              "and latent dimension = input dimension")
         if not 1 <= self.levels <= MAX_LEVELS:
@@ -86,13 +84,21 @@ class ModelConfig:
             raise ValueError(f"commitment must be >= 0, got {self.commitment}")
 
     @property
-    def hyperbolic(self) -> bool:
-        return self.geometry == "hyperbolic"
+    def spec(self) -> QuantizerSpec:
+        """The quantizer's registry entry."""
+        return QUANTIZERS[self.quantizer]
 
     @property
-    def kmeans(self) -> bool:
-        """Fitted by residual k-means on the inputs, with no encoder or decoder."""
-        return self.quantizer in KMEANS_QUANTIZERS
+    def trained(self) -> bool:
+        """Trained by gradient steps; False: fitted by residual k-means, with no network."""
+        return self.spec.trained
+
+    @property
+    def manifold(self) -> Manifold:
+        """The latent space: PoincareBall(curvature) or Euclidean()."""
+        from hrqtok.geometry import manifold
+
+        return manifold(self.geometry, self.curvature)
 
 
 @dataclass(frozen=True)

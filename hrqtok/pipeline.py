@@ -3,27 +3,33 @@ and renders what these return; they never print."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hrqtok.artifacts import (NODES, PAIRS, WORDNET, ModelDir, check_model_target, load_model_dir,
-                              save_model_dir, table_metadata)
-from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, to_dict
 from hrqtok.errors import HrqtokError, InputError
-from hrqtok.hierarchy import split_pairs, write_nodes, write_pairs
-from hrqtok.hierarchy_report import hierarchy_report
-from hrqtok.hierarchy_train import fit_hierarchy
-from hrqtok.report import codebook_report, table_report, vector_report
-from hrqtok.sources.embedder import (EmbeddingCache, ProgressFn, SentenceTransformerEmbedder,
-                                     embed_texts)
+from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
+from hrqtok.fit.options import FitOptions
+from hrqtok.metrics.reports import codebook_report, table_report, vector_report
+from hrqtok.sources.embedder import (
+    EmbeddingCache,
+    ProgressFn,
+    SentenceTransformerEmbedder,
+    embed_texts,
+)
 from hrqtok.sources.items import ItemFields, Items, read_items
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
-from hrqtok.tables import TokenTable, build_table
-from hrqtok.train import fit_model
+from hrqtok.store.model_dir import (
+    WORDNET,
+    ModelDir,
+    check_model_target,
+    load_model_dir,
+    save_model_dir,
+    table_metadata,
+)
+from hrqtok.store.tables import TokenTable, build_table
 
 
 @dataclass(frozen=True)
@@ -54,87 +60,51 @@ def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | N
     return vectors
 
 
-def fit_items(source: str, *, model_dir: str | Path, model_config: ModelConfig,
-              train_config: TrainConfig, fields: ItemFields = ItemFields(),
-              fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
-              force: bool = False, progress: ProgressFn | None = None) -> dict:
-    """Read items, embed them, train an (H)RQ-VAE, write the model directory. Returns the
-    metrics written to metrics.json. ``force``: replace an existing model at ``model_dir``
-    (anything else there is always refused, before any work)."""
+def fit_items(source: str, *, model_dir: str | Path, options: FitOptions = FitOptions(),
+              fields: ItemFields = ItemFields(), fmt: str | None = None,
+              embed: EmbedSettings = EmbedSettings(), force: bool = False,
+              progress: ProgressFn | None = None) -> dict:
+    """Read items, embed them, fit the model ``options`` describe, write the model directory.
+    Returns the metrics written to metrics.json. ``force``: replace an existing model at
+    ``model_dir`` (anything else there is always refused, before any work)."""
     check_model_target(model_dir, force=force, inputs=(source,))
     items = read_items(source, fields, fmt=fmt)
     vectors = item_vectors(items, embed, progress=progress)
-    dim = int(vectors.shape[1])
-    model_config = replace(model_config, input_dim=dim, **(
-        {"latent_dim": dim, "hidden_dims": ()} if model_config.kmeans else {}))
-    start = time.perf_counter()
-    result = fit_model(torch.from_numpy(vectors), model_config, train_config, progress=progress)
-    seconds = time.perf_counter() - start
-    codes = result.model.encode(torch.from_numpy(vectors)).numpy()
-    epochs = sum(row["phase"] in ("warm-up", "train") for row in result.log)
-    fit_summary = {
-        "quantizer": model_config.quantizer, "items": len(items),
-        "train_items": len(result.train_index),
-        "validation_items": len(result.validation_index), "epochs": epochs,
-        "best_epoch": result.best_epoch, "stopped": result.stopped, "seconds": seconds,
-        "items_per_second": len(result.train_index) * max(epochs, 1) / max(seconds, 1e-9),
-    }
-    if model_config.kmeans:
-        fit_summary["kmeans_iterations"] = [row["iterations"] for row in result.log]
-    config = {
-        "model": to_dict(model_config), "train": to_dict(train_config),
-        "input": {"id_field": fields.id_field, "text_fields": list(fields.text_fields),
-                  "embedding_field": fields.embedding_field},
-        "embedder": None if fields.embedding_field else {
-            "spec": embed.embedder, "precision": embed.precision},
-        "fit": fit_summary,
-    }
-    metrics = {
-        "fit": fit_summary,
-        "vectors": vector_report(result.model, vectors),
-        "table": table_report(build_table(items.ids, codes, {}), model_config.codebook_size),
-    }
-    save_model_dir(model_dir, model=result.model, config=config, log=result.log,
-                   metrics=metrics, ids=items.ids, codes=codes, force=force)
-    return metrics
+    model_config, train_config = options.configs(input_dim=int(vectors.shape[1]))
+    fitted = fit_item_vectors(vectors, items.ids, model_config, train_config,
+                              inputs=input_record(fields, embed), progress=progress)
+    save_fitted(model_dir, fitted, force=force)
+    return fitted.metrics
 
 
-def fit_wordnet(*, model_dir: str | Path, model_config: ModelConfig,
-                train_config: HierarchyTrainConfig, root: str | None = None,
-                force: bool = False, progress: ProgressFn | None = None) -> dict:
+def input_record(fields: ItemFields, embed: EmbedSettings | None) -> dict:
+    """config.json's record of how items were read and embedded (reused by encode)."""
+    return {"input": {"id_field": fields.id_field, "text_fields": list(fields.text_fields),
+                      "embedding_field": fields.embedding_field},
+            "embedder": None if fields.embedding_field or embed is None else {
+                "spec": embed.embedder, "precision": embed.precision}}
+
+
+def save_fitted(model_dir: str | Path, fitted: Fitted, *, force: bool = False) -> ModelDir:
+    return save_model_dir(model_dir, model=fitted.model, config=fitted.config, log=fitted.log,
+                          metrics=fitted.metrics, table=fitted.table, extra=fitted.extra,
+                          force=force)
+
+
+def fit_wordnet(*, model_dir: str | Path, options: FitOptions = FitOptions(wordnet=True),
+                root: str | None = None, force: bool = False,
+                progress: ProgressFn | None = None) -> dict:
     """Train node embeddings and (H)RQ codebooks on the WordNet noun closure (all nouns, or
     the subtree under ``root``); write the model directory with the nouns, the split pairs and
     every noun's multitoken. Returns the metrics written to metrics.json."""
     from hrqtok.sources.wordnet import load_nouns
 
+    model_config, train_config = options.configs(input_dim=options.latent_dim or 0)
     check_model_target(model_dir, force=force)
-    hierarchy = load_nouns(root)
-    test = split_pairs(len(hierarchy.pairs), train_config.test_fraction, train_config.seed)
-    result = fit_hierarchy(hierarchy.pairs, test, len(hierarchy), model_config, train_config,
-                           progress=progress)
-    codes = result.model.encode().numpy()
-    fit_summary = {
-        "nodes": len(hierarchy), "pairs": int(len(hierarchy.pairs)),
-        "train_pairs": int((~test).sum()), "epochs": sum("epoch" in row for row in result.log),
-        "quantizer": model_config.quantizer, "stopped": result.stopped,
-        "seconds": result.seconds, "pairs_per_second": result.pairs_per_second,
-    }
-    config = {
-        "kind": WORDNET, "model": to_dict(model_config), "train": to_dict(train_config),
-        "hierarchy": {"source": "wordnet-3.0-nouns", "root": root, "nodes": len(hierarchy),
-                      "pairs": int(len(hierarchy.pairs))},
-        "fit": fit_summary,
-    }
-    metrics = {
-        "fit": fit_summary,
-        "hierarchy": hierarchy_report(result.model, hierarchy, test, codes, progress=progress),
-        "table": table_report(build_table(hierarchy.names, codes, {}), model_config.codebook_size),
-    }
-    save_model_dir(model_dir, model=result.model, config=config, log=result.log, metrics=metrics,
-                   ids=hierarchy.names, codes=codes, force=force,
-                   extra={NODES: lambda path: write_nodes(hierarchy, path),
-                          PAIRS: lambda path: write_pairs(hierarchy, test, path)})
-    return metrics
+    fitted = fit_wordnet_nouns(load_nouns(root), model_config, train_config, root=root,
+                               progress=progress)
+    save_fitted(model_dir, fitted, force=force)
+    return fitted.metrics
 
 
 def _own_items_only(loaded: ModelDir, source: str | None) -> None:

@@ -170,8 +170,8 @@ def test_encode_with_beam_search_reconstructs_no_worse_than_greedy(tmp_path, fit
     import numpy as np
     import torch
 
-    from hrqtok.artifacts import load_model_dir
-    from hrqtok.tables import read_table
+    from hrqtok.store.model_dir import load_model_dir
+    from hrqtok.store.tables import read_table
 
     for name, beam in (("greedy", 1), ("beam", 4), ("again", 4)):
         result = run("encode", vector_items, "--model", fitted, "--beam", beam,

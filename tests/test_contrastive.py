@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hrqtok import geometry
-from hrqtok.contrastive import softmax_ranking_loss
+from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.geometry import Euclidean, PoincareBall
 
 
 def _reference(u, v, n, masked, c):
@@ -35,7 +36,8 @@ def test_gradient_matches_autograd(seed, c, groups, group, negatives):
 
     u, v, n = pts(groups, group, 4), pts(groups, group, 4), pts(groups, negatives, 4)
     masked = torch.rand(groups, group, negatives, generator=g) < 0.2
-    out = softmax_ranking_loss(u, v, n, masked, c=c)
+    out = softmax_ranking_loss(u, v, n, masked,
+                               manifold=PoincareBall(c) if c else Euclidean())
     loss, gu, gv, gn = _reference(u, v, n, masked, c)
     assert out.loss.item() == pytest.approx(loss.item(), rel=1e-9)
     for ours, theirs in ((out.grad_anchors, gu), (out.grad_positives, gv), (out.grad_negatives, gn)):
@@ -48,7 +50,8 @@ def test_finite_near_the_boundary(dtype):
     x = torch.randn(2, 8, 5, 3, generator=g, dtype=dtype)
     x = geometry.project(x / x.norm(dim=-1, keepdim=True), c=1.0)  # at the margin
     anchors, positives = x[0, :, :1].reshape(1, 8, 3), x[1, :, :1].reshape(1, 8, 3)
-    out = softmax_ranking_loss(anchors, positives, x[0, :5, 1].reshape(1, 5, 3), None, c=1.0)
+    out = softmax_ranking_loss(anchors, positives, x[0, :5, 1].reshape(1, 5, 3), None,
+                               manifold=PoincareBall(1.0))
     assert torch.isfinite(out.loss) and all(torch.isfinite(t).all() for t in out[1:])
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from hrqtok.evaluation.hypernyms import hypernym_recall
-from hrqtok.evaluation.systems import random_multitokens, score_systems, summarise
-from hrqtok.evaluation.metrics import hit_positions, ndcg_at, recall_at
 from hrqtok.config import Seq2SeqConfig
+from hrqtok.evaluation.hypernyms import hypernym_recall
+from hrqtok.evaluation.metrics import hit_positions, ndcg_at, recall_at
 from hrqtok.evaluation.seq2seq import Seq2Seq, beam_search
+from hrqtok.evaluation.systems import random_multitokens, score_systems, summarise
 from hrqtok.evaluation.vocabulary import BOS, PAD, SPECIAL, PrefixTrie, Vocabulary
-from hrqtok.hierarchy import Hierarchy
+from hrqtok.sources.hierarchy import Hierarchy
 from tests.conftest import tree_parents
 
 TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, feedforward=64, dropout=0.0)

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hrqtok.artifacts import CHECKSUM, config_checksum, load_model_dir
 from hrqtok.errors import HrqtokError
-from hrqtok.multitokens import read_multitokens
 from hrqtok.sources.interactions import read_interactions
 from hrqtok.sources.items import ItemFields, read_items
-from hrqtok.tables import build_table, read_table, write_table
+from hrqtok.store.model_dir import CHECKSUM, config_checksum, load_model_dir
+from hrqtok.store.multitokens import read_multitokens
+from hrqtok.store.tables import build_table, read_table, write_table
 from tests.conftest import TINY_FIT
 from tests.test_cli import run
 

@@ -5,11 +5,17 @@ import pytest
 import torch
 
 from hrqtok import geometry
+from hrqtok.geometry import Euclidean, PoincareBall, manifolds
 from tests.conftest import DTYPES, SEEDS
 from tests.reference import nearest_codes_naive
 
 CURVATURES = [0.5, 1.0, 2.0]
 
+
+
+def _manifold(c):
+    """The manifold a test's curvature stands for (None: Euclidean)."""
+    return Euclidean() if c is None else PoincareBall(c)
 
 def points(n, dim, *, c, dtype, seed, near_boundary=False):
     """Random points of the ball; near_boundary puts norms within 1e-6 of the bound."""
@@ -109,7 +115,7 @@ def test_nearest_codes_matches_naive_reference(c, seed):
     dtype = torch.float64
     x = points(300, 6, c=c or 1.0, dtype=dtype, seed=seed, near_boundary=seed % 2 == 1)
     codebook = points(37, 6, c=c or 1.0, dtype=dtype, seed=seed + 50)
-    fast = geometry.nearest_codes(x, codebook, c=c)
+    fast = _manifold(c).nearest(x, codebook)
     expected, distances = nearest_codes_naive(x, codebook, c=c)
     chosen = distances.gather(1, fast[:, None]).squeeze(1)
     best = distances.gather(1, expected[:, None]).squeeze(1)
@@ -118,9 +124,9 @@ def test_nearest_codes_matches_naive_reference(c, seed):
 
 
 def test_nearest_codes_chunks(monkeypatch):
-    monkeypatch.setattr(geometry, "SEARCH_CHUNK", 7)
+    monkeypatch.setattr(manifolds, "SEARCH_CHUNK", 7)
     x, codebook = points(50, 4, c=1.0, dtype=torch.float64, seed=0), points(9, 4, c=1.0, dtype=torch.float64, seed=1)
-    assert torch.equal(geometry.nearest_codes(x, codebook, c=1.0), nearest_codes_naive(x, codebook, c=1.0)[0])
+    assert torch.equal(PoincareBall(1.0).nearest(x, codebook), nearest_codes_naive(x, codebook, c=1.0)[0])
 
 
 @pytest.mark.parametrize("c", [1.0, 0.5, None])
@@ -130,10 +136,10 @@ def test_rsgd_step_formula_and_clip(c):
     grad = torch.randn(64, 5, generator=g, dtype=torch.float64) * torch.logspace(-3, 3, 64,
                                                                                  dtype=torch.float64)[:, None]
     inverse_metric = 1.0 if c is None else (1 - c * x.pow(2).sum(-1, keepdim=True)).pow(2) / 4
-    free = geometry.rsgd_step(x, grad, 0.01, c=c)
+    free = _manifold(c).rsgd_step(x, grad, 0.01)
     raw = x - 0.01 * inverse_metric * grad
     assert torch.allclose(free, raw if c is None else geometry.project(raw, c=c))
-    clipped = geometry.rsgd_step(x, grad, 0.01, c=c, max_length=0.1)
+    clipped = _manifold(c).rsgd_step(x, grad, 0.01, max_length=0.1)
     step = x - clipped
     metric = 1.0 if c is None else 2 / (1 - c * x.pow(2).sum(-1, keepdim=True))
     length = (metric * step).norm(dim=-1)
@@ -157,7 +163,7 @@ def test_squared_distance_grads_match_autograd(c, near_boundary):
     # the arcosh form as reference: the Möbius form loses digits this close to the boundary
     d = (xr - yr).norm(dim=-1) if c is None else geometry.dist_arcosh(xr, yr, c=c)
     d[1:].pow(2).sum().backward()
-    squared, grad_x, grad_y = geometry.squared_distance_grads(x, y, c=c)
+    squared, grad_x, grad_y = _manifold(c).squared_distance_grads(x, y)
     torch.testing.assert_close(squared[1:], d[1:].detach().pow(2), rtol=1e-7, atol=1e-10)
     torch.testing.assert_close(grad_x[1:], xr.grad[1:], rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(grad_y[1:], yr.grad[1:], rtol=1e-6, atol=1e-8)
@@ -169,7 +175,7 @@ def test_squared_distance_grads_match_autograd(c, near_boundary):
 def test_distance_keys_give_the_distance_of_every_pair(c):
     x = points(30, 4, c=c, dtype=torch.float64, seed=3) if c else torch.randn(30, 4, dtype=torch.float64)
     codes = points(7, 4, c=c, dtype=torch.float64, seed=4) if c else torch.randn(7, 4, dtype=torch.float64)
-    keys = geometry.distance_keys(x, codes, c=c)
+    keys = _manifold(c).distance_keys(x, codes)
     if c is None:
         expected = torch.cdist(x, codes)
         torch.testing.assert_close(keys.sqrt(), expected)

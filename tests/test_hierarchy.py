@@ -7,8 +7,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hrqtok.hierarchy import (Hierarchy, contains, pair_keys, read_hierarchy, split_pairs,
-                              topological_order, transitive_closure, write_nodes, write_pairs)
+from hrqtok.sources.hierarchy import (
+    Hierarchy,
+    contains,
+    pair_keys,
+    split_pairs,
+    topological_order,
+    transitive_closure,
+)
+from hrqtok.store.hierarchy import read_hierarchy, write_nodes, write_pairs
 from tests.conftest import tree_parents
 
 

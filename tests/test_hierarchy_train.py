@@ -9,10 +9,11 @@ import torch
 
 from hrqtok import geometry
 from hrqtok.config import HierarchyTrainConfig
-from hrqtok.hierarchy import split_pairs, transitive_closure
-from hrqtok.hierarchy_model import hierarchy_model_config
-from hrqtok.hierarchy_train import NegativeSampler, _Loop, fit_hierarchy
-from hrqtok.ranking import closure_ranking
+from hrqtok.fit.hierarchy import HierarchyTraining, NegativeSampler, fit_hierarchy
+from hrqtok.geometry import PoincareBall
+from hrqtok.metrics.ranking import closure_ranking
+from hrqtok.models.hierarchy import hierarchy_model_config
+from hrqtok.sources.hierarchy import split_pairs, transitive_closure
 from tests.conftest import tree_parents
 
 PARENTS = tree_parents(branching=3, depth=3)  # 40 nodes, 102 closure pairs
@@ -41,20 +42,20 @@ def test_sampler_masks_every_hypernym_and_the_anchor(seed):
 @pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
 def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
     config = HierarchyTrainConfig(batch_size=16, negatives=5, negative_group=4, max_step=1e9)
-    from hrqtok.hierarchy_model import HierarchyModel
+    from hrqtok.models.hierarchy import HierarchyModel
 
     model = HierarchyModel(_model_config(geometry_name), 40)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         model.embeddings.copy_(geometry.project(torch.randn(40, 4, generator=g, dtype=torch.float64) * 0.3, c=1.0))
     test = np.zeros(len(PAIRS), dtype=bool)
-    loop = _Loop(model, PAIRS, test, config, torch.Generator().manual_seed(1), None)
+    loop = HierarchyTraining(model, PAIRS, test, config, torch.Generator().manual_seed(1), None)
     batch = torch.from_numpy(PAIRS[:16])
     # the dense reference: autograd over the whole table with the same negatives
     negatives, masked = NegativeSampler(40, PAIRS, 5, torch.Generator().manual_seed(1)).sample(
         batch[:, 0].view(4, 4))
     table = model.embeddings.detach().clone().requires_grad_()
-    c = model.c
+    c = model.manifold.c if isinstance(model.manifold, PoincareBall) else None
     dist = (lambda a, b: geometry.dist(a, b, c=c)) if c else (lambda a, b: (a - b).norm(dim=-1))
     u, v = table[batch[:, 0]].view(4, 4, 4), table[batch[:, 1]].view(4, 4, 4)
     n = table[negatives]
@@ -68,7 +69,7 @@ def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
     else:  # Nickel & Kiela: x - lr (1 - |x|^2)^2 / 4 grad, inside the ball
         scale = (1 - before.pow(2).sum(-1, keepdim=True)).pow(2) / 4
         expected = geometry.project(before - 0.05 * scale * table.grad, c=c)
-    loop._step(batch, 0.05, quantize=False)
+    loop.step(batch, 0.05, quantize=False)
     assert torch.allclose(model.embeddings, expected, atol=1e-10)
 
 
@@ -78,14 +79,14 @@ def _fit_tree(geometry_name):
                                   learning_rate=0.3, negative_group=8, eval_every=0, seed=0)
     result = fit_hierarchy(PAIRS, test, 40, _model_config(geometry_name), config)
     score = closure_ranking(result.model.embeddings, {"train": PAIRS[~test]}, PAIRS,
-                            c=result.model.c)["train"]
+                            manifold=result.model.manifold)["train"]
     return result, score
 
 
 def test_training_learns_the_tree_and_the_ball_beats_euclidean_space():
     start = closure_ranking(
         torch.rand(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1e-3,
-        {"all": PAIRS}, PAIRS, c=1.0)["all"]
+        {"all": PAIRS}, PAIRS, manifold=PoincareBall(1.0))["all"]
     result, hyperbolic = _fit_tree("hyperbolic")
     _, euclidean = _fit_tree("euclidean")
     assert hyperbolic["map"] > 0.85 and hyperbolic["mean_rank"] < 1.5
@@ -129,17 +130,17 @@ def test_learning_rate_schedule_in_the_log():
 
 
 def test_a_step_never_moves_a_node_further_than_max_step():
-    from hrqtok.hierarchy_model import HierarchyModel
+    from hrqtok.models.hierarchy import HierarchyModel
 
     model = HierarchyModel(_model_config(), 40)
     with torch.no_grad():
         model.embeddings.copy_(geometry.project(
             torch.randn(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3, c=1.0))
     config = HierarchyTrainConfig(batch_size=102, negatives=20, max_step=1e-3)
-    loop = _Loop(model, PAIRS, np.zeros(len(PAIRS), dtype=bool), config,
-                 torch.Generator().manual_seed(0), None)
+    loop = HierarchyTraining(model, PAIRS, np.zeros(len(PAIRS), dtype=bool), config,
+                             torch.Generator().manual_seed(0), None)
     before = model.embeddings.detach().clone()
-    loop._step(torch.from_numpy(PAIRS), 100.0, quantize=False)  # the root is in 39 pairs
+    loop.step(torch.from_numpy(PAIRS), 100.0, quantize=False)  # the root is in 39 pairs
     moved = geometry.dist(before, model.embeddings.detach(), c=1.0)
     assert moved.max() <= 1.01e-3 and moved.max() > 0.9e-3
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hrqtok.artifacts import CHECKSUM, config_checksum, weights_fingerprint
+from hrqtok.store.model_dir import CHECKSUM, config_checksum, weights_fingerprint
 from tests.conftest import TINY_FIT
 from tests.test_cli import run
 

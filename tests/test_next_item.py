@@ -23,7 +23,7 @@ from hrqtok.evaluation.next_item import history_ids, next_item_scores
 from hrqtok.evaluation.seq2seq import Seq2Seq, _length_batches, train_seq2seq
 from hrqtok.evaluation.vocabulary import PAD, Vocabulary
 from hrqtok.sources.interactions import InteractionFields, read_interactions
-from hrqtok.tables import build_table, write_table
+from hrqtok.store.tables import build_table, write_table
 
 runner = CliRunner()
 TINY = dict(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, feedforward=64, dropout=0.0)

@@ -13,11 +13,13 @@ import torch
 
 from hrqtok import geometry
 from hrqtok.config import QUANTIZERS, ModelConfig, TrainConfig, from_dict, to_dict
-from hrqtok.kmeans import kmeans_fit
-from hrqtok.model import ResidualKMeans, build_model
-from hrqtok.quantizers import HyperVQResidualQuantizer, build_quantizer
-from hrqtok.tables import read_table
-from hrqtok.train import fit_model
+from hrqtok.fit.items import fit_model
+from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.models.autoencoder import ResidualKMeans, build_model
+from hrqtok.quantize.hypervq import MLRGumbel
+from hrqtok.quantize.kmeans import kmeans
+from hrqtok.quantize.registry import build_quantizer
+from hrqtok.store.tables import read_table
 from tests.conftest import DTYPES, SEEDS, clustered_vectors
 from tests.test_cli import run
 from tests.test_geometry import points
@@ -73,7 +75,7 @@ def test_hypervq_code_vectors_are_on_the_ball_and_are_r_times_unit_a(dtype, seed
     with torch.no_grad():
         q.offsets[0].mul_(1e4)  # far past the boundary in the tangent space
     for level, (a, r) in enumerate(zip(q.normals, q.offsets)):
-        codes = q.codebooks[level].detach()
+        codes = q.points(level).detach()
         assert torch.isfinite(codes).all()
         assert (codes.norm(dim=-1) < 1).all()
         if level:
@@ -87,7 +89,7 @@ def test_hypervq_reconstruction_is_exact_when_the_last_residual_is_a_code():
     codes = torch.stack([torch.randint(8, (8,)), torch.randint(8, (8,)), torch.arange(8)], -1)
     residual = x
     for level in range(2):
-        residual = q._subtract(residual, q.codebooks[level].detach()[codes[:, level]])
+        residual = q.manifold.sub(residual, q.points(level).detach()[codes[:, level]])
     tangent = geometry.logmap0(residual, c=1.0)
     with torch.no_grad():  # code i of the last level := item i's last residual
         q.normals[2].copy_(tangent)
@@ -101,11 +103,11 @@ def test_hypervq_encodes_by_the_mlr_argmax_and_initialises_a_voronoi_like_partit
     q.initialise(x, iters=20, generator=torch.Generator().manual_seed(0))
     q.eval()
     codes = q.encode(x)
-    torch.testing.assert_close(codes[:, 0], q.logits(0, x).argmax(-1))
+    torch.testing.assert_close(codes[:, 0], q.choice.logits(0, x).argmax(-1))
     assert len(codes[:, 0].unique()) == 6  # no level-0 code left dead by the initialisation
     # the argmax partition starts close to the nearest-centre partition it was built from
-    centres = geometry.logmap0(q.codebooks[0].detach(), c=1.0) * 2  # codes sit halfway
-    nearest = geometry.nearest_codes(geometry.logmap0(x, c=1.0), centres)
+    centres = geometry.logmap0(q.points(0).detach(), c=1.0) * 2  # codes sit halfway
+    nearest = Euclidean().nearest(geometry.logmap0(x, c=1.0), centres)
     assert (nearest == codes[:, 0]).float().mean() > 0.9
 
 
@@ -114,7 +116,7 @@ def test_gumbel_straight_through_path_is_differentiable():
     x = (points(40, 5, c=1.0, dtype=torch.float64, seed=2) * 0.5).requires_grad_()
     q.initialise(x.detach(), iters=5, generator=torch.Generator().manual_seed(0))
     q.train()
-    q.temperature = 0.7
+    q.choice.temperature = 0.7
     out = q(x)
     # the reconstruction alone (no codebook loss) reaches the MLR parameters through the
     # soft one-hot choice, and x through the logits and the straight-through identity
@@ -134,11 +136,11 @@ def test_gumbel_sampling_explores_and_sharp_logits_sample_the_argmax():
     q.train()
     torch.manual_seed(0)
     sampled = q(x).codes[:, 0]
-    best = q.logits(0, x).argmax(-1)
+    best = q.choice.logits(0, x).argmax(-1)
     assert 0 < (sampled != best).float().mean() < 0.5
     with torch.no_grad():
         q.normals[0].mul_(1e4)  # logit gaps far above the Gumbel noise
-    assert torch.equal(q(x).codes[:, 0], q.logits(0, x).argmax(-1))
+    assert torch.equal(q(x).codes[:, 0], q.choice.logits(0, x).argmax(-1))
 
 
 def test_temperature_anneals_from_max_to_min():
@@ -161,7 +163,7 @@ def test_hypervq_fit_learns_logs_temperature_and_stays_finite():
     assert taus == sorted(taus, reverse=True) and taus[-1] < taus[0]
     assert all(math.isfinite(row["loss"]) for row in result.log)
     assert trained[-1]["reconstruction"] < result.log[0]["reconstruction"]
-    assert isinstance(result.model.quantizer, HyperVQResidualQuantizer)
+    assert isinstance(result.model.quantizer.choice, MLRGumbel)
     assert min(trained[-1]["utilisation"]) > 0.5
     for parameter in result.model.parameters():
         assert torch.isfinite(parameter).all()
@@ -173,18 +175,18 @@ def test_hypervq_fit_learns_logs_temperature_and_stays_finite():
 @pytest.mark.parametrize("seed", SEEDS[:8])
 def test_kmeans_never_raises_its_objective(geometry_name, dtype, seed):
     dtype = getattr(torch, dtype)
-    c = None if geometry_name == "euclidean" else 1.0
+    manifold = Euclidean() if geometry_name == "euclidean" else PoincareBall(1.0)
     x = points(300, 4, c=1.0, dtype=dtype, seed=seed, near_boundary=seed % 2 == 1)
-    fitted = kmeans_fit(x, 12, iters=30, generator=torch.Generator().manual_seed(seed), c=c,
-                        centroid="einstein" if geometry_name == "einstein" else "frechet")
+    fitted = kmeans(x, 12, manifold=manifold, iters=30, generator=torch.Generator().manual_seed(seed),
+                    centroid="einstein" if geometry_name == "einstein" else "frechet")
     objective = np.array(fitted.objective)
     assert np.isfinite(objective).all() and torch.isfinite(fitted.centroids).all()
     assert (np.diff(objective) <= 1e-6 * objective[:-1]).all()
     assert objective[-1] < objective[0]
-    if c is not None:
+    if not manifold.flat:
         assert (fitted.centroids.norm(dim=-1) < 1).all()
-    again = kmeans_fit(x, 12, iters=30, generator=torch.Generator().manual_seed(seed), c=c,
-                       centroid="einstein" if geometry_name == "einstein" else "frechet")
+    again = kmeans(x, 12, manifold=manifold, iters=30, generator=torch.Generator().manual_seed(seed),
+                   centroid="einstein" if geometry_name == "einstein" else "frechet")
     assert torch.equal(again.centroids, fitted.centroids)
 
 
@@ -192,8 +194,8 @@ def test_frechet_centres_beat_einstein_midpoints_on_one_cluster():
     x = points(200, 3, c=1.0, dtype=torch.float64, seed=6) * 0.95
     groups = torch.zeros(200, dtype=torch.long)
     einstein = geometry.einstein_midpoint(x, groups, 1, c=1.0)
-    from hrqtok.kmeans import _means
-    frechet = _means(x, groups, einstein, 1.0, "frechet")
+    from hrqtok.quantize.kmeans import _means
+    frechet = _means(x, groups, einstein, PoincareBall(1.0), "frechet")
     cost = lambda m: geometry.dist(x, m, c=1.0).pow(2).sum()  # noqa: E731
     assert cost(frechet[0]) < cost(einstein[0])
     # at the Fréchet mean the Riemannian gradient, -2 Σ log_m(x_i), nearly vanishes
@@ -202,7 +204,7 @@ def test_frechet_centres_beat_einstein_midpoints_on_one_cluster():
     for seed in range(10):
         x = points(200, 3, c=1.0, dtype=torch.float64, seed=seed, near_boundary=True)
         einstein = geometry.einstein_midpoint(x, groups, 1, c=1.0)
-        assert cost(_means(x, groups, einstein, 1.0, "frechet")[0]) <= cost(einstein[0])
+        assert cost(_means(x, groups, einstein, PoincareBall(1.0), "frechet")[0]) <= cost(einstein[0])
 
 
 @pytest.mark.parametrize("name", ["rq-kmeans", "hrq-kmeans"])
@@ -217,8 +219,8 @@ def test_residual_kmeans_fits_level_by_level_with_no_training(name):
     assert all(row["objective"] <= row["objective_start"] for row in result.log)
     assert float(model.scale) == pytest.approx(1.0, rel=1e-5)  # unit-norm inputs
     # level 0 is exactly k-means of the (mapped) inputs with the same generator
-    first = kmeans_fit(model.latents(vectors), 6, iters=40, generator=torch.Generator().manual_seed(0),
-                       c=model.quantizer.c)
+    first = kmeans(model.latents(vectors), 6, manifold=model.quantizer.manifold, iters=40,
+                   generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(model.quantizer.codebooks[0].detach().as_subclass(torch.Tensor),
                                first.centroids)
     # every level lowers the reconstruction error
@@ -271,7 +273,7 @@ def test_every_quantizer_through_fit_encode_decode_inspect(tmp_path, vector_item
     metrics = json.loads(result.stdout)
     assert metrics["fit"]["quantizer"] == name
     config = json.loads((model / "config.json").read_text())
-    assert config["model"]["quantizer"] == name and config["model"]["geometry"] == QUANTIZERS[name]
+    assert config["model"]["quantizer"] == name and config["model"]["geometry"] == QUANTIZERS[name].geometry
     out = tmp_path / "tokens.parquet"
     assert run("encode", vector_items, "--model", model, "--out", out, "--beam", "4",
                "--quiet").exit_code == 0

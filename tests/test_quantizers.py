@@ -4,8 +4,11 @@ import torch
 
 from hrqtok import geometry
 from hrqtok.config import ModelConfig
-from hrqtok.kmeans import inertia, kmeans
-from hrqtok.quantizers import HyperbolicResidualQuantizer, ResidualQuantizer, build_quantizer
+from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.quantize.kmeans import inertia, kmeans
+from hrqtok.quantize.nearest import NearestCode
+from hrqtok.quantize.registry import build_quantizer
+from hrqtok.quantize.residual import ResidualQuantizer
 from tests.conftest import SEEDS
 from tests.reference import residual_quantize_naive
 from tests.test_geometry import points
@@ -13,7 +16,8 @@ from tests.test_geometry import points
 
 def hyperbolic(levels=3, size=16, dim=5, c=1.0, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
-    q = HyperbolicResidualQuantizer(levels=levels, codebook_size=size, dim=dim, commitment=0.25, c=c)
+    q = ResidualQuantizer(manifold=PoincareBall(c), choice=NearestCode, levels=levels,
+                          codebook_size=size, dim=dim, commitment=0.25)
     for i, cb in enumerate(q.codebooks):
         cb.data = points(size, dim, c=c, dtype=dtype, seed=seed * 10 + i) * 0.5
     return q
@@ -21,7 +25,8 @@ def hyperbolic(levels=3, size=16, dim=5, c=1.0, dtype=torch.float64, seed=0):
 
 def euclidean(levels=3, size=16, dim=5, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
-    q = ResidualQuantizer(levels=levels, codebook_size=size, dim=dim, commitment=0.25)
+    q = ResidualQuantizer(manifold=Euclidean(), choice=NearestCode, levels=levels,
+                          codebook_size=size, dim=dim, commitment=0.25)
     for cb in q.codebooks:
         cb.data = cb.data.to(dtype) * 30
     return q
@@ -65,7 +70,8 @@ def test_fast_residual_loop_matches_reference(kind, seed):
 
 
 def test_loss_by_hand_and_straight_through():
-    q = ResidualQuantizer(levels=1, codebook_size=2, dim=2, commitment=0.25)
+    q = ResidualQuantizer(manifold=Euclidean(), choice=NearestCode, levels=1, codebook_size=2,
+                          dim=2, commitment=0.25)
     q.codebooks[0].data = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
     x = torch.tensor([[0.8, 1.0]], requires_grad=True)
     out = q(x)
@@ -80,7 +86,7 @@ def test_loss_by_hand_and_straight_through():
 
 def test_hyperbolic_codebooks_are_manifold_parameters_on_the_ball():
     q = build_quantizer(ModelConfig(latent_dim=4, levels=2, codebook_size=8, curvature=2.0))
-    assert isinstance(q, HyperbolicResidualQuantizer)
+    assert q.manifold == PoincareBall(2.0)
     for cb in q.codebooks:
         assert isinstance(cb, geoopt.ManifoldParameter)
         assert cb.manifold.c.item() == pytest.approx(2.0)
@@ -96,19 +102,24 @@ def test_kmeans_initialisation_uses_every_code_and_revive_moves_codes(kind):
     assert len(torch.unique(q.encode(x)[:, 0])) == 8
     target = x[:2] * 0.5
     q.revive(1, torch.tensor([0, 5]), target)
-    torch.testing.assert_close(q.codebooks[1].data[[0, 5]], q.constrain(target))
+    torch.testing.assert_close(q.codebooks[1].data[[0, 5]], q.manifold.project(target))
 
 
 def test_kmeans_lowers_the_objective_and_is_seeded():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(100, 3) + 5 * i for i in range(4)])
-    start = kmeans(x, 4, iters=0, generator=torch.Generator().manual_seed(1))
-    end = kmeans(x, 4, iters=20, generator=torch.Generator().manual_seed(1))
-    assert inertia(x, end) <= inertia(x, start)
-    assert inertia(x, end) < 0.05 * inertia(x, x.mean(0, keepdim=True))
-    again = kmeans(x, 4, iters=20, generator=torch.Generator().manual_seed(1))
+    flat = Euclidean()
+
+    def fit(points, k, iters, generator):
+        return kmeans(points, k, manifold=flat, iters=iters, generator=generator).centroids
+
+    start = fit(x, 4, 0, torch.Generator().manual_seed(1))
+    end = fit(x, 4, 20, torch.Generator().manual_seed(1))
+    assert inertia(x, end, manifold=flat) <= inertia(x, start, manifold=flat)
+    assert inertia(x, end, manifold=flat) < 0.05 * inertia(x, x.mean(0, keepdim=True), manifold=flat)
+    again = fit(x, 4, 20, torch.Generator().manual_seed(1))
     assert torch.equal(end, again)
-    few = kmeans(x[:3], 8, iters=5, generator=g)  # fewer points than clusters
+    few = fit(x[:3], 8, 5, g)  # fewer points than clusters
     assert few.shape == (8, 3) and torch.isfinite(few).all()
 
 
@@ -147,13 +158,13 @@ def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c,
     # which cuts its radial gradient, and arcosh's floor cuts the gradient of a tiny
     # distance: compare on the rows where neither happens
     inside = torch.ones(60, dtype=torch.bool)
-    if config.hyperbolic:
+    if config.geometry == "hyperbolic":
         details = quantizer.details(x)
         for r, error in zip(details.residuals, details.errors):
             inside &= (r.norm(dim=-1) < geometry.max_norm(c=c, dtype=torch.float64)) & (error > 1e-3)
     assert inside.float().mean() > 0.5
     x, weights = x[inside], weights[inside]
-    if config.hyperbolic:  # the Möbius form of d saturates this close to the boundary
+    if config.geometry == "hyperbolic":  # the Möbius form of d saturates this close to the boundary
         quantizer.distance = lambda a, b: geometry.dist_arcosh(a, b, c=c)
     reference_x = x.clone().requires_grad_()
     reference = quantizer(reference_x, weights)

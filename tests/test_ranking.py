@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from hrqtok import geometry
-from hrqtok.hierarchy import split_pairs, transitive_closure
-from hrqtok.ranking import closure_ranking, ranking_scores
+from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.metrics.ranking import closure_ranking
+from hrqtok.sources.hierarchy import split_pairs, transitive_closure
 from tests import reference
 from tests.conftest import tree_parents
 from tests.test_hierarchy import random_dag
@@ -26,7 +27,8 @@ def test_matches_reference(seed, c):
     pairs = transitive_closure(parents)
     test = split_pairs(len(pairs), 0.3, seed)
     points = _points(50, 3, seed)
-    got = closure_ranking(points, {"train": pairs[~test], "test": pairs[test]}, pairs, c=c)
+    got = closure_ranking(points, {"train": pairs[~test], "test": pairs[test]}, pairs,
+                          manifold=PoincareBall(c) if c else Euclidean())
     distance = (lambda a, b: geometry.dist(a, b, c=c)) if c else (lambda a, b: (a - b).norm())
     for name, mask in (("train", ~test), ("test", test)):
         mr, ap = reference.closure_ranking(points, pairs[mask], pairs, distance)
@@ -40,7 +42,7 @@ def test_ties_count_one_half_like_the_reference():
     pairs = transitive_closure(parents)
     points = _points(40, 2, 0)
     points[5:20] = points[5]  # quantized points coincide
-    got = closure_ranking(points, {"all": pairs}, pairs, c=1.0)["all"]
+    got = closure_ranking(points, {"all": pairs}, pairs, manifold=PoincareBall(1.0))["all"]
     mr, ap = reference.closure_ranking(points, pairs, pairs, lambda a, b: geometry.dist(a, b, c=1.0))
     assert got["mean_rank"] == pytest.approx(mr) and got["map"] == pytest.approx(ap)
 
@@ -58,25 +60,25 @@ def test_perfect_embedding_scores_one():
             depth[u] = depth[parents[u][0]] + 1
             points[u] = points[parents[u][0]]
         points[u, u] = 2.0 ** depth[u]
-    got = closure_ranking(points, {"all": pairs}, pairs, c=None)["all"]
+    got = closure_ranking(points, {"all": pairs}, pairs, manifold=Euclidean())["all"]
     assert got["mean_rank"] == 1.0 and got["map"] == 1.0
 
 
 def test_scores_are_monotone_in_distance():
     x, y = _points(7, 4, 1), _points(30, 4, 2, scale=0.8)
-    scores = ranking_scores(x, y, c=1.0)
+    scores = PoincareBall(1.0).distance_keys(x, y, across_rows=False)
     d = geometry.dist(x.unsqueeze(1), y.unsqueeze(0), c=1.0)
     assert (scores.argsort(1) == d.argsort(1)).all()
 
 
 def test_empty_set_gives_nan():
     pairs = transitive_closure(random_dag(10, 0))
-    got = closure_ranking(_points(10, 2, 0), {"none": pairs[:0]}, pairs, c=None)["none"]
+    got = closure_ranking(_points(10, 2, 0), {"none": pairs[:0]}, pairs, manifold=Euclidean())["none"]
     assert np.isnan(got["mean_rank"]) and got["pairs"] == 0
 
 
 def test_prefix_agreement():
-    from hrqtok.hierarchy_report import prefix_agreement
+    from hrqtok.metrics.hierarchy import prefix_agreement
 
     codes = np.array([[1, 2, 3], [1, 2, 4], [1, 5, 3], [0, 2, 3]])
     pairs = np.array([[0, 1], [0, 2], [0, 3], [1, 1]])

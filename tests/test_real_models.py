@@ -8,7 +8,11 @@ from typer.testing import CliRunner
 
 from hrqtok.cli import app
 from hrqtok.sources import packaged
-from hrqtok.sources.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
+from hrqtok.sources.embedder import (
+    EmbeddingCache,
+    SentenceTransformerEmbedder,
+    embed_texts,
+)
 from tests.conftest import TINY_FIT
 
 pytestmark = pytest.mark.slow

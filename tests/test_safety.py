@@ -276,7 +276,7 @@ def test_leftovers_of_a_live_process_are_kept(tmp_path):
 
 @pytest.mark.slow
 def test_a_crashed_model_replacement_leaves_a_loadable_model(tmp_path, vector_items, fitted):
-    from hrqtok.artifacts import load_model_dir
+    from hrqtok.store.model_dir import load_model_dir
 
     old = load_model_dir(fitted).fingerprint
     script = CRASH.split("if target.suffix")[0] + (

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hrqtok.errors import ArtifactError
-from hrqtok.tables import build_table, read_table, token_string, write_table
+from hrqtok.store.tables import build_table, read_table, token_string, write_table
 
 META = {"model_fingerprint": "f00", "geometry": "hyperbolic", "levels": 2, "codebook_sizes": [4, 4]}
 
@@ -55,12 +55,12 @@ def test_text_formats(tmp_path):
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    import hrqtok.tables
+    import hrqtok.store.tables
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(hrqtok.tables, "_write_body", broken)
+    monkeypatch.setattr(hrqtok.store.tables, "_write_body", broken)
     with pytest.raises(OSError):
         write_table(build_table(["x"], np.array([[1, 1]]), META), str(tmp_path / "t.jsonl"), "jsonl")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".t.jsonl", "t.jsonl"))] == []

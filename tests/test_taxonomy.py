@@ -7,15 +7,20 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import normalized_mutual_info_score
 from scipy.stats import spearmanr
+from sklearn.metrics import normalized_mutual_info_score
 from typer.testing import CliRunner
 
 from hrqtok.cli import app
 from hrqtok.errors import InputError
-from hrqtok.evaluation.taxonomy import (normalised_mutual_information, parse_path, purity,
-                                        spearman, taxonomy_agreement)
-from hrqtok.tables import build_table, write_table
+from hrqtok.evaluation.taxonomy import (
+    normalised_mutual_information,
+    parse_path,
+    purity,
+    spearman,
+    taxonomy_agreement,
+)
+from hrqtok.store.tables import build_table, write_table
 
 runner = CliRunner()
 

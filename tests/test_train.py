@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hrqtok.config import ModelConfig, TrainConfig
-from hrqtok.train import fit_model
+from hrqtok.fit.items import fit_model
 from tests.conftest import clustered_vectors
 
 TINY = dict(input_dim=16, hidden_dims=(32,), latent_dim=4, levels=2, codebook_size=8)

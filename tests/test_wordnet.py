@@ -107,7 +107,7 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
 
 
 def test_model_dir_gives_back_the_split(mammal_model):
-    from hrqtok.artifacts import load_model_dir
+    from hrqtok.store.model_dir import load_model_dir
 
     hierarchy, test = load_model_dir(mammal_model).hierarchy()
     split = pq.read_table(mammal_model / "pairs.parquet").column("split").to_pylist()
@@ -143,8 +143,8 @@ def test_encode_decode_inspect(mammal_model, tmp_path):
 
 
 def test_encode_with_beam_search_re_encodes_the_nouns(mammal_model, tmp_path):
-    from hrqtok.artifacts import load_model_dir
-    from hrqtok.tables import read_table
+    from hrqtok.store.model_dir import load_model_dir
+    from hrqtok.store.tables import read_table
 
     out = tmp_path / "beam.parquet"
     result = runner.invoke(app, ["encode", "--model", str(mammal_model), "--beam", "8", "--out", str(out), "-q"])

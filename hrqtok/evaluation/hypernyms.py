@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hrqtok.artifacts import load_model_dir
 from hrqtok.config import Seq2SeqConfig, to_dict
 from hrqtok.errors import ArtifactError
 from hrqtok.evaluation.metrics import hit_positions, recall_at
 from hrqtok.evaluation.seq2seq import beam_search, train_seq2seq
 from hrqtok.evaluation.systems import score_systems
 from hrqtok.evaluation.vocabulary import PrefixTrie, Vocabulary
-from hrqtok.tables import TokenTable
+from hrqtok.store.model_dir import load_model_dir
+from hrqtok.store.tables import TokenTable
 
 ProgressFn = Callable[[str, int, int, dict], None]
 

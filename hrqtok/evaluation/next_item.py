@@ -15,13 +15,18 @@ import pyarrow.compute as pc
 
 from hrqtok.config import Seq2SeqConfig, to_dict
 from hrqtok.errors import InputError
-from hrqtok.evaluation.histories import Examples, build_histories, item_rows, leave_one_out
+from hrqtok.evaluation.histories import (
+    Examples,
+    build_histories,
+    item_rows,
+    leave_one_out,
+)
 from hrqtok.evaluation.metrics import hit_positions, ndcg_at, recall_at
 from hrqtok.evaluation.seq2seq import Seq2Seq, beam_search, train_seq2seq
 from hrqtok.evaluation.systems import score_systems, table_sizes
 from hrqtok.evaluation.vocabulary import PAD, PrefixTrie, Vocabulary
 from hrqtok.sources.interactions import Interactions
-from hrqtok.tables import read_table
+from hrqtok.store.tables import read_table
 
 ProgressFn = Callable[[str, int, int, dict], None]
 CUTOFFS = (5, 10)

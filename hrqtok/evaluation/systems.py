@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hrqtok.tables import TokenTable, build_table
+from hrqtok.store.tables import TokenTable, build_table
 
 SYSTEMS = ("model", "random")
 

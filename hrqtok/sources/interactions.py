@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from hrqtok.errors import InputError, first_line
 from hrqtok.sources.items import check_readable
-from hrqtok.tables import read_bytes_or_path
+from hrqtok.store.tables import read_bytes_or_path
 
 FORMATS = ("tsv", "csv", "parquet")
 SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".inter": "tsv", ".csv": "csv", ".parquet": "parquet",

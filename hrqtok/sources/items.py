@@ -164,7 +164,7 @@ def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hrqtok.tables import read_bytes_or_path
+    from hrqtok.store.tables import read_bytes_or_path
 
     try:
         table = pq.read_table(read_bytes_or_path(path))

@@ -23,8 +23,8 @@ import numpy as np
 
 from hrqtok.atomic import atomic_dir
 from hrqtok.errors import InputError
-from hrqtok.hierarchy import Hierarchy
 from hrqtok.paths import cache_dir
+from hrqtok.sources.hierarchy import Hierarchy
 
 DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
 SYSTEM_DIR = Path("/usr/share/wordnet")

@@ -12,17 +12,34 @@ from typing import Annotated, Optional
 
 import click
 import typer
-from rich.table import Table
 
 from hrqtok import __version__
-from hrqtok.config import (CENTROIDS, KMEANS_QUANTIZERS, MAX_CODEBOOK_SIZE, MAX_CURVATURE,
-                           MAX_LEVELS, QUANTIZERS, HierarchyTrainConfig, ModelConfig, TrainConfig,
-                           resolve_quantizer)
-from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, SeedOpt, err,
-                            emit, exit_on_errors, progress_bars)
+from hrqtok.cli.console import (
+    InputFormatOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    SeedOpt,
+    emit,
+    err,
+    exit_on_errors,
+    progress_bars,
+)
+from hrqtok.cli.eval import eval_app
+from hrqtok.cli.render import fit_summary, render_report
+from hrqtok.config import (
+    CENTROIDS,
+    GEOMETRIES,
+    MAX_CODEBOOK_SIZE,
+    MAX_CURVATURE,
+    MAX_LEVELS,
+    HierarchyTrainConfig,
+    TrainConfig,
+)
 from hrqtok.errors import InputError, OptionError
-from hrqtok.eval_cli import eval_app
+from hrqtok.fit.options import MODE_DEFAULTS, FitOptions
 from hrqtok.jsonsafe import dumps
+from hrqtok.quantize.registry import QUANTIZERS, fit_help
 from hrqtok.sources.embedder import PRECISIONS
 from hrqtok.sources.items import ItemFields
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
@@ -32,7 +49,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 
-Geometry = Enum("Geometry", {g: g for g in ("hyperbolic", "euclidean")}, type=str)
+Geometry = Enum("Geometry", {g: g for g in GEOMETRIES}, type=str)
 Quantizer = Enum("Quantizer", {q: q for q in QUANTIZERS}, type=str)
 Centroid = Enum("Centroid", {c: c for c in CENTROIDS}, type=str)
 OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
@@ -52,6 +69,11 @@ PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     help="Embedder precision; bfloat16 is ~3x faster on CPU.")]
 
 
+def _mode_help(name: str, text: str = "") -> str:
+    items, wordnet = MODE_DEFAULTS[name]
+    return f"{text} [default: {items}; {wordnet} with --wordnet]".strip()
+
+
 def _fields(id_field, text_field, embedding_field) -> ItemFields | None:
     if id_field is None and not text_field and embedding_field is None:
         return None  # commands on a fitted model then reuse the fields it was fitted with
@@ -64,96 +86,6 @@ def _embed(embedder, precision):
     if embedder is None and precision is None:
         return None
     return EmbedSettings(embedder or DEFAULT_EMBEDDER, precision.value if precision else "float32")
-
-
-def _level_table(report: dict) -> Table:
-    table = Table(title="codebook usage per level")
-    for column in ("level", "used", "perplexity", "norm. entropy", "largest share", "dead"):
-        table.add_column(column, justify="right")
-    for row in report["levels"]:
-        table.add_row(str(row["level"]), f"{row['used']}/{row['size']}",
-                      f"{row['perplexity']:.1f}", f"{row['normalised_entropy']:.3f}",
-                      f"{row['largest_share']:.1%}", str(row["dead"]))
-    return table
-
-
-def _render_report(report: dict) -> None:
-    model = report["model"]
-    err.print(f"[bold]{model['path']}[/]: {model['geometry']}, {model['levels']} levels × "
-              f"{model['codebook_size']} codes, latent {model['latent_dim']}, "
-              f"{report['items']} items")
-    err.print(_level_table(report))
-    prefixes = Table(title="prefix tree")
-    for column in ("depth", "distinct prefixes", "mean branching"):
-        prefixes.add_column(column, justify="right")
-    for row in report["prefixes"]:
-        prefixes.add_row(str(row["depth"]), str(row["prefixes"]), f"{row['branching']:.2f}")
-    err.print(prefixes)
-    c = report["collisions"]
-    err.print(f"collisions: {c['distinct_ids']} distinct {model['levels']}-code ids for "
-              f"{c['items']} items; {c['collision_rate']:.1%} of items share their codes; "
-              f"largest group {c['largest_group']} (disambiguation vocabulary "
-              f"{c['disambiguation_size']})")
-    radii = ", ".join(f"L{r['level']} {r['norm_mean']:.3f}" for r in report["codebooks"])
-    err.print(f"codebook mean norm: {radii}")
-    vectors = report.get("vectors")
-    if vectors:
-        norm, rec = vectors["latent_norm"], vectors["reconstruction"]
-        label = "‖log0 z‖" if model["geometry"] == "hyperbolic" else "‖z‖"
-        err.print(f"latent {label}: mean {norm['mean']:.3f}, std {norm['std']:.3f}, "
-                  f"CV {norm['cv']:.3f}")
-        err.print(f"reconstruction: MSE {rec['mse']:.3g}, cosine {rec['cosine']:.4f}")
-    if report.get("hierarchy"):
-        _render_hierarchy(report["hierarchy"])
-
-
-# fit's defaults that differ between item mode and WordNet mode: (items, --wordnet)
-FIT_DEFAULTS = {"latent_dim": (32, 10), "epochs": (200, HierarchyTrainConfig.epochs),
-                "batch_size": (128, HierarchyTrainConfig.batch_size),
-                "learning_rate": (1e-3, HierarchyTrainConfig.learning_rate)}
-
-
-def _mode_default(name: str, value, wordnet: bool):
-    return FIT_DEFAULTS[name][wordnet] if value is None else value
-
-
-def _fit_help(name: str, text: str = "") -> str:
-    items, wordnet = FIT_DEFAULTS[name]
-    return f"{text} [default: {items}; {wordnet} with --wordnet]".strip()
-
-
-# Options that only some fits use: (applies to (wordnet, quantizer), what they need). Giving one
-# where it does not apply is refused (exit 2) rather than silently ignored.
-def _trained(wordnet: bool, quantizer: str) -> bool:
-    return wordnet or quantizer not in KMEANS_QUANTIZERS
-
-
-def _items_network(wordnet: bool, quantizer: str) -> bool:
-    return not wordnet and quantizer not in KMEANS_QUANTIZERS
-
-
-MODE_OPTIONS = {
-    **{name: (lambda w, q: w, "--wordnet") for name in (
-        "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight")},
-    **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
-        "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision")},
-    **{name: (_items_network, "an items fit with a trained quantizer (hrq, rq, hypervq)")
-       for name in ("warmup_epochs", "patience", "validation_fraction")},
-    **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
-                        "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},
-    **{name: (lambda w, q: q == "hypervq", "--quantizer hypervq")
-       for name in ("tau_max", "tau_min", "tau_decay")},
-    "centroid": (lambda w, q: q == "hrq-kmeans", "--quantizer hrq-kmeans"),
-}
-
-
-def _refuse_inapplicable(ctx: typer.Context, wordnet: bool, quantizer: str) -> None:
-    for name, (applies, needs) in MODE_OPTIONS.items():
-        source = ctx.get_parameter_source(name)
-        given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
-        if given and not applies(wordnet, quantizer):
-            flag = "--" + name.replace("_", "-")
-            raise typer.BadParameter(f"applies only to {needs}; leave it out", param_hint=flag)
 
 
 @app.command()
@@ -169,16 +101,14 @@ def fit(
     root: Annotated[Optional[str], typer.Option(
         help="With --wordnet: only this synset's subtree, e.g. mammal.n.01.")] = None,
     quantizer: Annotated[Optional[Quantizer], typer.Option(
-        help="hrq: HRQ-VAE (hyperbolic); rq: RQ-VAE (Euclidean); hypervq: HRQ-VAE with HyperVQ "
-             "(MLR) levels; rq-kmeans / hrq-kmeans: residual k-means on the input vectors, no "
-             "network [default: hrq, or rq with --geometry euclidean].", show_default=False)] = None,
+        help=fit_help(), show_default=False)] = None,
     geometry: Annotated[Optional[Geometry], typer.Option(
         help="Shorthand: hyperbolic = --quantizer hrq, euclidean = --quantizer rq.",
         show_default=False)] = None,
     levels: Annotated[int, typer.Option(min=1, max=MAX_LEVELS, help="Tokens per item (k).")] = 3,
     codebook_size: Annotated[int, typer.Option(min=2, max=MAX_CODEBOOK_SIZE, help="Codes per level (s).")] = 256,
     latent_dim: Annotated[Optional[int], typer.Option(
-        min=1, help=_fit_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
+        min=1, help=_mode_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
     hidden_dims: Annotated[Optional[str], typer.Option(
         help="Encoder hidden sizes; the decoder mirrors them [default: 512,256,128].",
         show_default=False)] = None,
@@ -186,12 +116,12 @@ def fit(
         min=1e-6, max=MAX_CURVATURE, help="Curvature c of the ball, below 100.")] = 1.0,
     commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
     epochs: Annotated[Optional[int], typer.Option(
-        min=0, help=_fit_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
+        min=0, help=_mode_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, help="Autoencoder epochs before k-means init.")] = 10,
     batch_size: Annotated[Optional[int], typer.Option(
-        min=1, help=_fit_help("batch_size"), show_default=False)] = None,
+        min=1, help=_mode_help("batch_size"), show_default=False)] = None,
     learning_rate: Annotated[Optional[float], typer.Option(
-        min=1e-9, help=_fit_help("learning_rate"), show_default=False)] = None,
+        min=1e-9, help=_mode_help("learning_rate"), show_default=False)] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs).")] = 20,
     kmeans_iters: Annotated[int, typer.Option(
         min=0, help="Most Lloyd iterations per level: codebook initialisation, and the k-means "
@@ -235,77 +165,51 @@ def fit(
         raise typer.BadParameter("give either ITEMS or --wordnet, not both", param_hint="ITEMS")
     if items is None and not wordnet:
         raise typer.BadParameter("give an items file, - for stdin, or --wordnet", param_hint="ITEMS")
-    if root is not None and not wordnet:
-        raise typer.BadParameter("--root needs --wordnet", param_hint="--root")
-    if not 0 < test_fraction < 1:
-        raise typer.BadParameter(f"must be in (0, 1), got {test_fraction}", param_hint="--test-fraction")
-    try:
-        quantizer_name = resolve_quantizer(quantizer.value if quantizer else "",
-                                           geometry.value if geometry else "")
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--quantizer / --geometry") from None
-    kmeans = quantizer_name in KMEANS_QUANTIZERS
-    if kmeans and not wordnet and (latent_dim is not None or hidden_dims is not None):
-        raise typer.BadParameter(f"{quantizer_name} quantizes the input vectors themselves; "
-                                 "leave out --latent-dim and --hidden-dims", param_hint="--quantizer")
-    if hidden_dims is not None and wordnet:
-        raise typer.BadParameter("a WordNet model has no encoder; leave it out", param_hint="--hidden-dims")
-    _refuse_inapplicable(ctx, wordnet, quantizer_name)
-    latent_dim = _mode_default("latent_dim", latent_dim, wordnet)
-    epochs = _mode_default("epochs", epochs, wordnet)
-    batch_size = _mode_default("batch_size", batch_size, wordnet)
-    learning_rate = _mode_default("learning_rate", learning_rate, wordnet)
-    if wordnet:
-        _fit_wordnet(model, root=root, quantizer=quantizer_name, levels=levels,
-                     codebook_size=codebook_size, latent_dim=latent_dim, curvature=curvature,
-                     commitment=commitment,
-                     train=dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                test_fraction=test_fraction, negatives=negatives,
-                                burn_in_epochs=burn_in_epochs, eval_every=eval_every,
-                                quantize_weight=quantize_weight, kmeans_iters=kmeans_iters,
-                                centroid=centroid.value, seed=seed),
-                     force=force, json_out=json_out, quiet=quiet)
-        return
-    from hrqtok.pipeline import EmbedSettings, fit_items
+    from hrqtok.pipeline import EmbedSettings, fit_items, fit_wordnet
 
-    try:
-        # k-means quantizes the inputs: fit_items sets both dimensions from the data
-        shape = dict(input_dim=1, latent_dim=1, hidden_dims=()) if kmeans else dict(
-            latent_dim=latent_dim, hidden_dims=_hidden_dims(hidden_dims or "512,256,128"))
-        model_config = ModelConfig(**shape, levels=levels, codebook_size=codebook_size,
-                                   quantizer=quantizer_name, curvature=curvature,
-                                   commitment=commitment)
-        train_config = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs,
-                                   batch_size=batch_size, learning_rate=learning_rate,
-                                   patience=patience, validation_fraction=validation_fraction,
-                                   kmeans_iters=kmeans_iters, centroid=centroid.value,
-                                   temperature_max=tau_max, temperature_min=tau_min,
-                                   temperature_decay=tau_decay, seed=seed)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    fields = _fields(id_field, text_field, embedding_field) or ItemFields()
-    embed = _embed(embedder, embed_precision) or EmbedSettings()
-    fmt = input_format.value if input_format else None
+    given = _given(ctx)
+    train = {name: value.value if isinstance(value, Enum) else value
+             for name, value in ctx.params.items() if name in given and name in TRAIN_OPTIONS}
     with exit_on_errors():
+        options = FitOptions(
+            wordnet=wordnet, quantizer=quantizer.value if quantizer else None,
+            geometry=geometry.value if geometry else None, levels=levels,
+            codebook_size=codebook_size, latent_dim=latent_dim,
+            hidden_dims=_hidden_dims(hidden_dims) if hidden_dims is not None else None,
+            curvature=curvature, commitment=commitment if "commitment" in given else None,
+            seed=seed, train=train)
+        options.refuse_inapplicable(given)
         with progress_bars(quiet) as progress:
-            metrics = fit_items(items, model_dir=model, model_config=model_config,
-                                train_config=train_config, fields=fields, fmt=fmt, embed=embed,
-                                force=force, progress=progress)
+            if wordnet:
+                metrics = fit_wordnet(model_dir=model, options=options, root=root, force=force,
+                                      progress=progress)
+            else:
+                metrics = fit_items(
+                    items, model_dir=model, options=options,
+                    fields=_fields(id_field, text_field, embedding_field) or ItemFields(),
+                    fmt=input_format.value if input_format else None,
+                    embed=_embed(embedder, embed_precision) or EmbedSettings(),
+                    force=force, progress=progress)
         if json_out:
             emit(dumps(metrics))
     if not quiet:
-        f, c = metrics["fit"], metrics["table"]["collisions"]
-        if kmeans:
-            iterations = "/".join(map(str, f["kmeans_iterations"]))
-            err.print(f"fitted {f['items']} items by {quantizer_name} ({iterations} Lloyd "
-                      f"iterations per level, {f['seconds']:.1f} s) -> {model}")
-        else:
-            err.print(f"fitted {f['items']} items with {quantizer_name} in {f['epochs']} epochs "
-                      f"({f['stopped']}, best epoch {f['best_epoch']}, {f['seconds']:.1f} s) -> {model}")
-        used = " / ".join(f"{lv['used']}" for lv in metrics["table"]["levels"])
-        err.print(f"codes used per level: {used} of {codebook_size}; "
-                  f"collisions {c['collision_rate']:.1%}; "
-                  f"reconstruction cosine {metrics['vectors']['reconstruction']['cosine']:.4f}")
+        fit_summary(metrics, str(model))
+
+
+# fit's training options, by parameter name: only those given reach the train config
+TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "patience",
+                 "kmeans_iters", "centroid", "tau_max", "tau_min", "tau_decay",
+                 "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
+                 "eval_every", "quantize_weight")
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """Parameters the user gave (not left at their defaults)."""
+    def source(name: str) -> str:
+        found = ctx.get_parameter_source(name)
+        return found.name if found is not None else ""
+    return [name for name in ctx.params
+            if source(name) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")]
 
 
 def _hidden_dims(text: str) -> tuple[int, ...]:
@@ -314,54 +218,6 @@ def _hidden_dims(text: str) -> tuple[int, ...]:
     except ValueError:
         raise typer.BadParameter(f"expected sizes like 512,256,128, got {text!r}",
                                  param_hint="--hidden-dims") from None
-
-
-def _fit_wordnet(model: Path, *, root, quantizer, levels, codebook_size, latent_dim, curvature,
-                 commitment, train: dict, force: bool, json_out: bool, quiet: bool) -> None:
-    from hrqtok.hierarchy_model import hierarchy_model_config
-    from hrqtok.pipeline import fit_wordnet
-
-    try:
-        model_config = hierarchy_model_config(
-            latent_dim=latent_dim, levels=levels, codebook_size=codebook_size,
-            quantizer=quantizer, curvature=curvature, commitment=commitment)
-        train_config = HierarchyTrainConfig(**train)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    with exit_on_errors():
-        with progress_bars(quiet) as progress:
-            metrics = fit_wordnet(model_dir=model, model_config=model_config,
-                                  train_config=train_config, root=root, force=force,
-                                  progress=progress)
-        if json_out:
-            emit(dumps(metrics))
-    if not quiet:
-        f, c = metrics["fit"], metrics["table"]["collisions"]
-        err.print(f"fitted {f['nodes']} nouns on {f['train_pairs']} closure pairs in "
-                  f"{f['epochs']} epochs ({f['seconds']:.1f} s, {f['pairs_per_second']:,.0f} "
-                  f"pairs/s) -> {model}")
-        _render_hierarchy(metrics["hierarchy"])
-        used = " / ".join(f"{lv['used']}" for lv in metrics["table"]["levels"])
-        err.print(f"codes used per level: {used} of {codebook_size}; "
-                  f"collisions {c['collision_rate']:.1%}")
-
-
-def _render_hierarchy(report: dict) -> None:
-    table = Table(title=f"closure ranking ({report['train_pairs']} train / "
-                        f"{report['test_pairs']} held-out pairs)")
-    for column in ("points", "train MR", "train MAP", "held-out MR", "held-out MAP"):
-        table.add_column(column, justify="right")
-    for kind, row in report["ranking"].items():
-        table.add_row(kind, f"{row['train']['mean_rank']:.2f}", f"{row['train']['map']:.3f}",
-                      f"{row['test']['mean_rank']:.2f}", f"{row['test']['map']:.3f}")
-    err.print(table)
-    agree = report["prefix_agreement"]
-
-    def shares(key: str) -> str:
-        return " / ".join(f"{x:.1%}" for x in agree[key])
-
-    err.print(f"noun and hypernym share the first 1/2/… tokens: {shares('closure_pairs')} "
-              f"(direct parent {shares('parent_pairs')}; random nouns {shares('random_pairs')})")
 
 
 OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
@@ -416,7 +272,7 @@ def encode(
     hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet
     """
     from hrqtok.pipeline import encode_items
-    from hrqtok.tables import write_table
+    from hrqtok.store.tables import write_table
     from hrqtok.targets import check_output
 
     if existing_other_model and existing is None:
@@ -458,8 +314,8 @@ def decode(
     Examples: hrqtok decode 12 40 7 0;  hrqtok decode "<a_12><b_40><c_7><d_0>";
     hrqtok decode -i tokens.csv --vectors;  hrqtok encode --out - | hrqtok decode
     """
-    from hrqtok.multitokens import parse_multitoken, read_multitokens
     from hrqtok.pipeline import decode_tokens
+    from hrqtok.store.multitokens import parse_multitoken, read_multitokens
 
     if tokens and input is not None:
         raise typer.BadParameter("give multitokens as arguments or with --input, not both",
@@ -520,7 +376,7 @@ def inspect(
         if json_out:
             emit(dumps(report))
     if not json_out:
-        _render_report(report)
+        render_report(report)
 
 
 app.add_typer(eval_app, name="eval")
@@ -541,7 +397,6 @@ def export_movielens(
     Example: hrqtok export movielens-100k --out ml-100k
     """
     from hrqtok.sources.movielens import export_movielens_100k
-
     from hrqtok.targets import check_output
 
     with exit_on_errors():

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from hrqtok.config import ModelConfig, TrainConfig
-from hrqtok.model import HRQVAE, ResidualKMeans, Tokenizer
-from hrqtok.usage import collision_stats, level_usage
+from hrqtok.fit.revival import revive_dead_codes
+from hrqtok.metrics.usage import collision_stats, level_usage
+from hrqtok.models.autoencoder import HRQVAE, ItemModel, ResidualKMeans
 
 MIN_ITEMS_FOR_VALIDATION = 20  # below this every item trains and early stopping uses train loss
 RELATIVE_IMPROVEMENT = 1e-4  # a validation loss must beat the best by this much to count
@@ -28,7 +29,7 @@ ProgressFn = Callable[[str, int, int, dict], None]
 
 
 class FitResult(NamedTuple):
-    model: Tokenizer  # with the best weights (lowest validation loss)
+    model: ItemModel  # with the best weights (lowest validation loss)
     log: list[dict]  # one row per epoch, as written to train_log.jsonl
     best_epoch: int
     stopped: str  # "completed", "early-stopped" or "interrupted"
@@ -52,7 +53,7 @@ def fit_model(
 ) -> FitResult:
     """Train an (H)RQ-VAE on ``vectors`` (n, input_dim) float32 (Ctrl-C stops cleanly), or
     fit a residual k-means tokenizer when the config asks for one."""
-    if model_config.kmeans:
+    if not model_config.trained:
         return fit_residual_kmeans(vectors, model_config, train_config, progress=progress)
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
@@ -60,7 +61,7 @@ def fit_model(
     train_x, val_x = vectors[train_rows], vectors[val_rows]
     model = HRQVAE(model_config)
     optimizer = geoopt.optim.RiemannianAdam(model.parameters(), lr=train_config.learning_rate)
-    loop = _Loop(model, optimizer, train_x, val_x, train_config, generator, progress)
+    loop = ItemTraining(model, optimizer, train_x, val_x, train_config, generator, progress)
     stopped = "completed"
     try:
         loop.warm_up()
@@ -105,28 +106,7 @@ def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config
     return FitResult(model, log, 0, "completed", rows, rows[:0])
 
 
-@torch.no_grad()
-def revive_dead_codes(quantizer, details, optimizer: torch.optim.Optimizer) -> list[int]:
-    """Move each level's unused codes onto the residuals that level quantizes worst
-    (``details`` from quantizer.details over the training set). Returns counts per level."""
-    revived = []
-    for level, size in enumerate(quantizer.sizes):
-        counts = torch.bincount(details.codes[:, level], minlength=size)
-        dead = torch.nonzero(counts == 0).squeeze(-1)
-        if len(dead):
-            worst = details.errors[level].argsort(descending=True)
-            take = worst[: len(dead)].repeat(len(dead) // len(worst) + 1)[: len(dead)]
-            quantizer.revive(level, dead, details.residuals[level][take])
-            # stale Adam moments would push a revived code straight off its new position
-            for parameter in quantizer.level_parameters(level):
-                for value in optimizer.state.get(parameter, {}).values():
-                    if torch.is_tensor(value) and value.shape == parameter.shape:
-                        value[dead] = 0
-        revived.append(len(dead))
-    return revived
-
-
-class _Loop:
+class ItemTraining:
     """State of one fit: the model, its optimiser, the log and the best weights so far."""
 
     def __init__(self, model, optimizer, train_x, val_x, config, generator, progress):
@@ -147,10 +127,11 @@ class _Loop:
         self.model.train()
         order = torch.randperm(len(self.train_x), generator=self.generator)
         totals = np.zeros(3)
-        annealed = quantize and self.model.quantizer.temperature is not None
+        choice = self.model.quantizer.choice
+        annealed = quantize and choice.temperature is not None  # HyperVQ's Gumbel sampling
         for batch in order.split(self.config.batch_size):
             if annealed:
-                self.model.quantizer.temperature = self.config.temperature(self.steps)
+                choice.temperature = self.config.temperature(self.steps)
                 self.steps += 1
             out = self.model(self.train_x[batch], quantize=quantize)
             self.optimizer.zero_grad(set_to_none=True)
@@ -162,7 +143,7 @@ class _Loop:
         loss, reconstruction, quantization = totals / max(len(self.train_x), 1)
         row = {"loss": loss, "reconstruction": reconstruction, "quantization": quantization}
         if annealed:
-            row["temperature"] = self.model.quantizer.temperature
+            row["temperature"] = choice.temperature
         return row
 
     def _emit(self, phase: str, row: dict) -> None:

@@ -11,9 +11,17 @@ import click
 import typer
 from rich.table import Table
 
+from hrqtok.cli.console import (
+    InputFormatOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    emit,
+    err,
+    exit_on_errors,
+    progress_bars,
+)
 from hrqtok.config import MAX_SEED, NEXT_ITEM, Seq2SeqConfig
-from hrqtok.console import (InputFormatOpt, JsonOpt, ModelOpt, QuietOpt, emit, err, exit_on_errors,
-                            progress_bars)
 from hrqtok.evaluation.histories import MAX_EVENTS, MIN_EVENTS
 from hrqtok.jsonsafe import dumps
 from hrqtok.sources.interactions import FORMATS as INTERACTION_FORMATS

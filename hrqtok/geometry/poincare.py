@@ -1,10 +1,10 @@
-"""Poincaré-ball geometry (HRQ paper §2, Ganea et al. 2018) and every numerical constant.
+"""Poincaré-ball geometry (HRQ paper §2, Ganea et al. 2018): the functional core.
 
-A functional core in the style of geoopt: each operation is one function over the last
-dimension with keyword-only curvature ``c > 0``; ``0`` in a name means "at the origin".
-The ball of curvature c is ``{x : c‖x‖² < 1}``. geoopt supplies the manifold object for
-codebook parameters and the Riemannian optimiser; the tests check these functions against
-geoopt's own.
+In the style of geoopt: each operation is one function over the last dimension with
+keyword-only curvature ``c > 0``; ``0`` in a name means "at the origin". The ball of curvature
+c is ``{x : c‖x‖² < 1}``. ``manifolds.PoincareBall`` wraps these functions; geoopt supplies the
+parameter type of codebooks and biases and the Riemannian optimiser, and the tests check these
+functions against geoopt's own. Numerical constants live in ``constants``.
 """
 
 from __future__ import annotations
@@ -16,25 +16,14 @@ import geoopt
 import torch
 from torch import Tensor
 
-# --- Numerical constants. Nothing else in hrqtok writes an epsilon. ---------------------------
-# Points are kept at norm <= (1 - margin) / sqrt(c). float32 cannot resolve 1 - c‖x‖² much below
-# 1e-7 and artanh/λ blow up there, so the margin depends on the dtype (geoopt uses the same).
-BALL_MARGIN = {torch.float32: 4e-3, torch.float64: 1e-5}
-# artanh is evaluated on inputs clamped to ±(1 - ARTANH_MARGIN): the last float below 1.
-ARTANH_MARGIN = {torch.float32: 1e-7, torch.float64: 1e-15}
-# tanh saturates to exactly 1 in float32 past ~9; clamping keeps its gradient finite.
-TANH_LIMIT = 15.0
-# Floor for norms and denominators that are divided by (the zero vector has no direction).
-MIN_NORM = 1e-15
-# arcosh is evaluated on inputs >= 1 + ARCOSH_MARGIN: its derivative is infinite at 1 (x = y).
-ARCOSH_MARGIN = {torch.float32: 1e-6, torch.float64: 1e-12}
-# Rows per chunk in nearest-code search: bounds the (n × s) score matrix.
-SEARCH_CHUNK = 65536
-
-
-def _margin(table: dict, dtype: torch.dtype) -> float:
-    # bfloat16/float16 get the float32 margins; they are not recommended on the ball.
-    return table.get(dtype, table[torch.float32])
+from hrqtok.geometry.constants import (
+    ARCOSH_MARGIN,
+    ARTANH_MARGIN,
+    BALL_MARGIN,
+    MIN_NORM,
+    TANH_LIMIT,
+)
+from hrqtok.geometry.constants import margin as _margin
 
 
 def ball(c: float) -> geoopt.PoincareBall:
@@ -137,11 +126,9 @@ class DistanceParts(NamedTuple):
     z: Tensor | None  # the arcosh argument of Eq. 1
 
 
-def distance_parts(sq: Tensor, x2: Tensor, y2: Tensor, c: float | None) -> DistanceParts:
-    """Distances from squared differences and squared norms (all broadcast together); the
-    arcosh form of Eq. 1 on the ball, ``c=None`` for Euclidean."""
-    if c is None:
-        return DistanceParts(sq.clamp_min(MIN_NORM ** 2).sqrt(), sq, None, None, None)
+def distance_parts(sq: Tensor, x2: Tensor, y2: Tensor, *, c: float) -> DistanceParts:
+    """Distances from squared differences and squared norms (all broadcast together), in the
+    arcosh form of Eq. 1."""
     alpha = (1 - c * x2).clamp_min(MIN_NORM)
     beta = (1 - c * y2).clamp_min(MIN_NORM)
     floor = 1.0 + _margin(ARCOSH_MARGIN, sq.dtype)
@@ -149,48 +136,36 @@ def distance_parts(sq: Tensor, x2: Tensor, y2: Tensor, c: float | None) -> Dista
     return DistanceParts(torch.acosh(z) / math.sqrt(c), sq, alpha, beta, z)
 
 
-def distance_chain(grad_dist: Tensor, d: DistanceParts,
-                   c: float | None) -> tuple[Tensor, Tensor, Tensor]:
+def distance_chain(grad_dist: Tensor, d: DistanceParts, *,
+                   c: float) -> tuple[Tensor, Tensor, Tensor]:
     """The chain rule through ``distance_parts``: dL/d‖x-y‖², dL/d‖x‖², dL/d‖y‖² from dL/dd.
     The gradient in x is then 2(x - y)·first + 2x·second (in y: 2(y - x)·first + 2y·third)."""
-    if c is None:
-        a = grad_dist / (2 * d.dist)
-        return a, torch.zeros_like(a), torch.zeros_like(a)
     grad_z = grad_dist / (math.sqrt(c) * ((d.z - 1) * (d.z + 1)).sqrt())
     a = grad_z * 2 * c / (d.alpha * d.beta)
     # z = 1 + 2c·sq/(αβ) with α = 1 - c‖x‖², β = 1 - c‖y‖²: dz/d‖x‖² = 2c²·sq/(α²β)
     return a, a * d.sq * c / d.alpha, a * d.sq * c / d.beta
 
 
-def squared_distance_grads(x: Tensor, y: Tensor, *,
-                           c: float | None) -> tuple[Tensor, Tensor, Tensor]:
-    """d(x, y)² over the last dimension and its gradients in x and in y, in closed form
-    (``c=None``: Euclidean). Finite where x = y, where both gradients are 0."""
-    parts = distance_parts((x - y).pow(2).sum(-1), x.pow(2).sum(-1), y.pow(2).sum(-1), c)
-    if c is None:
-        return parts.sq, 2 * (x - y), 2 * (y - x)
-    a, ax, by = distance_chain(2 * parts.dist, parts, c)
+def squared_distance_grads(x: Tensor, y: Tensor, *, c: float) -> tuple[Tensor, Tensor, Tensor]:
+    """d(x, y)² over the last dimension and its gradients in x and in y, in closed form.
+    Finite where x = y, where both gradients are 0."""
+    parts = distance_parts((x - y).pow(2).sum(-1), x.pow(2).sum(-1), y.pow(2).sum(-1), c=c)
+    a, ax, by = distance_chain(2 * parts.dist, parts, c=c)
     grad_x = 2 * (a.unsqueeze(-1) * (x - y) + ax.unsqueeze(-1) * x)
     grad_y = 2 * (a.unsqueeze(-1) * (y - x) + by.unsqueeze(-1) * y)
     return parts.dist.pow(2), grad_x, grad_y
 
 
-def rsgd_step(x: Tensor, grad: Tensor, lr: float, *, c: float | None,
+def rsgd_step(x: Tensor, grad: Tensor, lr: float, *, c: float,
               max_length: float | None = None) -> Tensor:
-    """One Riemannian SGD step with the retraction of Nickel & Kiela (2017): on the ball
-    x - lr · ∇ / λ_x², projected back inside (1/λ_x² = (1 - c‖x‖²)²/4 is the inverse metric);
-    ``c=None`` is plain SGD. ``max_length`` clips each row's step to that length in the
-    manifold's own metric (λ_x‖step‖ on the ball)."""
-    if c is None:
-        step = lr * grad
-        length = norm(step)
-    else:
-        lam = lambda_x(x, c=c)
-        step = lr * grad / lam.pow(2)
-        length = lam * norm(step)
+    """One Riemannian SGD step with the retraction of Nickel & Kiela (2017):
+    x - lr · ∇ / λ_x², projected back inside (1/λ_x² = (1 - c‖x‖²)²/4 is the inverse metric).
+    ``max_length`` clips each row's step to that length in the ball's metric (λ_x‖step‖)."""
+    lam = lambda_x(x, c=c)
+    step = lr * grad / lam.pow(2)
     if max_length is not None:
-        step = step * (max_length / length).clamp_max(1.0)
-    return x - step if c is None else project(x - step, c=c)
+        step = step * (max_length / (lam * norm(step))).clamp_max(1.0)
+    return project(x - step, c=c)
 
 
 def dist0(x: Tensor, *, c: float, keepdim: bool = False) -> Tensor:
@@ -214,38 +189,19 @@ def mobius_matvec(weight: Tensor, x: Tensor, *, c: float) -> Tensor:
     return project(scale * mx, c=c)
 
 
-def distance_keys(x: Tensor, codebook: Tensor, *, c: float | None = None,
-                  across_rows: bool = True) -> Tensor:
-    """(n, s) keys that increase with d(x_i, codebook_j), from one matrix product: ‖x - v‖² in
-    Euclidean space, ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)) on the ball (Eq. 1's arcosh argument,
-    less 1, over 2c). They rank paths of different points together (beam search). With
-    ``across_rows=False`` they only rank the codes of each row (nearest search): the row terms
-    that cannot change a row's order (‖x‖² in Euclidean space, 1 / (1 - c‖x‖²)) are left out."""
+def distance_keys(x: Tensor, codebook: Tensor, *, c: float, across_rows: bool = True) -> Tensor:
+    """(n, s) keys that increase with d(x_i, codebook_j), from one matrix product:
+    ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)) (Eq. 1's arcosh argument, less 1, over 2c). They rank
+    paths of different points together (beam search). With ``across_rows=False`` they only rank
+    the codes of each row (nearest search): the factor 1 / (1 - c‖x‖²), which cannot change a
+    row's order, is left out. For a fixed x the arcosh argument is increasing in
+    ‖x-v‖² / (1-c‖v‖²), so nearest search is as cheap as Euclidean search."""
     code_sq = codebook.pow(2).sum(-1)  # (s,)
     keys = torch.addmm(code_sq, x, codebook.transpose(0, 1), alpha=-2.0)  # ‖v‖² - 2⟨x, v⟩
-    if c is None and not across_rows:
-        return keys
     x_sq = x.pow(2).sum(-1, keepdim=True)
     keys.add_(x_sq).clamp_(min=0)
-    if c is None:
-        return keys
     keys.mul_(1.0 / (1.0 - c * code_sq).clamp_min(MIN_NORM))
     return keys.div_((1.0 - c * x_sq).clamp_min(MIN_NORM)) if across_rows else keys
-
-
-def nearest_codes(x: Tensor, codebook: Tensor, *, c: float | None = None) -> Tensor:
-    """Index of the nearest code for each row: argmin_j d(x, codebook[j]).
-
-    x: (n, dim); codebook: (s, dim) -> (n,) int64. ``c=None`` is Euclidean distance.
-
-    No (n × s × dim) tensor is built. On the ball, for a fixed x, Eq. 1's arcosh argument
-    1 + 2c‖x-v‖² / ((1-c‖x‖²)(1-c‖v‖²)) is increasing in ‖x-v‖² / (1-c‖v‖²), so the argmin is
-    one matrix product (‖x‖² - 2⟨x,v⟩ + ‖v‖²) and a per-code scale (``distance_keys``), as cheap
-    as Euclidean search.
-    """
-    out = [distance_keys(chunk, codebook, c=c, across_rows=False).argmin(dim=-1)
-           for chunk in x.split(SEARCH_CHUNK)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
 
 
 def expmap(x: Tensor, v: Tensor, *, c: float) -> Tensor:

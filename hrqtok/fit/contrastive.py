@@ -3,7 +3,7 @@
 Pairs come in groups that share their sampled negatives (as in PyTorch-BigGraph): for group
 g, anchors u (G, h), positives v (G, h) and negatives n (K, h),
     L = Σ_i −log( e^{−d(u_i, v_i)} / (e^{−d(u_i, v_i)} + Σ_k e^{−d(u_i, n_k)}) ),
-d being the Poincaré distance of curvature c (the Euclidean distance for c = None). A group
+d being the distance of the manifold (Poincaré or Euclidean). A group
 of one pair is Nickel & Kiela's independent sampling. Sharing turns the (pairs × negatives ×
 h) work into batched matrix products and lets a step touch G + G + K rows of the embedding
 table per group instead of G·(2 + K): scattering rows is what costs most on a CPU.
@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from hrqtok import geometry
+from hrqtok.geometry import Manifold
 
 
 class RankingLoss(NamedTuple):
@@ -30,7 +30,7 @@ class RankingLoss(NamedTuple):
 
 
 def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
-                         masked: Tensor | None = None, *, c: float | None) -> RankingLoss:
+                         masked: Tensor | None = None, *, manifold: Manifold) -> RankingLoss:
     """anchors, positives (g, G, h); negatives (g, K, h); ``masked`` (g, G, K) bool marks
     negatives left out of a pair's softmax (hypernyms of its anchor)."""
     u2 = anchors.pow(2).sum(-1)  # (g, G)
@@ -39,8 +39,8 @@ def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
     sq_pos = (anchors - positives).pow(2).sum(-1)
     sq_neg = (u2.unsqueeze(2) + n2.unsqueeze(1)
               - 2 * torch.bmm(anchors, negatives.transpose(1, 2))).clamp_min(0)  # (g, G, K)
-    pos = geometry.distance_parts(sq_pos, u2, v2, c)
-    neg = geometry.distance_parts(sq_neg, u2.unsqueeze(2), n2.unsqueeze(1), c)
+    pos = manifold.distance_parts(sq_pos, u2, v2)
+    neg = manifold.distance_parts(sq_neg, u2.unsqueeze(2), n2.unsqueeze(1))
     neg_logits = -neg.dist
     if masked is not None:
         neg_logits = neg_logits.masked_fill(masked, float("-inf"))
@@ -49,8 +49,8 @@ def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
     loss = (log_norm + pos.dist).sum()
     softmax = torch.exp(logits - log_norm.unsqueeze(2))
     # dL/dd: 1 - p for the positive, -p for each negative
-    a_pos, au_pos, bv_pos = geometry.distance_chain(1 - softmax[..., 0], pos, c)
-    a_neg, au_neg, bn_neg = geometry.distance_chain(-softmax[..., 1:], neg, c)
+    a_pos, au_pos, bv_pos = manifold.distance_chain(1 - softmax[..., 0], pos)
+    a_neg, au_neg, bn_neg = manifold.distance_chain(-softmax[..., 1:], neg)
     # d‖x-y‖²/dx = 2(x - y), d‖x‖²/dx = 2x
     coef_u = 2 * (a_pos + au_pos + (a_neg + au_neg).sum(2))
     grad_anchors = (anchors * coef_u.unsqueeze(2) - 2 * a_pos.unsqueeze(2) * positives

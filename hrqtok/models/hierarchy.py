@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hrqtok import geometry
 from hrqtok.config import ModelConfig
-from hrqtok.quantizers import build_quantizer
+from hrqtok.quantize.registry import build_quantizer, spec, wordnet_quantizers
 
 INIT_RANGE = 1e-3  # embeddings start uniform in ±INIT_RANGE (Nickel & Kiela 2017)
 DTYPE = torch.float64
@@ -20,11 +19,12 @@ DTYPE = torch.float64
 def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, quantizer: str,
                            curvature: float, commitment: float) -> ModelConfig:
     """A ModelConfig for an embedding table: no hidden layers, input = latent dimension, and
-    the geodesic quantization loss (nodes sit near the boundary of the ball). HyperVQ levels
-    are refused: they learn their code choice from a decoder, which this model has not."""
-    if quantizer == "hypervq":
-        raise ValueError("hypervq learns its code choice from a decoder's reconstruction loss, "
-                         "and WordNet mode has no decoder; use hrq, rq, hrq-kmeans or rq-kmeans")
+    the geodesic quantization loss (nodes sit near the boundary of the ball). Quantizers whose
+    registry entry refuses WordNet mode (HyperVQ: it learns its code choice from a decoder,
+    which this model has not) are refused."""
+    refusal = spec(quantizer).wordnet
+    if refusal:
+        raise ValueError(f"{refusal}; use {', '.join(wordnet_quantizers())}")
     return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
                        levels=levels, codebook_size=codebook_size, quantizer=quantizer,
                        curvature=curvature, commitment=commitment, quantization_loss="geodesic")
@@ -34,21 +34,11 @@ class HierarchyModel(nn.Module):
     def __init__(self, config: ModelConfig, n_nodes: int):
         super().__init__()
         self.config = config
+        self.manifold = config.manifold
         # Updated by hierarchy_train's sparse Riemannian SGD, not by an optimiser.
         self.embeddings = nn.Parameter(torch.zeros(n_nodes, config.latent_dim, dtype=DTYPE),
                                        requires_grad=False)
         self.quantizer = build_quantizer(config).to(DTYPE)
-
-    @property
-    def c(self) -> float | None:
-        """Curvature on the ball, None in Euclidean space."""
-        return self.config.curvature if self.config.hyperbolic else None
-
-    def distance(self, x: Tensor, y: Tensor) -> Tensor:
-        """d(x, y) over the last dimension, broadcasting: hyperbolic or Euclidean."""
-        if self.c is None:
-            return geometry.norm(x - y).squeeze(-1)
-        return geometry.dist_arcosh(x, y, c=self.c)
 
     @torch.no_grad()
     def reset(self, generator: torch.Generator) -> None:

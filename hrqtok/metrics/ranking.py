@@ -21,20 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hrqtok.geometry import Manifold
+
 CHUNK_ELEMENTS = 1 << 24  # (rows × nodes) scores per chunk: 128 MiB in float64
-
-
-def ranking_scores(queries: Tensor, points: Tensor, *, c: float | None) -> Tensor:
-    """(q, n) scores, for each query row monotone in its distance to every point.
-
-    Euclidean: ‖u - w‖². Poincaré ball of curvature c: d_c(u, w) = arcosh(1 + 2c‖u - w‖² /
-    ((1 - c‖u‖²)(1 - c‖w‖²))) is increasing in ‖u - w‖² / (1 - c‖w‖²) for a fixed u.
-    """
-    sq = (queries.pow(2).sum(-1, keepdim=True) + points.pow(2).sum(-1)
-          - 2 * queries @ points.T).clamp_min(0)
-    if c is None:
-        return sq
-    return sq / (1 - c * points.pow(2).sum(-1)).clamp_min(torch.finfo(points.dtype).tiny)
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -49,7 +38,7 @@ def _by_hyponym(pairs: np.ndarray) -> np.ndarray:
 
 
 def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.ndarray, *,
-                    c: float | None, progress: Callable | None = None) -> dict[str, dict]:
+                    manifold: Manifold, progress: Callable | None = None) -> dict[str, dict]:
     """Mean rank and MAP of each set of (hyponym, hypernym) pairs in ``evaluated`` (name ->
     (m, 2) rows), given node ``points`` (n, dim) and all ``known`` closure pairs (a superset
     of every evaluated set). One pass over the score matrix serves all sets.
@@ -68,7 +57,7 @@ def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.
     rows_per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
     for start in range(0, len(hyponyms), rows_per_chunk):
         rows = hyponyms[start:start + rows_per_chunk]
-        scores = _negative_scores(points, rows, known, c)
+        scores = _negative_scores(points, rows, known, manifold)
         for name, pairs in sets.items():
             r, p = _rank_chunk(scores, rows, pairs)
             ranks[name].append(r)
@@ -87,10 +76,12 @@ def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.
 
 
 def _negative_scores(points: Tensor, rows: np.ndarray, known: np.ndarray,
-                     c: float | None) -> tuple[Tensor, Tensor]:
-    """Scores of ``rows`` against all nodes, and a copy where everything that is not a
-    negative (the row itself, its known ancestors) is +inf."""
-    scores = ranking_scores(points[torch.from_numpy(rows)], points, c=c)  # (R, n)
+                     manifold: Manifold) -> tuple[Tensor, Tensor]:
+    """Scores of ``rows`` against all nodes (the manifold's distance keys, which order each
+    row by distance), and a copy where everything that is not a negative (the row itself,
+    its known ancestors) is +inf."""
+    queries = points[torch.from_numpy(rows)]
+    scores = manifold.distance_keys(queries, points, across_rows=False)  # (R, n)
     negatives = scores.clone()
     lo, hi = np.searchsorted(known[:, 0], rows), np.searchsorted(known[:, 0], rows, "right")
     negatives[np.repeat(np.arange(len(rows)), hi - lo), known[_ranges(lo, hi), 1]] = float("inf")

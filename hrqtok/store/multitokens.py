@@ -98,7 +98,7 @@ def read_multitokens(source: str) -> list[tuple[str, list[int]]]:
     """(where, multitoken) of every multitoken in ``source`` ('-' is stdin), whichever form
     encode wrote it in; ``where`` names the file and line (or row) for messages."""
     from hrqtok.atomic import is_special
-    from hrqtok.tables import read_table
+    from hrqtok.store.tables import read_table
 
     name = source_name(source)
     check_readable(source, name)

@@ -25,14 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrqtok import geometry
 from hrqtok.config import HierarchyTrainConfig, ModelConfig
-from hrqtok.contrastive import softmax_ranking_loss
-from hrqtok.hierarchy import contains, pair_keys
-from hrqtok.hierarchy_model import HierarchyModel
-from hrqtok.ranking import closure_ranking
-from hrqtok.train import revive_dead_codes
-from hrqtok.usage import collision_stats, level_usage
+from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.fit.revival import revive_dead_codes
+from hrqtok.metrics.ranking import closure_ranking
+from hrqtok.metrics.usage import collision_stats, level_usage
+from hrqtok.models.hierarchy import HierarchyModel
+from hrqtok.sources.hierarchy import contains, pair_keys
 
 ProgressFn = Callable[[str, int, int, dict], None]
 
@@ -71,7 +70,7 @@ def fit_hierarchy(pairs: np.ndarray, test: np.ndarray, n_nodes: int, model_confi
     generator = torch.Generator().manual_seed(config.seed)
     model = HierarchyModel(model_config, n_nodes)
     model.reset(generator)
-    loop = _Loop(model, pairs, test, config, generator, progress)
+    loop = HierarchyTraining(model, pairs, test, config, generator, progress)
     stopped = "completed"
     try:
         loop.run()
@@ -83,7 +82,9 @@ def fit_hierarchy(pairs: np.ndarray, test: np.ndarray, n_nodes: int, model_confi
     return HierarchyFitResult(model, loop.log, stopped, loop.train_seconds, pairs_per_second)
 
 
-class _Loop:
+class HierarchyTraining:
+    """State of one WordNet fit: embeddings, codebook optimiser, log and timings."""
+
     def __init__(self, model: HierarchyModel, pairs: np.ndarray, test: np.ndarray,
                  config: HierarchyTrainConfig, generator: torch.Generator,
                  progress: ProgressFn | None):
@@ -105,7 +106,7 @@ class _Loop:
 
     def run(self) -> None:
         start = time.perf_counter()
-        joint = not self.model.config.kmeans  # codebooks train with the embeddings
+        joint = self.model.config.trained  # codebooks train with the embeddings
         for epoch in range(1, self.total_epochs + 1):
             burn_in = epoch <= self.config.burn_in_epochs
             if joint and not burn_in and not self.initialised:
@@ -126,7 +127,7 @@ class _Loop:
         """k-means codebooks: a start for joint training, or the whole of a k-means quantizer
         (fitted once the embeddings are final)."""
         points = self.model.embeddings.detach()
-        if self.model.config.kmeans:
+        if not self.model.config.trained:
             summaries = self.model.quantizer.fit_kmeans(
                 points, iters=self.config.kmeans_iters, generator=self.generator,
                 centroid=self.config.centroid)
@@ -155,7 +156,7 @@ class _Loop:
         totals = np.zeros(2)
         start = time.perf_counter()
         for batch in order.split(cfg.batch_size):
-            totals += self._step(self.train_pairs[batch], lr, quantize=quantize)
+            totals += self.step(self.train_pairs[batch], lr, quantize=quantize)
         seconds = time.perf_counter() - start
         self.pairs_stepped += len(order)
         self.step_seconds += seconds
@@ -164,7 +165,7 @@ class _Loop:
                 "quantization": float(totals[1] / m), "learning_rate": lr, "seconds": seconds,
                 "pairs_per_second": len(order) / max(seconds, 1e-9)}
 
-    def _step(self, batch: Tensor, lr: float, *, quantize: bool) -> np.ndarray:
+    def step(self, batch: Tensor, lr: float, *, quantize: bool) -> np.ndarray:
         """One batch: losses summed over its pairs; returns (rank loss, quantization loss)."""
         model, size, group = self.model, len(batch), self.config.negative_group
         table = model.embeddings.detach()
@@ -179,7 +180,7 @@ class _Loop:
             u, v, n = (table.index_select(0, i) for i in part_index)
             shape = part.shape[:2] + (table.shape[1],)
             out = softmax_ranking_loss(u.view(shape), v.view(shape), n.view(*negatives.shape, -1),
-                                       masked, c=model.c)
+                                       masked, manifold=model.manifold)
             rank_loss += out.loss.item()
             index += part_index
             ends += part_index[:2]
@@ -188,11 +189,11 @@ class _Loop:
                       out.grad_negatives.reshape(n.shape)]
         quantization = 0.0
         if quantize:  # the (H)RQ loss of both ends of every pair
-            quantization = self._quantizer_step(torch.cat(ends), index, rows, grads)
+            quantization = self.quantizer_step(torch.cat(ends), index, rows, grads)
         self._sparse_update(torch.cat(index), torch.cat(rows), torch.cat(grads), lr)
         return np.array([rank_loss, quantization])
 
-    def _quantizer_step(self, ends: Tensor, index: list, rows: list, grads: list) -> float:
+    def quantizer_step(self, ends: Tensor, index: list, rows: list, grads: list) -> float:
         """Σ over pair ends of L_RQ, computed once per distinct node weighted by how often it
         occurs (hub hypernyms recur in most batches); steps the codebooks and appends the
         nodes' gradients to the sparse update."""
@@ -201,7 +202,8 @@ class _Loop:
         out = self.model.quantizer.loss_grads(points, counts.to(points.dtype))
         # a weighted mean over rows; x the number of ends makes it a sum like L_rank
         scale = self.config.quantize_weight * len(ends)
-        for codebook, grad in zip(self.model.quantizer.codebooks, out.grad_codebooks):
+        for level, grad in enumerate(out.grad_codebooks):
+            (codebook,) = self.model.quantizer.level_parameters(level)
             codebook.grad = grad.mul_(scale)
         self.codebook_optimizer.step()
         index.append(nodes)
@@ -217,8 +219,8 @@ class _Loop:
         touched, inverse = torch.unique(index, return_inverse=True)
         summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype).index_add_(0, inverse, grad)
         table = self.model.embeddings
-        table[touched] = geometry.rsgd_step(table.index_select(0, touched), summed, lr,
-                                            c=self.model.c, max_length=self.config.max_step)
+        table[touched] = self.model.manifold.rsgd_step(table.index_select(0, touched), summed, lr,
+                                                       max_length=self.config.max_step)
 
     @torch.no_grad()
     def _usage(self) -> dict:
@@ -238,6 +240,6 @@ class _Loop:
         keep = np.isin(self.pairs[:, 0], self.eval_rows)
         scores = closure_ranking(self.model.embeddings, {
             "train": self.pairs[keep & ~self.test], "test": self.pairs[keep & self.test]},
-            self.pairs, c=self.model.c)
+            self.pairs, manifold=self.model.manifold)
         return {f"{name}_{metric}": scores[name][metric]
                 for name in ("train", "test") for metric in ("mean_rank", "map")}

@@ -42,6 +42,11 @@ class TokenTable:
         """Vocabulary of the disambiguation token (largest index + 1)."""
         return int(self.tokens[:, -1].max()) + 1 if len(self) else 0
 
+    def with_metadata(self, metadata: dict) -> TokenTable:
+        """The same multitokens with ``metadata`` (a model's fingerprint, geometry, sizes)."""
+        return TokenTable(self.ids, self.tokens,
+                          {**metadata, "disambiguation_size": self.disambiguation_size})
+
     def lookup(self) -> dict[tuple[int, ...], str]:
         """multitoken -> id."""
         return {tuple(row): item_id for item_id, row in zip(self.ids, self.tokens.tolist())}

@@ -1,10 +1,11 @@
 """Item tokenizers: the (H)RQ-VAE (encoder MLP, residual quantizer, decoder MLP; HRQ paper
 §3.2, Appendix C.2) and residual k-means straight on the input vectors.
 
-Hyperbolic mode maps the input onto the ball with exp0, runs Möbius layers, quantizes with
-HRQ (or HyperVQ levels), decodes with Möbius layers and maps back with log0. Euclidean mode is
-the RQ-VAE baseline with the same shapes. Both classes share ``Tokenizer``'s batched encode and
-decode; ``build_model`` picks one from a config.
+On the Poincaré ball the input is mapped onto the ball with exp0, runs Möbius layers, is
+quantized by HRQ (or HyperVQ levels), decoded with Möbius layers and mapped back with log0. In
+Euclidean space the same shapes are the RQ-VAE baseline: the manifold's exp0 and log0 are the
+identity there. Both classes share ``ItemModel``'s batched encode and decode; ``build_model``
+picks one from a config.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from hrqtok import geometry
 from hrqtok.config import ModelConfig
-from hrqtok.layers import build_mlp
-from hrqtok.quantizers import build_quantizer
+from hrqtok.models.layers import build_mlp
+from hrqtok.quantize.registry import build_quantizer
 
 ENCODE_BATCH = 4096  # rows per forward pass when encoding many items
 
@@ -30,12 +30,17 @@ class ModelOutput(NamedTuple):
     quantization_loss: Tensor  # () codebook + commitment loss; 0 without quantization
 
 
-class Tokenizer(nn.Module):
-    """Shared shape of item tokenizers: ``latent`` maps inputs to the quantizer's space,
+class ItemModel(nn.Module):
+    """Shared shape of item models: ``latent`` maps inputs to the quantizer's space,
     ``reconstruct`` maps quantized latents back to the inputs' space."""
 
     config: ModelConfig
     quantizer: nn.Module
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.manifold = config.manifold
 
     def latent(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -61,26 +66,23 @@ class Tokenizer(nn.Module):
         ])
 
 
-class HRQVAE(Tokenizer):
+class HRQVAE(ItemModel):
+    """Encoder MLP, residual quantizer, decoder MLP, all on the config's manifold."""
+
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         dims = [config.input_dim, *config.hidden_dims, config.latent_dim]
-        mlp = dict(hyperbolic=config.hyperbolic, c=config.curvature)
-        self.encoder = build_mlp(dims, **mlp)
-        self.decoder = build_mlp(dims[::-1], **mlp)
+        self.encoder = build_mlp(dims, manifold=self.manifold)
+        self.decoder = build_mlp(dims[::-1], manifold=self.manifold)
         self.quantizer = build_quantizer(config)
 
     def latent(self, x: Tensor) -> Tensor:
-        """x: (n, input_dim) -> (n, latent_dim), on the ball in hyperbolic mode."""
-        if self.config.hyperbolic:
-            x = geometry.expmap0(x, c=self.config.curvature)
-        return self.encoder(x)
+        """x: (n, input_dim) -> (n, latent_dim) on the manifold."""
+        return self.encoder(self.manifold.expmap0(x))
 
     def reconstruct(self, z: Tensor) -> Tensor:
         """Latent (n, latent_dim) -> (n, input_dim) in the input's Euclidean space."""
-        h = self.decoder(z)
-        return geometry.logmap0(h, c=self.config.curvature) if self.config.hyperbolic else h
+        return self.manifold.logmap0(self.decoder(z))
 
     def forward(self, x: Tensor, *, quantize: bool = True) -> ModelOutput:
         z = self.latent(x)
@@ -98,27 +100,24 @@ class HRQVAE(Tokenizer):
         )
 
 
-class ResidualKMeans(Tokenizer):
+class ResidualKMeans(ItemModel):
     """rq-kmeans / hrq-kmeans: residual k-means on the input vectors, no neural network. On
     the ball the inputs are divided by ``scale`` (their mean norm at fit, so that typical
     tangent lengths are 1 whatever the embedder) and mapped with exp0; reconstructions are
     mapped back with log0 and scaled up again."""
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.quantizer = build_quantizer(config)
         self.register_buffer("scale", torch.ones(()))
 
     def latent(self, x: Tensor) -> Tensor:
-        v = x / self.scale
-        return geometry.expmap0(v, c=self.config.curvature) if self.config.hyperbolic else v
+        return self.manifold.expmap0(x / self.scale)
 
     def reconstruct(self, z: Tensor) -> Tensor:
-        v = geometry.logmap0(z, c=self.config.curvature) if self.config.hyperbolic else z
-        return v * self.scale
+        return self.manifold.logmap0(z) * self.scale
 
 
-def build_model(config: ModelConfig) -> Tokenizer:
-    """The item tokenizer a config asks for."""
-    return ResidualKMeans(config) if config.kmeans else HRQVAE(config)
+def build_model(config: ModelConfig) -> ItemModel:
+    """The item model a config asks for: a network when its quantizer is trained."""
+    return HRQVAE(config) if config.trained else ResidualKMeans(config)

@@ -1,11 +1,11 @@
-"""Seeded k-means (k-means++ seeding, then Lloyd iterations) in Euclidean space or on the
-Poincaré ball: codebook initialisation, and the whole of the residual k-means tokenizers.
+"""Seeded k-means (k-means++ seeding, then Lloyd iterations) on a manifold: codebook
+initialisation, and the whole of the residual k-means tokenizers.
 
-On the ball (``c`` given) points are assigned by hyperbolic distance and a cluster's centre is
-its Einstein midpoint, optionally refined towards the Fréchet mean (the minimiser of the summed
-squared distances) by Karcher steps. A new centre only replaces the old one where it lowers the
-cluster's summed squared distance, so the objective never increases (the Euclidean mean is the
-exact minimiser and needs no such check).
+Points are assigned by the manifold's distance and a cluster's centre is its midpoint. On the
+ball that is the Einstein midpoint, optionally refined towards the Fréchet mean (the minimiser
+of the summed squared distances) by Karcher steps, and a new centre only replaces the old one
+where it lowers the cluster's summed squared distance, so the objective never increases (in
+flat space the mean is the exact minimiser and needs no such check).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from hrqtok import geometry
 from hrqtok.config import CENTROIDS
-from hrqtok.geometry import nearest_codes
+from hrqtok.geometry import Manifold
 
 KARCHER_STEPS = 5  # Riemannian gradient steps from the Einstein midpoint towards the Fréchet mean
 
@@ -32,20 +31,13 @@ class KMeansResult(NamedTuple):
     iterations: int  # Lloyd iterations run (fewer than asked when assignments stopped changing)
 
 
-def squared_distance(x: Tensor, y: Tensor, c: float | None = None) -> Tensor:
-    """Row-wise d(x, y)²: Euclidean, or hyperbolic on the ball of curvature ``c``."""
-    if c is None:
-        return (x - y).pow(2).sum(-1)
-    return geometry.dist(x, y, c=c).pow(2)
-
-
-def kmeans_plus_plus(x: Tensor, k: int, *, generator: torch.Generator,
-                     c: float | None = None) -> Tensor:
+def kmeans_plus_plus(x: Tensor, k: int, *, manifold: Manifold,
+                     generator: torch.Generator) -> Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii 2007). x: (n, d) -> (k, d), k <= n."""
     n = x.shape[0]
     first = torch.randint(n, (1,), generator=generator)
     centroids = [x[first]]
-    closest = squared_distance(x, x[first], c)
+    closest = manifold.squared_dist(x, x[first])
     for _ in range(1, k):
         total = closest.sum()
         if total <= 0:  # every point already coincides with a centroid
@@ -53,17 +45,17 @@ def kmeans_plus_plus(x: Tensor, k: int, *, generator: torch.Generator,
         else:
             pick = torch.multinomial(closest / total, 1, generator=generator)
         centroids.append(x[pick])
-        closest = torch.minimum(closest, squared_distance(x, x[pick], c))
+        closest = torch.minimum(closest, manifold.squared_dist(x, x[pick]))
     return torch.cat(centroids)
 
 
-def _cluster_cost(x: Tensor, assign: Tensor, centres: Tensor, c: float | None) -> Tensor:
+def _cluster_cost(x: Tensor, assign: Tensor, centres: Tensor, manifold: Manifold) -> Tensor:
     """(k,) summed squared distance from each cluster's points to its centre."""
     return torch.zeros(len(centres), dtype=x.dtype).index_add_(
-        0, assign, squared_distance(x, centres[assign], c))
+        0, assign, manifold.squared_dist(x, centres[assign]))
 
 
-def _means(x: Tensor, assign: Tensor, centroids: Tensor, c: float | None,
+def _means(x: Tensor, assign: Tensor, centroids: Tensor, manifold: Manifold,
            centroid: str) -> Tensor:
     """Each cluster's centre; an empty cluster keeps its centroid instead of collapsing to 0.
 
@@ -72,18 +64,15 @@ def _means(x: Tensor, assign: Tensor, centroids: Tensor, c: float | None,
     cluster's cost, and a rejected cluster halves its η."""
     k = len(centroids)
     counts = torch.bincount(assign, minlength=k).unsqueeze(-1)
-    if c is None:
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        return torch.where(counts > 0, sums / counts.clamp_min(1).to(x.dtype), centroids)
-    means = geometry.einstein_midpoint(x, assign, k, c=c)
-    if centroid == "frechet":
+    means = manifold.midpoint(x, assign, k)
+    if centroid == "frechet" and not manifold.flat:
         rate = torch.ones(k, 1, dtype=x.dtype)
-        cost = _cluster_cost(x, assign, means, c)
+        cost = _cluster_cost(x, assign, means, manifold)
         for _ in range(KARCHER_STEPS):
-            tangent = geometry.logmap(means[assign], x, c=c)
+            tangent = manifold.logmap(means[assign], x)
             step = torch.zeros_like(means).index_add_(0, assign, tangent)
-            proposal = geometry.expmap(means, rate * step / counts.clamp_min(1).to(x.dtype), c=c)
-            proposal_cost = _cluster_cost(x, assign, proposal, c)
+            proposal = manifold.expmap(means, rate * step / counts.clamp_min(1).to(x.dtype))
+            proposal_cost = _cluster_cost(x, assign, proposal, manifold)
             better = (proposal_cost < cost).unsqueeze(-1)
             means = torch.where(better, proposal, means)
             cost = torch.where(better.squeeze(-1), proposal_cost, cost)
@@ -91,9 +80,10 @@ def _means(x: Tensor, assign: Tensor, centroids: Tensor, c: float | None,
     return torch.where(counts > 0, means, centroids)
 
 
-def _keep_better(x: Tensor, assign: Tensor, old: Tensor, new: Tensor, c: float) -> Tensor:
+def _keep_better(x: Tensor, assign: Tensor, old: Tensor, new: Tensor,
+                 manifold: Manifold) -> Tensor:
     """Per cluster, whichever centre has the smaller summed squared distance to its points."""
-    better = _cluster_cost(x, assign, new, c) <= _cluster_cost(x, assign, old, c)
+    better = _cluster_cost(x, assign, new, manifold) <= _cluster_cost(x, assign, old, manifold)
     return torch.where(better.unsqueeze(-1), new, old)
 
 
@@ -108,10 +98,10 @@ def _reseed_empty(x: Tensor, assign: Tensor, cost: Tensor, centroids: Tensor) ->
     return centroids
 
 
-def kmeans_fit(x: Tensor, k: int, *, iters: int, generator: torch.Generator,
-               c: float | None = None, centroid: str = "frechet",
-               progress: IterationFn | None = None) -> KMeansResult:
-    """k-means of x (n, d) into k clusters, Euclidean or on the ball of curvature ``c``.
+def kmeans(x: Tensor, k: int, *, manifold: Manifold, iters: int, generator: torch.Generator,
+           centroid: str = "frechet", progress: IterationFn | None = None) -> KMeansResult:
+    """k-means of x (n, d) into k clusters on ``manifold``; ``centroid`` ("frechet" or
+    "einstein") says how far curved centres are refined.
 
     With fewer points than clusters, the extra centroids are copies of random points plus a
     little noise: training's dead-code revival moves them where they are needed.
@@ -122,17 +112,17 @@ def kmeans_fit(x: Tensor, k: int, *, iters: int, generator: torch.Generator,
     if n == 0:
         raise ValueError("k-means needs at least one point")
     k_real = min(k, n)
-    centroids = kmeans_plus_plus(x, k_real, generator=generator, c=c)
-    assign = nearest_codes(x, centroids, c=c)
-    cost = squared_distance(x, centroids[assign], c)
+    centroids = kmeans_plus_plus(x, k_real, manifold=manifold, generator=generator)
+    assign = manifold.nearest(x, centroids)
+    cost = manifold.squared_dist(x, centroids[assign])
     objective, done = [float(cost.sum())], 0
     for done in range(1, iters + 1):
-        moved = _means(x, assign, centroids, c, centroid)
-        if c is not None:
-            moved = _keep_better(x, assign, centroids, moved, c)
+        moved = _means(x, assign, centroids, manifold, centroid)
+        if not manifold.flat:
+            moved = _keep_better(x, assign, centroids, moved, manifold)
         centroids = _reseed_empty(x, assign, cost, moved)
-        new_assign = nearest_codes(x, centroids, c=c)
-        cost = squared_distance(x, centroids[new_assign], c)
+        new_assign = manifold.nearest(x, centroids)
+        cost = manifold.squared_dist(x, centroids[new_assign])
         objective.append(float(cost.sum()))
         if progress:
             progress(done, iters, objective[-1])
@@ -144,16 +134,11 @@ def kmeans_fit(x: Tensor, k: int, *, iters: int, generator: torch.Generator,
         scale = x.std() if n > 1 else x.abs().mean()
         noise = torch.randn(extra.shape, generator=generator, dtype=x.dtype) * 1e-2 * scale
         extra = extra + noise
-        centroids = torch.cat([centroids, extra if c is None else geometry.project(extra, c=c)])
+        centroids = torch.cat([centroids, manifold.project(extra)])
     return KMeansResult(centroids, objective, done)
 
 
-def kmeans(x: Tensor, k: int, *, iters: int, generator: torch.Generator) -> Tensor:
-    """Euclidean k-means. x: (n, d) -> centroids (k, d)."""
-    return kmeans_fit(x, k, iters=iters, generator=generator).centroids
-
-
-def inertia(x: Tensor, centroids: Tensor, c: float | None = None) -> float:
+def inertia(x: Tensor, centroids: Tensor, *, manifold: Manifold) -> float:
     """Sum of squared distances to the nearest centroid (the k-means objective)."""
-    assign = nearest_codes(x, centroids, c=c)
-    return float(squared_distance(x, centroids[assign], c).sum())
+    assign = manifold.nearest(x, centroids)
+    return float(manifold.squared_dist(x, centroids[assign]).sum())

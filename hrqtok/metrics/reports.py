@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrqtok import geometry
-from hrqtok.model import Tokenizer
-from hrqtok.tables import TokenTable
-from hrqtok.usage import collision_stats, level_usage, prefix_stats
+from hrqtok.metrics.usage import collision_stats, level_usage, prefix_stats
+from hrqtok.models.autoencoder import ItemModel
+from hrqtok.store.tables import TokenTable
 
 
 def table_report(table: TokenTable, codebook_size: int) -> dict:
@@ -33,12 +32,12 @@ def _spread(values: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def vector_report(model: Tokenizer, vectors: np.ndarray) -> dict:
+def vector_report(model: ItemModel, vectors: np.ndarray) -> dict:
     """Latent norms (‖log0 z‖ on the ball, ‖z‖ in Euclidean space) and reconstruction quality
     of items through their codes."""
     x = torch.from_numpy(vectors)
     latents = model.latents(x)
-    tangent = model.quantizer.to_tangent(latents)
+    tangent = model.manifold.logmap0(latents)
     details = model.quantizer.details(latents)
     x_hat = model.decode_codes(details.codes)
     quantized = model.quantizer.decode_codes(details.codes)
@@ -54,14 +53,12 @@ def vector_report(model: Tokenizer, vectors: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def codebook_report(model: Tokenizer) -> list[dict]:
+def codebook_report(model) -> list[dict]:
     """Radii of each level's codes: Euclidean norm, and distance from 0 on the ball."""
     out = []
-    for level, codebook in enumerate(model.quantizer.codebooks):
-        norms = codebook.detach().norm(dim=-1)
-        row = {"level": level, "norm_mean": float(norms.mean()), "norm_max": float(norms.max())}
-        if model.config.hyperbolic:
-            row["distance_from_origin_mean"] = float(
-                geometry.dist0(codebook.detach(), c=model.config.curvature).mean())
-        out.append(row)
+    for level in range(model.quantizer.levels):
+        codebook = model.quantizer.points(level).detach()
+        norms = codebook.norm(dim=-1)
+        out.append({"level": level, "norm_mean": float(norms.mean()), "norm_max": float(norms.max()),
+                    "distance_from_origin_mean": float(model.manifold.dist0(codebook).mean())})
     return out

@@ -21,14 +21,21 @@ from safetensors.torch import load_file, save_file
 
 from hrqtok import __version__
 from hrqtok.atomic import atomic_dir, recover
-from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, from_dict, json_repr
+from hrqtok.config import (
+    HierarchyTrainConfig,
+    ModelConfig,
+    TrainConfig,
+    from_dict,
+    json_repr,
+)
 from hrqtok.errors import ArtifactError, OptionError, first_line
-from hrqtok.hierarchy import Hierarchy, read_hierarchy
 from hrqtok.jsonsafe import dumps as json_dumps
 from hrqtok.jsonsafe import json_safe
-from hrqtok.hierarchy_model import HierarchyModel
-from hrqtok.model import Tokenizer, build_model
-from hrqtok.tables import TokenTable, build_table, read_table, write_table
+from hrqtok.models.autoencoder import ItemModel, build_model
+from hrqtok.models.hierarchy import HierarchyModel
+from hrqtok.sources.hierarchy import Hierarchy
+from hrqtok.store.hierarchy import read_hierarchy
+from hrqtok.store.tables import TokenTable, read_table, write_table
 from hrqtok.targets import check_inputs_outside, check_writable_folder
 
 FORMAT_VERSION = 1
@@ -45,7 +52,7 @@ CHECKSUM = "config_sha256"  # of config.json without this key; absent in models 
 @dataclass
 class ModelDir:
     path: Path
-    model: Tokenizer | HierarchyModel
+    model: ItemModel | HierarchyModel
     config: dict  # the whole config.json
     model_config: ModelConfig
 
@@ -120,7 +127,7 @@ def table_metadata(fingerprint: str, model_config: ModelConfig, beam: int = 1) -
             "beam": beam}
 
 
-def _plain_state(model: Tokenizer | HierarchyModel) -> dict[str, torch.Tensor]:
+def _plain_state(model: ItemModel | HierarchyModel) -> dict[str, torch.Tensor]:
     # ManifoldParameters are tensor subclasses; safetensors wants plain contiguous tensors.
     return {k: v.detach().as_subclass(torch.Tensor).contiguous()
             for k, v in model.state_dict().items()}
@@ -166,15 +173,15 @@ def dumps(value) -> str:
     return json_dumps(value, indent=2) + "\n"
 
 
-def save_model_dir(path: str | Path, *, model: Tokenizer | HierarchyModel, config: dict,
-                   log: list[dict], metrics: dict, ids: list[str], codes,
+def save_model_dir(path: str | Path, *, model: ItemModel | HierarchyModel, config: dict,
+                   log: list[dict], metrics: dict, table: TokenTable,
                    extra: dict[str, Callable[[Path], None]] | None = None,
                    force: bool = False) -> ModelDir:
     """Write a whole model directory atomically (temporary sibling, then one swap).
 
     ``config`` holds everything but the format version, versions, fingerprint and checksum,
-    which are added here. The token table of the fitted items (``ids``, ``codes``) is built and
-    stored. ``extra``: file name -> function writing that file (a WordNet model's nodes and
+    which are added here. The fitted items' token table ``table`` is stored with the model's
+    metadata. ``extra``: file name -> function writing that file (a WordNet model's nodes and
     pairs). ``force``: an existing model directory at ``path`` may be replaced.
     """
     check_model_target(path, force=force)
@@ -189,7 +196,7 @@ def save_model_dir(path: str | Path, *, model: Tokenizer | HierarchyModel, confi
         (tmp / CONFIG).write_text(dumps(full))
         (tmp / LOG).write_text("".join(json_dumps(row) + "\n" for row in log))
         (tmp / METRICS).write_text(dumps(metrics))
-        table = build_table(ids, codes, table_metadata(fingerprint, model.config))
+        table = table.with_metadata(table_metadata(fingerprint, model.config))
         write_table(table, str(tmp / TOKENS))
     return ModelDir(Path(path), model, full, model.config)
 

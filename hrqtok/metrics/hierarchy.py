@@ -9,10 +9,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from hrqtok import geometry
-from hrqtok.hierarchy import Hierarchy
-from hrqtok.hierarchy_model import HierarchyModel
-from hrqtok.ranking import closure_ranking
+from hrqtok.metrics.ranking import closure_ranking
+from hrqtok.models.hierarchy import HierarchyModel
+from hrqtok.sources.hierarchy import Hierarchy
 
 RANDOM_PAIRS = 100_000  # random noun pairs for the chance level of prefix sharing
 
@@ -40,8 +39,10 @@ def hierarchy_report(model: HierarchyModel, hierarchy: Hierarchy, test: np.ndarr
     points = model.embeddings.detach()
     quantized = model.decode_codes(torch.from_numpy(codes))
     ranking = {
-        "continuous": closure_ranking(points, evaluated, pairs, c=model.c, progress=progress),
-        "quantized": closure_ranking(quantized, evaluated, pairs, c=model.c, progress=progress),
+        "continuous": closure_ranking(points, evaluated, pairs, manifold=model.manifold,
+                                      progress=progress),
+        "quantized": closure_ranking(quantized, evaluated, pairs, manifold=model.manifold,
+                                     progress=progress),
     }
     direct = np.array([(u, p) for u, ps in enumerate(hierarchy.parents) for p in ps],
                       dtype=np.int64).reshape(-1, 2)
@@ -54,15 +55,14 @@ def hierarchy_report(model: HierarchyModel, hierarchy: Hierarchy, test: np.ndarr
             "parent_pairs": prefix_agreement(codes, direct),
             "random_pairs": prefix_agreement(codes, random_pairs(len(hierarchy), RANDOM_PAIRS)),
         },
-        "quantization_distance": float(model.distance(points, quantized).mean()),
+        "quantization_distance": float(model.manifold.dist(points, quantized).mean()),
         "radius": _radius(model, points),
     }
 
 
 def _radius(model: HierarchyModel, points: torch.Tensor) -> dict:
     """Distance of the nodes from the origin (hyperbolic on the ball): the CV of Table 4."""
-    radius = (geometry.dist0(points, c=model.c) if model.c is not None
-              else points.norm(dim=-1)).numpy()
+    radius = model.manifold.dist0(points).numpy()
     mean, std = float(radius.mean()), float(radius.std())
     return {"mean": mean, "std": std, "cv": std / mean if mean else float("nan"),
             "max": float(radius.max(initial=0))}

@@ -1,0 +1,59 @@
+"""Encoder/decoder building blocks: Euclidean MLPs and hyperbolic (Möbius) MLPs.
+
+Hyperbolic layers follow Ganea et al. (2018, §3.2): a Möbius matrix-vector product, a Möbius
+bias on the ball, and nonlinearities applied in the tangent space at the origin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from hrqtok.geometry import Euclidean, Manifold, PoincareBall, mobius_matvec
+
+
+class MobiusLinear(nn.Module):
+    """y = (W ⊗_c x) ⊕_c b; W is Euclidean, b is a point of the ball (a ManifoldParameter)."""
+
+    def __init__(self, in_dim: int, out_dim: int, *, ball: PoincareBall):
+        super().__init__()
+        self.ball = ball
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's default
+        self.bias = ball.parameter(torch.zeros(out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.ball.add(mobius_matvec(self.weight, x, c=self.ball.c), self.bias)
+
+
+class MobiusReLU(nn.Module):
+    """ReLU through the tangent space at the origin: exp0(relu(log0(x)))."""
+
+    def __init__(self, *, ball: PoincareBall):
+        super().__init__()
+        self.ball = ball
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.ball.expmap0(torch.relu(self.ball.logmap0(x)))
+
+
+# (linear layer, activation) of each manifold's MLPs
+LAYERS = {
+    Euclidean: (lambda d_in, d_out, manifold: nn.Linear(d_in, d_out), lambda manifold: nn.ReLU()),
+    PoincareBall: (lambda d_in, d_out, manifold: MobiusLinear(d_in, d_out, ball=manifold),
+                   lambda manifold: MobiusReLU(ball=manifold)),
+}
+
+
+def build_mlp(dims: list[int], *, manifold: Manifold) -> nn.Sequential:
+    """Linear layers dims[0] -> dims[1] -> … with ReLU between them (none after the last), on
+    ``manifold``: hyperbolic MLPs take and return points of the ball."""
+    linear, activation = LAYERS[type(manifold)]
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        if i:
+            layers.append(activation(manifold))
+        layers.append(linear(d_in, d_out, manifold))
+    return nn.Sequential(*layers)

@@ -1,0 +1,298 @@
+"""Residual quantization on a manifold: Euclidean RQ, hyperbolic HRQ (HRQ paper §3.1) and
+HyperVQ levels on the ball (HyperVQ paper §4), as one algorithm.
+
+Every quantizer has one call shape: ``forward(x) -> QuantizeOutput(quantized, codes, loss)``
+and ``decode_codes(codes)``, its exact inverse on the codebooks. All of forward, encode, beam
+search, details, the closed-form loss gradients and the k-means fits run the one residual walk
+(``walk``):
+    r_0 = x;  at level i: pick e_i for r_i;  r_{i+1} = r_i ⊖ e_i  (left subtraction);
+    y = e_0 ⊕ (e_1 ⊕ (… ⊕ e_{k-1}))  (right-nested sum, exact when the last residual is a code).
+The manifold says how to subtract, add and measure; a level choice (``nearest.NearestCode``,
+``hypervq.MLRGumbel``) owns each level's parameters and says how a level picks its code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from hrqtok.geometry import Euclidean, Manifold
+from hrqtok.quantize.kmeans import IterationFn, kmeans
+from hrqtok.quantize.levels import plain
+
+BEAM_CHUNK = 4096  # items per beam-search chunk: (chunk × beam × codebook size) keys at a time
+
+# step(level, r_i) -> (r_i as the walk continues from it, e_i)
+Step = Callable[[int, Tensor], tuple[Tensor, Tensor]]
+
+
+class QuantizeOutput(NamedTuple):
+    quantized: Tensor  # (n, dim) value of decode_codes(codes); straight-through gradient to x
+    codes: Tensor  # (n, levels) int64
+    loss: Tensor  # () codebook + alpha * commitment loss, summed over levels
+
+
+class QuantizationGrads(NamedTuple):
+    loss: Tensor  # () the value of forward()'s loss
+    codes: Tensor  # (n, levels)
+    grad_x: Tensor  # (n, dim) d loss / d x (the commitment terms)
+    grad_codebooks: list[Tensor]  # per level (codebook_size, dim): d loss / d codebook
+
+
+class ResidualDetails(NamedTuple):
+    codes: Tensor  # (n, levels)
+    residuals: list[Tensor]  # r_0 … r_{k-1}, each (n, dim): what level i quantized
+    errors: list[Tensor]  # d(r_i, e_i) per level, each (n,)
+
+
+def _squared(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """‖x‖² summed over dimensions, (weighted) mean over the batch."""
+    squared = x.pow(2).sum(-1)
+    return squared.mean() if weights is None else (squared * weights).sum() / weights.sum()
+
+
+class ResidualQuantizer(nn.Module):
+    """k levels of ``codebook_size`` codes of dimension ``dim`` on ``manifold``; ``choice``
+    (a level choice class, see ``levels``) makes and owns the levels' parameters. State-dict keys are the
+    choice's parameter lists (``codebooks.0``, or ``normals.0`` and ``offsets.0``)."""
+
+    def __init__(self, *, manifold: Manifold, choice: type, levels: int, codebook_size: int,
+                 dim: int, commitment: float, geodesic_loss: bool = False):
+        super().__init__()
+        self.manifold = manifold
+        self.commitment = commitment
+        self.geodesic_loss = geodesic_loss
+        self.sizes = [codebook_size] * levels  # codes per level
+        self.choice = choice(manifold, levels, codebook_size, dim)
+        for name, parameters in self.choice.parameter_lists().items():
+            self.register_module(name, parameters)
+
+    @property
+    def levels(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.sizes[0]
+
+    def points(self, level: int) -> Tensor:
+        """(codebook_size, dim) code points of ``level``, differentiable in its parameters."""
+        return self.choice.points(level)
+
+    def level_parameters(self, level: int) -> list[nn.Parameter]:
+        """The parameters holding one level's codes (row k = code k): revival resets their
+        optimiser state."""
+        return self.choice.parameters_of(level)
+
+    @torch.no_grad()
+    def set_codes(self, level: int, points: Tensor, index: Tensor | None = None) -> None:
+        """Put the codes ``index`` (all when None) of ``level`` at ``points``."""
+        self.choice.set_codes(level, points, index)
+
+    @torch.no_grad()
+    def revive(self, level: int, dead: Tensor, replacements: Tensor) -> None:
+        """Move the codes ``dead`` (indices) of ``level`` onto ``replacements`` (len(dead), dim)."""
+        self.set_codes(level, replacements, dead)
+
+    def distance(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.manifold.dist(a, b)
+
+    # --- the walk -----------------------------------------------------------------------------
+    def walk(self, x: Tensor, step: Step) -> Tensor:
+        """r_0 = x; at each level i, ``step(i, r_i)`` picks the codes and returns the residual
+        the walk continues from (r_i, or r_i regathered by beam search) and the code points
+        e_i; then r_{i+1} = r_i ⊖ e_i. Returns the last residual."""
+        residual = x
+        for level in range(self.levels):
+            residual, e = step(level, residual)
+            residual = self.manifold.sub(residual, e)
+        return residual
+
+    def _nearest_step(self, codes: list[Tensor]) -> Step:
+        """The inference step: each residual takes its level's code (appended to ``codes``)."""
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            points = plain(self.points(level))
+            code = self.choice.choose(level, residual, points)
+            codes.append(code)
+            return residual, points[code]
+        return step
+
+    def combine(self, vectors: list[Tensor]) -> Tensor:
+        """Right-nested sum e_0 ⊕ (e_1 ⊕ (… ⊕ e_{k-1})): with left subtraction it undoes the
+        walk exactly (gyro left cancellation a ⊕ ((-a) ⊕ b) = b); in Euclidean space any order
+        gives Σ e_i."""
+        y = vectors[-1]
+        for e in reversed(vectors[:-1]):
+            y = self.manifold.add(e, y)
+        return y
+
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """codes: (n, levels) -> (n, dim), the reconstruction y of forward()."""
+        return self.combine([self.points(i)[codes[..., i]] for i in range(self.levels)])
+
+    def _gap(self, residual: Tensor, code: Tensor, weights: Tensor | None) -> Tensor:
+        """One loss term: ‖r - e‖² in coordinates (the RQ-VAE loss), or d(r, e)² with a
+        geodesic loss, which on the ball keeps weight near the boundary where coordinates
+        shrink (WordNet embeddings live there)."""
+        if self.geodesic_loss:
+            squared = self.distance(residual, code).pow(2)
+            return squared.mean() if weights is None else (squared * weights).sum() / weights.sum()
+        return _squared(residual - code, weights)
+
+    # --- training ------------------------------------------------------------------------------
+    def forward(self, x: Tensor, weights: Tensor | None = None) -> QuantizeOutput:
+        """x: (n, dim) latent -> QuantizeOutput. ``weights`` (n,): the loss is a weighted mean
+        over rows (a row standing for several). Gradients reach the codes through the loss, and
+        the level choice's parameters through y when its choice is differentiable (HyperVQ)."""
+        codes, chosen = [], []
+        loss = x.new_zeros(())
+
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            nonlocal loss
+            code, e, for_y = self.choice.pick(level, residual, self.points(level), self.training)
+            # codebook term pulls e_i to r_i; commitment term pulls the encoder to e_i
+            loss = loss + self._gap(residual.detach(), e, weights)
+            loss = loss + self.commitment * self._gap(residual, e.detach(), weights)
+            codes.append(code)
+            chosen.append(for_y)
+            return residual, e.detach()
+
+        self.walk(x, step)
+        y = self.combine(chosen)
+        if self.choice.differentiable:  # value y: its gradient reaches the choice; dy/dx ≈ I
+            quantized = self.manifold.project(y + (x - x.detach()))
+        else:  # straight-through: value y, dy/dx ≈ I
+            quantized = self.manifold.project(x + (y - x).detach())
+        return QuantizeOutput(quantized, torch.stack(codes, dim=-1), loss)
+
+    @torch.no_grad()
+    def loss_grads(self, x: Tensor, weights: Tensor | None = None) -> QuantizationGrads:
+        """forward()'s loss and its gradients in closed form, without autograd: what a table of
+        embeddings trained by hand (WordNet mode) needs, at a fraction of the cost.
+
+        Left translation y -> a ⊕ y is an isometry (a shift in Euclidean space), so
+        d(r_i, e_i) = d(x, p_i) with p_i = e_0 ⊕ (e_1 ⊕ (… ⊕ e_i)) the reconstruction from the
+        first i + 1 codes: the commitment term's gradient in x is that of a distance to a fixed
+        point, with no Jacobian of the residual chain. Needs a distance loss (geodesic on the
+        ball) and a level choice that is not learnt through y; tests/test_quantizers.py checks
+        it against autograd through forward()."""
+        if self.choice.differentiable:
+            raise ValueError("HyperVQ levels learn their code choice from a decoder's "
+                             "reconstruction loss; they have no closed-form gradients")
+        if not self.manifold.flat and not self.geodesic_loss:
+            raise ValueError("closed-form gradients need the geodesic quantization loss")
+        share = (torch.full((len(x),), 1.0 / max(len(x), 1), dtype=x.dtype) if weights is None
+                 else weights / weights.sum()).unsqueeze(-1)
+        codes, chosen, grads = [], [], []
+        loss, grad_x = x.new_zeros(()), torch.zeros_like(x)
+
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            nonlocal loss, grad_x
+            points = plain(self.points(level))
+            code = self.choice.choose(level, residual, points)
+            e = points[code]
+            squared, _, grad_e = self.manifold.squared_distance_grads(residual, e)
+            loss += (1 + self.commitment) * (share.squeeze(-1) * squared).sum()
+            grads.append(torch.zeros_like(points).index_add_(0, code, share * grad_e))
+            chosen.append(e)
+            _, grad_prefix, _ = self.manifold.squared_distance_grads(x, self.combine(chosen))
+            grad_x += self.commitment * share * grad_prefix
+            codes.append(code)
+            return residual, e
+
+        self.walk(x, step)
+        return QuantizationGrads(loss, torch.stack(codes, dim=-1), grad_x, grads)
+
+    # --- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def details(self, x: Tensor) -> ResidualDetails:
+        """Codes plus each level's residual and its distance to the chosen code."""
+        codes, residuals, errors = [], [], []
+        nearest = self._nearest_step(codes)
+
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            residual, e = nearest(level, residual)
+            residuals.append(residual)
+            errors.append(self.manifold.dist(residual, e))
+            return residual, e
+
+        self.walk(x, step)
+        return ResidualDetails(torch.stack(codes, dim=-1), residuals, errors)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, *, beam: int = 1) -> Tensor:
+        """x: (n, dim) -> codes (n, levels), without losses. ``beam`` > 1 keeps that many
+        partial code paths per item instead of the nearest code at each level (greedy)."""
+        greedy = self.details(x).codes
+        if beam <= 1 or not len(x):
+            return greedy
+        searched = torch.cat([self._beam_codes(chunk, beam) for chunk in x.split(BEAM_CHUNK)])
+        # beam search may prune the greedy path; keep whichever reconstructs x better
+        error = lambda codes: self.distance(x, self.decode_codes(codes))  # noqa: E731
+        return torch.where((error(searched) < error(greedy)).unsqueeze(-1), searched, greedy)
+
+    def _beam_codes(self, x: Tensor, beam: int) -> Tensor:
+        """Beam search over residual paths. A path's score after codes e_0 … e_i is the total
+        reconstruction error so far, d(x, e_0 ⊕ (… ⊕ e_i)), which by the isometry of left
+        translation is d(r_i, e_i): the distance from the path's residual to its last code."""
+        n = len(x)
+        paths = x.new_zeros((n, 1, 0), dtype=torch.long)  # codes of each path; one to start
+
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            nonlocal paths
+            points = plain(self.points(level))
+            width, size = residual.shape[1], len(points)
+            keys = self.manifold.distance_keys(residual.reshape(n * width, -1), points)
+            _, flat = keys.reshape(n, width * size).topk(min(beam, width * size), dim=1,
+                                                         largest=False)
+            parent, code = flat // size, flat % size
+            rows = torch.arange(n).unsqueeze(1)
+            paths = torch.cat([paths[rows, parent], code.unsqueeze(-1)], -1)
+            return residual[rows, parent], points[code]
+
+        self.walk(x.unsqueeze(1), step)  # residuals (n, paths, dim)
+        return paths[:, 0]  # topk sorts: the first path has the smallest error
+
+    # --- codebooks from data ---------------------------------------------------------------------
+    @torch.no_grad()
+    def initialise(self, x: Tensor, *, iters: int, generator: torch.Generator) -> None:
+        """k-means on each level's residuals, level by level (in the tangent space at 0 on the
+        ball), so that no code starts dead (collapse paper, §5)."""
+        nearest = self._nearest_step([])
+        flat = Euclidean()
+
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            tangent = self.manifold.logmap0(residual)
+            centroids = kmeans(tangent, self.sizes[level], manifold=flat, iters=iters,
+                               generator=generator).centroids
+            self.set_codes(level, self.manifold.expmap0(centroids))
+            return nearest(level, residual)
+
+        self.walk(x, step)
+
+    @torch.no_grad()
+    def fit_kmeans(self, x: Tensor, *, iters: int, generator: torch.Generator,
+                   centroid: str = "frechet",
+                   progress: Callable[[int], IterationFn] | None = None) -> list[dict]:
+        """Residual k-means: each level's codebook is k-means (k-means++ seeding) of the
+        residuals the levels before it leave, in this quantizer's own geometry (hyperbolic
+        distances and Fréchet / Einstein centres on the ball). No training: these are the
+        rq-kmeans and hrq-kmeans tokenizers. ``progress(level)`` gives a per-iteration callback.
+        Returns one summary per level."""
+        nearest = self._nearest_step([])
+        summaries = []
+
+        def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
+            fitted = kmeans(residual, self.sizes[level], manifold=self.manifold, iters=iters,
+                            generator=generator, centroid=centroid,
+                            progress=progress(level) if progress else None)
+            self.set_codes(level, fitted.centroids)
+            summaries.append({"level": level, "iterations": fitted.iterations,
+                              "objective": fitted.objective})
+            return nearest(level, residual)
+
+        self.walk(x, step)
+        return summaries

@@ -39,19 +39,25 @@ class EmbedSettings:
     batch_size: int = 32
 
 
+def embed_with(texts: list[str], settings: EmbedSettings, *,
+               progress: ProgressFn | None = None) -> np.ndarray:
+    """Embeddings (n, dim) float32 of ``texts`` through the on-disk cache."""
+    embedder = SentenceTransformerEmbedder(
+        settings.embedder, precision=settings.precision, batch_size=settings.batch_size)
+    cache = EmbeddingCache()
+    try:
+        return embed_texts(texts, embedder, cache=cache, progress=progress)
+    finally:
+        cache.close()
+
+
 def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | None = None,
                  model_path: Path | None = None, progress: ProgressFn | None = None) -> np.ndarray:
     """The items' vectors: given ones, or embeddings through the on-disk cache."""
     if items.vectors is not None:
         vectors = items.vectors
     else:
-        embedder = SentenceTransformerEmbedder(
-            settings.embedder, precision=settings.precision, batch_size=settings.batch_size)
-        cache = EmbeddingCache()
-        try:
-            vectors = embed_texts(items.texts, embedder, cache=cache, progress=progress)
-        finally:
-            cache.close()
+        vectors = embed_with(items.texts, settings, progress=progress)
     if expected_dim is not None and vectors.shape[1] != expected_dim:
         raise InputError(
             f"vectors have {vectors.shape[1]} dimensions but the model at {model_path} was "
@@ -176,13 +182,10 @@ def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
             raise InputError(f"{len(tokens)} tokens, but {loaded.path} makes {k} codes + 1 "
                              f"disambiguation token (give {k} or {k + 1})",
                              source=where[number - 1] if where else f"multitoken {number}")
-    lookup = (loaded.read_table(table) if table else loaded.table()).lookup()
-    results, invalid = [], 0
-    for tokens in multitokens:
-        key = tuple(tokens) + ((0,) if len(tokens) == k else ())
-        item_id = lookup.get(key)
-        invalid += item_id is None
-        results.append({"tokens": list(tokens), "id": item_id})
+    found = (loaded.read_table(table) if table else loaded.table()).ids_of(multitokens, k)
+    results = [{"tokens": list(tokens), "id": item_id}
+               for tokens, item_id in zip(multitokens, found)]
+    invalid = sum(item_id is None for item_id in found)
     if vectors:
         for row in results:
             codes = row["tokens"][:k]

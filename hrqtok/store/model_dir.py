@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from hrqtok import __version__
 from hrqtok.atomic import atomic_dir, recover
@@ -188,8 +189,9 @@ def save_model_dir(path: str | Path, *, model: ItemModel | HierarchyModel, confi
     with atomic_dir(path) as tmp:
         for name, write in (extra or {}).items():
             write(tmp / name)
-        save_file(_plain_state(model), tmp / WEIGHTS, metadata={"format_version": str(FORMAT_VERSION)})
-        fingerprint = weights_fingerprint(tmp / WEIGHTS)
+        weights = weights_bytes(model)
+        (tmp / WEIGHTS).write_bytes(weights)
+        fingerprint = fingerprint_of(weights)
         full = json_safe({"format_version": FORMAT_VERSION, "fingerprint": fingerprint,
                           **config, "versions": versions()})
         full[CHECKSUM] = config_checksum(full)
@@ -201,8 +203,17 @@ def save_model_dir(path: str | Path, *, model: ItemModel | HierarchyModel, confi
     return ModelDir(Path(path), model, full, model.config)
 
 
+def weights_bytes(model: torch.nn.Module) -> bytes:
+    """model.safetensors' content for ``model``."""
+    return safetensors_bytes(_plain_state(model), metadata={"format_version": str(FORMAT_VERSION)})
+
+
+def fingerprint_of(weights: bytes) -> str:
+    return hashlib.sha256(weights).hexdigest()[:16]
+
+
 def weights_fingerprint(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return fingerprint_of(path.read_bytes())
 
 
 def _read_config(path: Path) -> dict:

@@ -51,6 +51,22 @@ class TokenTable:
         """multitoken -> id."""
         return {tuple(row): item_id for item_id, row in zip(self.ids, self.tokens.tolist())}
 
+    def ids_of(self, multitokens: list[list[int]], levels: int) -> list[str | None]:
+        """The id holding each multitoken (None where no item does); ``levels`` codes alone
+        mean disambiguation token 0."""
+        lookup = self.lookup()
+        return [lookup.get(tuple(tokens) + ((0,) if len(tokens) == levels else ()))
+                for tokens in multitokens]
+
+    def to_arrow(self):
+        """A pyarrow Table: "id" (string) and "tokens" (list<int32>), with this table's
+        metadata on the schema, as `hrqtok encode` writes it to Parquet."""
+        return _arrow_table(self)
+
+    def to_pandas(self):
+        """A pandas DataFrame with columns "id" and "tokens" (needs pandas)."""
+        return self.to_arrow().to_pandas()
+
 
 def build_table(ids: list[str], codes: np.ndarray, metadata: dict,
                 existing: TokenTable | None = None) -> TokenTable:

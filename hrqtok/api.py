@@ -29,8 +29,14 @@ from hrqtok.fit.options import TRAIN_FIELDS, FitOptions
 from hrqtok.sources.arrays import as_ids, as_vectors
 from hrqtok.sources.items import ItemFields
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
-from hrqtok.store.model_dir import (WORDNET, ModelDir, fingerprint_of, load_model_dir,
-                                    table_metadata, weights_bytes)
+from hrqtok.store.model_dir import (
+    WORDNET,
+    ModelDir,
+    fingerprint_of,
+    load_model_dir,
+    table_metadata,
+    weights_bytes,
+)
 from hrqtok.store.tables import TokenTable, build_table, read_table
 
 MODEL_OPTIONS = ("quantizer", "geometry", "levels", "codebook_size", "latent_dim", "hidden_dims",

@@ -16,9 +16,9 @@ from hrqtok.config import QUANTIZERS, ModelConfig, TrainConfig, from_dict, to_di
 from hrqtok.fit.items import fit_model
 from hrqtok.geometry import Euclidean, PoincareBall
 from hrqtok.models.autoencoder import ResidualKMeans, build_model
+from hrqtok.quantize.build import build_quantizer
 from hrqtok.quantize.hypervq import MLRGumbel
 from hrqtok.quantize.kmeans import kmeans
-from hrqtok.quantize.registry import build_quantizer
 from hrqtok.store.tables import read_table
 from tests.conftest import DTYPES, SEEDS, clustered_vectors
 from tests.test_cli import run

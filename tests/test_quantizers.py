@@ -5,9 +5,9 @@ import torch
 from hrqtok import geometry
 from hrqtok.config import ModelConfig
 from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.quantize.build import build_quantizer
 from hrqtok.quantize.kmeans import inertia, kmeans
 from hrqtok.quantize.nearest import NearestCode
-from hrqtok.quantize.registry import build_quantizer
 from hrqtok.quantize.residual import ResidualQuantizer
 from tests.conftest import SEEDS
 from tests.reference import residual_quantize_naive

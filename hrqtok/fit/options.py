@@ -19,7 +19,7 @@ from hrqtok.config import (
     resolve_quantizer,
 )
 from hrqtok.errors import OptionError
-from hrqtok.quantize.registry import QUANTIZERS, spec
+from hrqtok.quantize.registry import QUANTIZERS, check_wordnet, spec
 
 DEFAULT_HIDDEN_DIMS = ModelConfig.hidden_dims
 # Defaults that differ between item mode and WordNet mode: (items, --wordnet)
@@ -92,9 +92,11 @@ class FitOptions:
         except ValueError as e:
             raise OptionError("--quantizer / --geometry", str(e)) from None
         object.__setattr__(self, "quantizer", quantizer)
-        if self.wordnet and spec(quantizer).wordnet:
-            raise OptionError("--quantizer", f"{spec(quantizer).wordnet}; use one of "
-                              f"{', '.join(n for n, s in QUANTIZERS.items() if not s.wordnet)}")
+        if self.wordnet:
+            try:
+                check_wordnet(quantizer)
+            except ValueError as e:
+                raise OptionError("--quantizer", str(e)) from None
         if not self.wordnet and not spec(quantizer).trained and (
                 self.latent_dim is not None or self.hidden_dims is not None):
             raise OptionError("--quantizer", f"{quantizer} quantizes the input vectors "

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from hrqtok.config import ModelConfig
 from hrqtok.models.layers import build_mlp
-from hrqtok.quantize.registry import build_quantizer
+from hrqtok.quantize.build import build_quantizer
 
 ENCODE_BATCH = 4096  # rows per forward pass when encoding many items
 

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.config import ModelConfig
-from hrqtok.quantize.registry import build_quantizer, spec, wordnet_quantizers
+from hrqtok.quantize.build import build_quantizer
+from hrqtok.quantize.registry import check_wordnet
 
 INIT_RANGE = 1e-3  # embeddings start uniform in ±INIT_RANGE (Nickel & Kiela 2017)
 DTYPE = torch.float64
@@ -22,9 +23,7 @@ def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, 
     the geodesic quantization loss (nodes sit near the boundary of the ball). Quantizers whose
     registry entry refuses WordNet mode (HyperVQ: it learns its code choice from a decoder,
     which this model has not) are refused."""
-    refusal = spec(quantizer).wordnet
-    if refusal:
-        raise ValueError(f"{refusal}; use {', '.join(wordnet_quantizers())}")
+    check_wordnet(quantizer)
     return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
                        levels=levels, codebook_size=codebook_size, quantizer=quantizer,
                        curvature=curvature, commitment=commitment, quantization_loss="geodesic")

@@ -1,21 +1,15 @@
 """The one list of quantizers. Each entry says what a quantizer is: its geometry, how a level
 picks a code, whether it is trained or fitted by residual k-means, which modes accept it and
-which options only it takes. The factory (``build_quantizer``), configs, the CLI's choices and
-help, and the mode checks all read this list, so adding a quantizer is one module (a level
+which options only it takes. The factory (``build.build_quantizer``), configs, the CLI's choices
+and help, and the mode checks all read this list, so adding a quantizer is one module (a level
 choice, when it picks codes in a new way) plus one entry here.
 
-Kept free of torch imports: configs and the CLI's help read it at start-up.
+Data only, with no torch import: configs and the CLI's help read it at start-up.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from hrqtok.config import ModelConfig
-    from hrqtok.quantize.residual import ResidualQuantizer
 
 NEAREST = "hrqtok.quantize.nearest:NearestCode"
 HYPERVQ = "hrqtok.quantize.hypervq:MLRGumbel"
@@ -31,10 +25,6 @@ class QuantizerSpec:
     # final embeddings (WordNet), with no network and no gradient steps
     wordnet: str | None = None  # why `fit --wordnet` refuses it (None: accepted)
     options: tuple[str, ...] = ()  # fit options (parameter names) that only this one takes
-
-    def level_class(self) -> type:
-        module, name = self.level_choice.split(":")
-        return getattr(importlib.import_module(module), name)
 
 
 QUANTIZERS: dict[str, QuantizerSpec] = {spec.name: spec for spec in (
@@ -59,8 +49,12 @@ def spec(name: str) -> QuantizerSpec:
     return QUANTIZERS[name]
 
 
-def wordnet_quantizers() -> list[str]:
-    return [name for name, s in QUANTIZERS.items() if s.wordnet is None]
+def check_wordnet(name: str) -> None:
+    """ValueError, saying why and what to use instead, when WordNet mode refuses ``name``."""
+    refusal = spec(name).wordnet
+    if refusal:
+        accepted = [n for n, s in QUANTIZERS.items() if s.wordnet is None]
+        raise ValueError(f"{refusal}; use {', '.join(accepted)}")
 
 
 def fit_help() -> str:
@@ -70,13 +64,3 @@ def fit_help() -> str:
     return (f"{trained}; {untrained}: residual k-means on the input vectors, no network "
             f"[default: {GEOMETRY_DEFAULTS['hyperbolic']}, or {GEOMETRY_DEFAULTS['euclidean']} "
             "with --geometry euclidean].")
-
-
-def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
-    """The residual quantizer a model config asks for."""
-    from hrqtok.quantize.residual import ResidualQuantizer
-
-    return ResidualQuantizer(
-        manifold=config.manifold, choice=spec(config.quantizer).level_class(),
-        levels=config.levels, codebook_size=config.codebook_size, dim=config.latent_dim,
-        commitment=config.commitment, geodesic_loss=config.quantization_loss == "geodesic")

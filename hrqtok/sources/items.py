@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hrqtok.atomic import is_special
 from hrqtok.errors import InputError, first_line
 
 FORMATS = ("jsonl", "parquet", "csv")
@@ -164,7 +165,6 @@ def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hrqtok.store.tables import read_bytes_or_path
 
     try:
         table = pq.read_table(read_bytes_or_path(path))
@@ -313,3 +313,16 @@ class _Collector:
         vectors = np.stack(self.vectors) if self.fields.embedding_field else None
         texts = None if self.fields.embedding_field else self.texts
         return Items(self.ids, texts, vectors, self.source, self.lines)
+
+
+def read_bytes_or_path(path: str | Path):
+    """What pyarrow reads: the path of a regular file, or the bytes of stdin, a FIFO or
+    ``<(…)`` (Parquet readers need to seek)."""
+    import pyarrow as pa
+
+    if str(path) == "-":
+        return pa.BufferReader(sys.stdin.buffer.read())
+    if is_special(path):
+        with open(path, "rb") as handle:
+            return pa.BufferReader(handle.read())
+    return str(path)

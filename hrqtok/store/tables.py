@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hrqtok.atomic import atomic_path, is_special
+from hrqtok.atomic import atomic_path
 from hrqtok.errors import ArtifactError, first_line
+from hrqtok.sources.items import read_bytes_or_path
 
 TABLE_FORMAT_VERSION = 1
 OUTPUT_FORMATS = ("parquet", "jsonl", "csv", "strings")
@@ -168,19 +169,6 @@ def write_table(table: TokenTable, path: str, fmt: str = "parquet") -> None:
         else:
             with open(target, "w", encoding="utf-8", newline="") as handle:
                 _write_body(table, fmt, handle)
-
-
-def read_bytes_or_path(path: str | Path):
-    """What pyarrow reads: the path of a regular file, or the bytes of stdin, a FIFO or
-    ``<(…)`` (Parquet readers need to seek)."""
-    import pyarrow as pa
-
-    if str(path) == "-":
-        return pa.BufferReader(sys.stdin.buffer.read())
-    if is_special(path):
-        with open(path, "rb") as handle:
-            return pa.BufferReader(handle.read())
-    return str(path)
 
 
 def _fail(path, message: str) -> ArtifactError:

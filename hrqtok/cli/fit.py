@@ -1,0 +1,177 @@
+"""`hrqtok fit`: options in, one library call, a summary out."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hrqtok.cli.console import (
+    InputFormatOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    SeedOpt,
+    emit,
+    exit_on_errors,
+    progress_bars,
+)
+from hrqtok.cli.options import (
+    Centroid,
+    EmbedderOpt,
+    EmbeddingOpt,
+    Geometry,
+    IdOpt,
+    ItemsArg,
+    PrecisionOpt,
+    Quantizer,
+    TextOpt,
+    _embed,
+    _fields,
+    _mode_help,
+)
+from hrqtok.cli.render import fit_summary
+from hrqtok.config import (
+    MAX_CODEBOOK_SIZE,
+    MAX_CURVATURE,
+    MAX_LEVELS,
+    HierarchyTrainConfig,
+    TrainConfig,
+)
+from hrqtok.fit.options import FitOptions
+from hrqtok.jsonsafe import dumps
+from hrqtok.quantize.registry import fit_help
+from hrqtok.sources.items import ItemFields
+
+
+def fit(
+    ctx: typer.Context,
+    items: ItemsArg = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the model already at --model (only an hrqtok model directory "
+                        "is ever replaced).")] = False,
+    wordnet: Annotated[bool, typer.Option(
+        "--wordnet", help="Train on the WordNet noun hypernym closure instead of ITEMS.")] = False,
+    root: Annotated[Optional[str], typer.Option(
+        help="With --wordnet: only this synset's subtree, e.g. mammal.n.01.")] = None,
+    quantizer: Annotated[Optional[Quantizer], typer.Option(
+        help=fit_help(), show_default=False)] = None,
+    geometry: Annotated[Optional[Geometry], typer.Option(
+        help="Shorthand: hyperbolic = --quantizer hrq, euclidean = --quantizer rq.",
+        show_default=False)] = None,
+    levels: Annotated[int, typer.Option(min=1, max=MAX_LEVELS, help="Tokens per item (k).")] = 3,
+    codebook_size: Annotated[int, typer.Option(min=2, max=MAX_CODEBOOK_SIZE, help="Codes per level (s).")] = 256,
+    latent_dim: Annotated[Optional[int], typer.Option(
+        min=1, help=_mode_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
+    hidden_dims: Annotated[Optional[str], typer.Option(
+        help="Encoder hidden sizes; the decoder mirrors them [default: 512,256,128].",
+        show_default=False)] = None,
+    curvature: Annotated[float, typer.Option(
+        min=1e-6, max=MAX_CURVATURE, help="Curvature c of the ball, below 100.")] = 1.0,
+    commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=0, help=_mode_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
+    warmup_epochs: Annotated[int, typer.Option(min=0, help="Autoencoder epochs before k-means init.")] = 10,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help=_mode_help("batch_size"), show_default=False)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(
+        min=1e-9, help=_mode_help("learning_rate"), show_default=False)] = None,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs).")] = 20,
+    kmeans_iters: Annotated[int, typer.Option(
+        min=0, help="Most Lloyd iterations per level: codebook initialisation, and the k-means "
+                    "quantizers (which stop earlier once assignments settle).")] = TrainConfig.kmeans_iters,
+    centroid: Annotated[Centroid, typer.Option(
+        help="hrq-kmeans cluster centres: Fréchet mean, or the (cheaper) Einstein midpoint.")] = Centroid.frechet,
+    tau_max: Annotated[float, typer.Option(
+        min=1e-6, help="hypervq: Gumbel-softmax temperature at the first step.")] = TrainConfig.temperature_max,
+    tau_min: Annotated[float, typer.Option(
+        min=1e-6, help="hypervq: lowest temperature.")] = TrainConfig.temperature_min,
+    tau_decay: Annotated[float, typer.Option(
+        min=1e-6, max=1.0, help="hypervq: temperature factor per optimiser step.")] = TrainConfig.temperature_decay,
+    validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.1,
+    test_fraction: Annotated[float, typer.Option(
+        help="With --wordnet: held-out share of the closure pairs, in (0, 1).")] = 0.15,
+    negatives: Annotated[int, typer.Option(min=1, help="With --wordnet: sampled non-hypernyms per pair.")] = 50,
+    burn_in_epochs: Annotated[int, typer.Option(
+        min=0, help="With --wordnet: epochs at a low rate before the codebooks start.")] = HierarchyTrainConfig.burn_in_epochs,
+    eval_every: Annotated[int, typer.Option(
+        min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
+    quantize_weight: Annotated[float, typer.Option(
+        min=0.0, help="With --wordnet: weight of the (H)RQ loss against the ranking loss.")] = HierarchyTrainConfig.quantize_weight,
+    seed: SeedOpt = 0,
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    embedding_field: EmbeddingOpt = None,
+    input_format: InputFormatOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_precision: PrecisionOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train an (H)RQ-VAE tokenizer on items, or on WordNet nouns with --wordnet, and store it
+    with its token table.
+
+    Examples: hrqtok fit data/wordnet_glosses.jsonl --model my-model;
+    hrqtok fit --wordnet --root mammal.n.01 --model mammals;
+    hrqtok fit data/wordnet_glosses.jsonl --model my-model --force  (replace my-model)
+    """
+    if wordnet and items is not None:
+        raise typer.BadParameter("give either ITEMS or --wordnet, not both", param_hint="ITEMS")
+    if items is None and not wordnet:
+        raise typer.BadParameter("give an items file, - for stdin, or --wordnet", param_hint="ITEMS")
+    from hrqtok.pipeline import EmbedSettings, fit_items, fit_wordnet
+
+    given = _given(ctx)
+    train = {name: value.value if isinstance(value, Enum) else value
+             for name, value in ctx.params.items() if name in given and name in TRAIN_OPTIONS}
+    with exit_on_errors():
+        options = FitOptions(
+            wordnet=wordnet, quantizer=quantizer.value if quantizer else None,
+            geometry=geometry.value if geometry else None, levels=levels,
+            codebook_size=codebook_size, latent_dim=latent_dim,
+            hidden_dims=_hidden_dims(hidden_dims) if hidden_dims is not None else None,
+            curvature=curvature, commitment=commitment if "commitment" in given else None,
+            seed=seed, train=train)
+        options.refuse_inapplicable(given)
+        with progress_bars(quiet) as progress:
+            if wordnet:
+                metrics = fit_wordnet(model_dir=model, options=options, root=root, force=force,
+                                      progress=progress)
+            else:
+                metrics = fit_items(
+                    items, model_dir=model, options=options,
+                    fields=_fields(id_field, text_field, embedding_field) or ItemFields(),
+                    fmt=input_format.value if input_format else None,
+                    embed=_embed(embedder, embed_precision) or EmbedSettings(),
+                    force=force, progress=progress)
+        if json_out:
+            emit(dumps(metrics))
+    if not quiet:
+        fit_summary(metrics, str(model))
+
+
+# fit's training options, by parameter name: only those given reach the train config
+TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "patience",
+                 "kmeans_iters", "centroid", "tau_max", "tau_min", "tau_decay",
+                 "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
+                 "eval_every", "quantize_weight")
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """Parameters the user gave (not left at their defaults)."""
+    def source(name: str) -> str:
+        found = ctx.get_parameter_source(name)
+        return found.name if found is not None else ""
+    return [name for name in ctx.params
+            if source(name) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")]
+
+
+def _hidden_dims(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.split(",") if d.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected sizes like 512,256,128, got {text!r}",
+                                 param_hint="--hidden-dims") from None

@@ -1,0 +1,189 @@
+"""`hrqtok encode`, `decode` and `inspect`: token tables in and out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hrqtok.cli.console import (
+    InputFormatOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    emit,
+    err,
+    exit_on_errors,
+    progress_bars,
+)
+from hrqtok.cli.options import (
+    EmbedderOpt,
+    EmbeddingOpt,
+    IdOpt,
+    ItemsArg,
+    OutputFormat,
+    PrecisionOpt,
+    TextOpt,
+    _embed,
+    _fields,
+)
+from hrqtok.cli.render import render_report
+from hrqtok.errors import InputError, OptionError
+from hrqtok.jsonsafe import dumps
+
+OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+                   ".ndjson": "jsonl", ".json": "jsonl", ".txt": "strings"}
+
+
+def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
+    """--format, else the suffix of --out; stdout and special targets (FIFOs, >(…)) without a
+    known suffix get JSONL. An unknown suffix is refused rather than guessed."""
+    from hrqtok.atomic import is_special
+
+    if fmt is not None:
+        return fmt.value
+    suffix = Path(out).suffix.lower()
+    if suffix in OUTPUT_SUFFIXES:
+        return OUTPUT_SUFFIXES[suffix]
+    if out == "-" or is_special(out):
+        return "jsonl"
+    known = ", ".join(sorted(OUTPUT_SUFFIXES))
+    raise typer.BadParameter(f"cannot tell the format from {out!r} (known suffixes: {known}); "
+                             "name it with --format", param_hint="--out")
+
+
+def encode(
+    items: ItemsArg = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    out: Annotated[str, typer.Option(
+        "--out", "-o", help="Output file, - for stdout, or a FIFO; never one of the inputs.")] = "-",
+    format: Annotated[Optional[OutputFormat], typer.Option(
+        "--format", help="Output format [default: from --out's suffix; jsonl for stdout].")] = None,
+    existing: Annotated[Optional[Path], typer.Option(
+        help="Earlier token table of this model: its ids keep their multitokens.")] = None,
+    existing_other_model: Annotated[bool, typer.Option(
+        "--existing-other-model", help="Accept an --existing table made by another model: its "
+                                       "ids keep their multitokens, new items get this model's codes.")] = False,
+    beam: Annotated[int, typer.Option(
+        min=1, help="Keep this many code paths per item (beam search) instead of the nearest "
+                    "code at each level; never reconstructs worse than greedy.")] = 1,
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    embedding_field: EmbeddingOpt = None,
+    input_format: InputFormatOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_precision: PrecisionOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write multitokens: of the fitted items (no ITEMS), or of other items.
+
+    Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head;
+    hrqtok encode items.jsonl --beam 8 --out tokens.parquet;
+    hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet
+    """
+    from hrqtok.pipeline import encode_items
+    from hrqtok.store.tables import write_table
+    from hrqtok.targets import check_output
+
+    if existing_other_model and existing is None:
+        raise typer.BadParameter("needs --existing", param_hint="--existing-other-model")
+    with exit_on_errors():
+        check_output(out, inputs=(items, existing), managed=(model,))
+    fmt = _output_format(out, format)
+    if fmt == "parquet" and out == "-" and sys.stdout.isatty():
+        raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
+    with exit_on_errors():
+        with progress_bars(quiet) as progress:
+            table = encode_items(
+                model, items, fields=_fields(id_field, text_field, embedding_field),
+                fmt=input_format.value if input_format else None,
+                embed=_embed(embedder, embed_precision), existing=existing,
+                existing_other_model=existing_other_model, beam=beam, progress=progress)
+        write_table(table, out, fmt)
+    if not quiet and out != "-":
+        err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")
+
+
+def decode(
+    tokens: Annotated[Optional[list[str]], typer.Argument(
+        help="One multitoken (12 40 7 0 or <a_12><b_40><c_7><d_0>), or several as "
+             "12,40,7,0 3,1,4,0.", show_default=False)] = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    input: Annotated[Optional[str], typer.Option(
+        "--input", "-i", help="File of multitokens in any format encode writes (Parquet, "
+                              "JSONL, CSV, strings, lines of integers); - is stdin.")] = None,
+    table: Annotated[Optional[Path], typer.Option(
+        "--tokens", help="Token table of this model to look ids up in [default: the model's].")] = None,
+    vectors: Annotated[bool, typer.Option("--vectors", help="Add decoder reconstructions.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSONL output even for arguments.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Map multitokens back to item ids (null when no item has it).
+
+    Examples: hrqtok decode 12 40 7 0;  hrqtok decode "<a_12><b_40><c_7><d_0>";
+    hrqtok decode -i tokens.csv --vectors;  hrqtok encode --out - | hrqtok decode
+    """
+    from hrqtok.pipeline import decode_tokens
+    from hrqtok.store.multitokens import parse_multitoken, read_multitokens
+
+    if tokens and input is not None:
+        raise typer.BadParameter("give multitokens as arguments or with --input, not both",
+                                 param_hint="--input")
+    with exit_on_errors():
+        if tokens:
+            groups = tokens if any("," in t for t in tokens) else [" ".join(tokens)]
+            try:
+                located = [(f"argument {i}", parse_multitoken(g, f"argument {i}"))
+                           for i, g in enumerate(groups, start=1)]
+            except InputError as e:
+                raise OptionError("TOKENS", str(e)) from None
+        elif input is not None or not sys.stdin.isatty():
+            located = read_multitokens(input or "-")
+        else:
+            raise OptionError("TOKENS", "give multitokens as arguments, with --input, or on stdin")
+        where, multitokens = [w for w, _ in located], [t for _, t in located]
+        try:
+            result = decode_tokens(model, multitokens, table=table, vectors=vectors, where=where)
+        except InputError as e:
+            if tokens:  # a wrong-length argument is a usage error
+                raise OptionError("TOKENS", str(e)) from None
+            raise
+        as_json = json_out or vectors or not tokens
+        emit([dumps(row) if as_json else (row["id"] if row["id"] is not None else "null")
+              for row in result["results"]])
+    if not quiet:
+        for row in result["results"]:
+            if row["id"] is None and len(result["results"]) == 1:
+                err.print(f"no such item: {' '.join(map(str, row['tokens']))}")
+        err.print(f"decoded {len(result['results'])} multitokens, {result['invalid']} invalid")
+
+
+def inspect(
+    items: ItemsArg = None,
+    model: ModelOpt = Path("hrqtok-model"),
+    table: Annotated[Optional[Path], typer.Option(
+        "--tokens", help="Report on this token table instead of the model's.")] = None,
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    embedding_field: EmbeddingOpt = None,
+    input_format: InputFormatOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Report codebook usage, prefix tree, collisions, latent geometry and reconstruction.
+
+    Examples: hrqtok inspect;  hrqtok inspect --json | jq .collisions;  hrqtok inspect new.jsonl
+    """
+    from hrqtok.pipeline import inspect_model
+
+    with exit_on_errors():
+        with progress_bars(quiet) as progress:
+            report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
+                                   fmt=input_format.value if input_format else None,
+                                   table=table, progress=progress)
+        if json_out:
+            emit(dumps(report))
+    if not json_out:
+        render_report(report)

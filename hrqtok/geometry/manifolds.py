@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hrqtok.geometry import poincare
+from hrqtok.geometry import flat, poincare
 from hrqtok.geometry.constants import MIN_NORM, SEARCH_CHUNK
 from hrqtok.geometry.poincare import DistanceParts
 
@@ -159,10 +159,9 @@ class Euclidean(Manifold):
 
     def distance_keys(self, x: Tensor, points: Tensor, *, across_rows: bool = True) -> Tensor:
         """‖x - v‖² (‖v‖² - 2⟨x, v⟩ without ``across_rows``)."""
-        keys = torch.addmm(points.pow(2).sum(-1), x, points.transpose(0, 1), alpha=-2.0)
         if not across_rows:
-            return keys
-        return keys.add_(x.pow(2).sum(-1, keepdim=True)).clamp_(min=0)
+            return flat.code_scores(x, points)
+        return flat.squared_distance_matrix(x, points)
 
     def distance_parts(self, sq: Tensor, x2: Tensor, y2: Tensor) -> DistanceParts:
         return DistanceParts(sq.clamp_min(MIN_NORM ** 2).sqrt(), sq, None, None, None)

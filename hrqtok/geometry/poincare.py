@@ -24,6 +24,7 @@ from hrqtok.geometry.constants import (
     TANH_LIMIT,
 )
 from hrqtok.geometry.constants import margin as _margin
+from hrqtok.geometry.flat import squared_distance_matrix
 
 
 def ball(c: float) -> geoopt.PoincareBall:
@@ -197,9 +198,8 @@ def distance_keys(x: Tensor, codebook: Tensor, *, c: float, across_rows: bool = 
     row's order, is left out. For a fixed x the arcosh argument is increasing in
     ‖x-v‖² / (1-c‖v‖²), so nearest search is as cheap as Euclidean search."""
     code_sq = codebook.pow(2).sum(-1)  # (s,)
-    keys = torch.addmm(code_sq, x, codebook.transpose(0, 1), alpha=-2.0)  # ‖v‖² - 2⟨x, v⟩
     x_sq = x.pow(2).sum(-1, keepdim=True)
-    keys.add_(x_sq).clamp_(min=0)
+    keys = squared_distance_matrix(x, codebook)  # ‖x - v‖²
     keys.mul_(1.0 / (1.0 - c * code_sq).clamp_min(MIN_NORM))
     return keys.div_((1.0 - c * x_sq).clamp_min(MIN_NORM)) if across_rows else keys
 

@@ -47,7 +47,7 @@ def test_hrq_reconstruction_is_exact_when_last_residual_is_a_code(c, seed):
 
 def test_right_subtraction_would_not_be_exact():
     # The paper's r ⊖ e = r ⊕ (-e) with a left-nested sum is not exact: Möbius addition is not
-    # associative. This guards the choice made in quantizers.py.
+    # associative. This guards the choice made in quantize/residual.py.
     c, x = 1.0, points(20, 5, c=1.0, dtype=torch.float64, seed=7) * 0.8
     e = points(20, 5, c=1.0, dtype=torch.float64, seed=8) * 0.8
     r = geometry.mobius_add(x, -e, c=c)

@@ -75,6 +75,7 @@ class Tokenizer:
         self.log = log or []
         self.path = path  # where it was saved or loaded from
         self._fitted = fitted  # kept until saved: the files a model directory needs
+        self._fingerprint: str | None = config.get("fingerprint")
 
     def __repr__(self) -> str:
         cfg = self.model_config
@@ -145,10 +146,11 @@ class Tokenizer:
         from hrqtok.pipeline import save_fitted
 
         if self._fitted is None:
-            raise ArtifactError(f"this tokenizer was loaded from {self.path}; it is saved there "
-                                "already (copy the folder to keep another copy)")
+            raise ArtifactError(f"this tokenizer is saved at {self.path} already; copy that folder "
+                                "to keep another copy")
         saved = save_fitted(path, self._fitted, force=force)
         self.config, self.path, self._fitted = saved.config, saved.path, None
+        self._fingerprint = saved.fingerprint
         self.table = saved.table()
         return saved.path
 
@@ -161,7 +163,9 @@ class Tokenizer:
     @property
     def fingerprint(self) -> str:
         """The weights' fingerprint, as stored in config.json and every token table."""
-        return self.config.get("fingerprint") or fingerprint_of(weights_bytes(self.model))
+        if self._fingerprint is None:  # not saved yet: what saving will store
+            self._fingerprint = fingerprint_of(weights_bytes(self.model))
+        return self._fingerprint
 
     def _view(self) -> ModelDir:
         return ModelDir(self.path or Path("<unsaved tokenizer>"), self.model,

@@ -48,6 +48,8 @@ def _owners(option: str) -> str:
     return " or ".join(f"--quantizer {s.name}" for s in QUANTIZERS.values() if option in s.options)
 
 
+TRAINED = ", ".join(name for name, entry in QUANTIZERS.items() if entry.trained)
+
 # Options that only some fits use: name -> (applies(wordnet, quantizer), what they need). Giving
 # one where it does not apply is refused rather than silently ignored.
 MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
@@ -56,7 +58,7 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
     **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
         "hidden_dims")},
-    **{name: (_items_network, "an items fit with a trained quantizer (hrq, rq, hypervq)")
+    **{name: (_items_network, f"an items fit with a trained quantizer ({TRAINED})")
        for name in ("warmup_epochs", "patience", "validation_fraction")},
     **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
                         "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},

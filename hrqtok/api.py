@@ -94,7 +94,7 @@ class Tokenizer:
         x, found = as_vectors(vectors, column=column)
         item_ids = as_ids(ids, len(x), found)
         fit_options = _options(False, options)
-        model_config, train_config = fit_options.configs(input_dim=x.shape[1])
+        model_config, train_config = fit_options.configs(input_dim=x.shape[1], items=len(x))
         inputs = {"input": {"id_field": "id", "text_fields": ["text"], "embedding_field": column
                             or "embedding"}, "embedder": None}
         return cls._from_fitted(fit_item_vectors(x, item_ids, model_config, train_config,
@@ -112,7 +112,8 @@ class Tokenizer:
         settings = EmbedSettings(embedder, precision, batch_size)
         x = embed_with(list(texts), settings, progress=progress)
         item_ids = as_ids(ids, len(x), None)
-        model_config, train_config = _options(False, options).configs(input_dim=x.shape[1])
+        model_config, train_config = _options(False, options).configs(input_dim=x.shape[1],
+                                                                      items=len(x))
         return cls._from_fitted(fit_item_vectors(
             x, item_ids, model_config, train_config,
             inputs=input_record(ItemFields(), settings), progress=progress))
@@ -124,9 +125,11 @@ class Tokenizer:
         ``root``, e.g. "mammal.n.01"; all nouns when None), like `hrqtok fit --wordnet`."""
         from hrqtok.sources.wordnet import load_nouns
 
-        model_config, train_config = _options(True, options).configs(input_dim=0)
-        return cls._from_fitted(fit_wordnet_nouns(load_nouns(root), model_config, train_config,
-                                                  root=root, progress=progress))
+        fit_options = _options(True, options)
+        nouns = load_nouns(root)
+        model_config, train_config = fit_options.configs(input_dim=0, items=len(nouns))
+        return cls._from_fitted(fit_wordnet_nouns(nouns, model_config, train_config, root=root,
+                                                  progress=progress))
 
     @classmethod
     def _from_fitted(cls, fitted: Fitted) -> Tokenizer:
@@ -159,6 +162,12 @@ class Tokenizer:
     def kind(self) -> str:
         """"items", or "wordnet" for a model of the WordNet nouns."""
         return self.config.get("kind", "items")
+
+    @property
+    def warnings(self) -> list[str]:
+        """The quality gate's warnings about the fitted items' tokens (collapsed levels,
+        frequent collisions); empty when there are none."""
+        return list(self.metrics.get("quality", {}).get("warnings", []))
 
     @property
     def fingerprint(self) -> str:

@@ -3,15 +3,23 @@ and renders what these return; they never print."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hrqtok.errors import HrqtokError, InputError
+from hrqtok.atomic import is_special
+from hrqtok.errors import HrqtokError, InputError, OptionError
 from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
 from hrqtok.fit.options import FitOptions
+from hrqtok.metrics.quality import (
+    QualityLimits,
+    check_limits,
+    quality_report,
+    quality_warnings,
+)
 from hrqtok.metrics.reports import codebook_report, table_report, vector_report
 from hrqtok.sources.embedder import (
     EmbeddingCache,
@@ -30,6 +38,8 @@ from hrqtok.store.model_dir import (
     table_metadata,
 )
 from hrqtok.store.tables import TokenTable, build_table
+
+log = logging.getLogger("hrqtok")  # warnings; the CLI prints each as one `warning:` line
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | N
 def fit_items(source: str, *, model_dir: str | Path, options: FitOptions = FitOptions(),
               fields: ItemFields = ItemFields(), fmt: str | None = None,
               embed: EmbedSettings = EmbedSettings(), force: bool = False,
+              limits: QualityLimits = QualityLimits(),
               progress: ProgressFn | None = None) -> dict:
     """Read items, embed them, fit the model ``options`` describe, write the model directory.
     Returns the metrics written to metrics.json. ``force``: replace an existing model at
@@ -76,11 +87,20 @@ def fit_items(source: str, *, model_dir: str | Path, options: FitOptions = FitOp
     check_model_target(model_dir, force=force, inputs=(source,))
     items = read_items(source, fields, fmt=fmt)
     vectors = item_vectors(items, embed, progress=progress)
-    model_config, train_config = options.configs(input_dim=int(vectors.shape[1]))
+    model_config, train_config = options.configs(input_dim=int(vectors.shape[1]), items=len(items))
     fitted = fit_item_vectors(vectors, items.ids, model_config, train_config,
                               inputs=input_record(fields, embed), progress=progress)
+    _gate(fitted.metrics["table"], limits, where=str(model_dir))
     save_fitted(model_dir, fitted, force=force)
     return fitted.metrics
+
+
+def _gate(report: dict, limits: QualityLimits, *, where: str) -> None:
+    """The quality gate: warnings on the `hrqtok` logger, and limits that stop a command before
+    it writes anything."""
+    for warning in quality_warnings(report):
+        log.warning(warning)
+    check_limits(report, limits, where=where)
 
 
 def input_record(fields: ItemFields, embed: EmbedSettings | None) -> dict:
@@ -99,16 +119,18 @@ def save_fitted(model_dir: str | Path, fitted: Fitted, *, force: bool = False) -
 
 def fit_wordnet(*, model_dir: str | Path, options: FitOptions = FitOptions(wordnet=True),
                 root: str | None = None, force: bool = False,
+                limits: QualityLimits = QualityLimits(),
                 progress: ProgressFn | None = None) -> dict:
     """Train node embeddings and (H)RQ codebooks on the WordNet noun closure (all nouns, or
     the subtree under ``root``); write the model directory with the nouns, the split pairs and
     every noun's multitoken. Returns the metrics written to metrics.json."""
     from hrqtok.sources.wordnet import load_nouns
 
-    model_config, train_config = options.configs(input_dim=options.latent_dim or 0)
     check_model_target(model_dir, force=force)
-    fitted = fit_wordnet_nouns(load_nouns(root), model_config, train_config, root=root,
-                               progress=progress)
+    nouns = load_nouns(root)
+    model_config, train_config = options.configs(input_dim=0, items=len(nouns))
+    fitted = fit_wordnet_nouns(nouns, model_config, train_config, root=root, progress=progress)
+    _gate(fitted.metrics["table"], limits, where=str(model_dir))
     save_fitted(model_dir, fitted, force=force)
     return fitted.metrics
 
@@ -138,7 +160,8 @@ def _embed_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
 def encode_items(model_dir: str | Path, source: str | None = None, *, fields: ItemFields | None = None,
                  fmt: str | None = None, embed: EmbedSettings | None = None,
                  existing: str | Path | None = None, existing_other_model: bool = False,
-                 beam: int = 1, progress: ProgressFn | None = None) -> TokenTable:
+                 beam: int = 1, limits: QualityLimits = QualityLimits(),
+                 progress: ProgressFn | None = None) -> TokenTable:
     """Token table of ``source`` items, or of the fitted items when ``source`` is None.
 
     ``existing``: an earlier table whose ids keep their multitokens (see tables.build_table);
@@ -154,6 +177,8 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
             raise HrqtokError(f"{loaded.path} keeps codes, not vectors, of its fitted items: give "
                               "ITEMS to encode them with --beam")
         if old is None and beam == 1:
+            check_limits(table_report(fitted, loaded.model_config.codebook_size), limits,
+                         where=str(loaded.path))
             return fitted
         # a WordNet model holds its nouns' embeddings, in the order of its table
         ids, codes = fitted.ids, (fitted.codes if beam == 1 else loaded.model.encode(beam=beam).numpy())
@@ -163,7 +188,13 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
                                expected_dim=loaded.model_config.input_dim,
                                model_path=loaded.path, progress=progress)
         ids, codes = items.ids, loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
-    return build_table(ids, codes, table_metadata(loaded.fingerprint, loaded.model_config, beam), old)
+    table = build_table(ids, codes, table_metadata(loaded.fingerprint, loaded.model_config, beam), old)
+    report = table_report(table, loaded.model_config.codebook_size)
+    if source is None:  # the fitted items' table was gated at fit: only limits apply
+        check_limits(report, limits, where=str(loaded.path))
+    else:
+        _gate(report, limits, where=str(source))
+    return table
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
@@ -198,30 +229,64 @@ def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
 def inspect_model(model_dir: str | Path, source: str | None = None, *,
                   fields: ItemFields | None = None, fmt: str | None = None,
                   embed: EmbedSettings | None = None, table: str | Path | None = None,
-                  progress: ProgressFn | None = None) -> dict:
+                  prefix: list[int] | None = None, progress: ProgressFn | None = None) -> dict:
     """The inspect report: the fitted items' (or ``source`` items') codes, geometry and
-    reconstruction, the codebooks, and the training summary."""
+    reconstruction, the codebooks, the quality gate's verdict and the training summary.
+    ``prefix``: also list the items whose multitokens start with these tokens."""
     loaded = load_model_dir(model_dir)
     _own_items_only(loaded, source)
     cfg = loaded.model_config
     metrics = loaded.metrics()
     if source is not None:
-        items = read_items(source, _fields_for(loaded, fields), fmt=fmt)
+        item_fields = _fields_for(loaded, fields)
+        items = read_items(source, item_fields, fmt=fmt)
         vectors = item_vectors(items, _embed_for(loaded, embed), expected_dim=cfg.input_dim,
                                model_path=loaded.path, progress=progress)
         codes = loaded.model.encode(torch.from_numpy(vectors)).numpy()
         tokens = build_table(items.ids, codes, {})
         vector_stats = vector_report(loaded.model, vectors)
+        texts = _texts_for_prefix(items, item_fields, source, fmt) if prefix is not None else {}
     else:
         tokens = loaded.read_table(table) if table else loaded.table()
         vector_stats = metrics.get("vectors")
+        texts = {}
+    report = table_report(tokens, cfg.codebook_size)
     return {
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": loaded.kind,
                   **{k: getattr(cfg, k) for k in ("quantizer", "geometry", "levels", "codebook_size",
                                                   "latent_dim", "curvature", "input_dim")},
                   "fit": loaded.config.get("fit", {})},
-        **table_report(tokens, cfg.codebook_size),
+        **report,
+        "quality": quality_report(report),
+        **({"prefix": prefix_items(tokens, prefix, texts)} if prefix is not None else {}),
         "codebooks": codebook_report(loaded.model),
         "vectors": vector_stats,
         **({"hierarchy": metrics.get("hierarchy")} if loaded.kind == WORDNET else {}),
     }
+
+
+def _texts_for_prefix(items: Items, fields: ItemFields, source: str,
+                      fmt: str | None) -> dict[str, str]:
+    """Item texts to show beside their ids: the items' own, or, for items given as vectors,
+    the file's text field read once more when there is one (not from stdin or a pipe)."""
+    if items.texts is not None:
+        return dict(zip(items.ids, items.texts))
+    if source == "-" or is_special(source):
+        return {}
+    try:
+        texts = read_items(source, ItemFields(fields.id_field, fields.text_fields), fmt=fmt)
+    except InputError:
+        return {}
+    return dict(zip(texts.ids, texts.texts))
+
+
+def prefix_items(table: TokenTable, prefix: list[int], texts: dict[str, str]) -> dict:
+    """The items whose multitokens start with ``prefix``, with their texts when known."""
+    width = table.tokens.shape[1]
+    if not 1 <= len(prefix) <= width:
+        raise OptionError("--prefix", f"give 1 to {width} tokens, got {len(prefix)}")
+    rows = np.flatnonzero((table.tokens[:, :len(prefix)] == np.asarray(prefix)).all(axis=1))
+    return {"tokens": list(prefix), "count": int(len(rows)),
+            "items": [{"id": table.ids[i], "tokens": table.tokens[i].tolist(),
+                       **({"text": texts[table.ids[i]]} if table.ids[i] in texts else {})}
+                      for i in rows]}

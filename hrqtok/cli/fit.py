@@ -25,16 +25,19 @@ from hrqtok.cli.options import (
     Geometry,
     IdOpt,
     ItemsArg,
+    MaxCollisionOpt,
+    MaxDisambiguationOpt,
     PrecisionOpt,
     Quantizer,
     TextOpt,
+    _codebook_size,
     _embed,
     _fields,
+    _limits,
     _mode_help,
 )
 from hrqtok.cli.render import fit_summary
 from hrqtok.config import (
-    MAX_CODEBOOK_SIZE,
     MAX_CURVATURE,
     MAX_LEVELS,
     HierarchyTrainConfig,
@@ -63,7 +66,10 @@ def fit(
         help="Shorthand: hyperbolic = --quantizer hrq, euclidean = --quantizer rq.",
         show_default=False)] = None,
     levels: Annotated[int, typer.Option(min=1, max=MAX_LEVELS, help="Tokens per item (k).")] = 3,
-    codebook_size: Annotated[int, typer.Option(min=2, max=MAX_CODEBOOK_SIZE, help="Codes per level (s).")] = 256,
+    codebook_size: Annotated[str, typer.Option(
+        parser=_codebook_size, metavar="S|auto",
+        help="Codes per level (s), or auto: the smallest power of two with s^k >= 8 x the "
+             "number of items, within 8..1024.")] = "256",
     latent_dim: Annotated[Optional[int], typer.Option(
         min=1, help=_mode_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
     hidden_dims: Annotated[Optional[str], typer.Option(
@@ -108,6 +114,8 @@ def fit(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    max_collision_rate: MaxCollisionOpt = None,
+    max_disambiguation: MaxDisambiguationOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -136,9 +144,11 @@ def fit(
             curvature=curvature, commitment=commitment if "commitment" in given else None,
             seed=seed, train=train)
         options.refuse_inapplicable(given)
+        limits = _limits(max_collision_rate, max_disambiguation)
         with progress_bars(quiet) as progress:
             if wordnet:
                 metrics = fit_wordnet(model_dir=model, options=options, root=root, force=force,
+                                      limits=limits,
                                       progress=progress)
             else:
                 metrics = fit_items(
@@ -146,7 +156,7 @@ def fit(
                     fields=_fields(id_field, text_field, embedding_field) or ItemFields(),
                     fmt=input_format.value if input_format else None,
                     embed=_embed(embedder, embed_precision) or EmbedSettings(),
-                    force=force, progress=progress)
+                    force=force, limits=limits, progress=progress)
         if json_out:
             emit(dumps(metrics))
     if not quiet:

@@ -50,3 +50,31 @@ def _embed(embedder, precision):
     if embedder is None and precision is None:
         return None
     return EmbedSettings(embedder or DEFAULT_EMBEDDER, precision.value if precision else "float32")
+
+MaxCollisionOpt = Annotated[Optional[float], typer.Option(
+    min=0.0, max=1.0, help="Fail (exit 1, nothing written) when a larger share of items collide.",
+    show_default=False)]
+MaxDisambiguationOpt = Annotated[Optional[int], typer.Option(
+    min=1, help="Fail (exit 1, nothing written) when the disambiguation token needs more values.",
+    show_default=False)]
+
+
+def _limits(max_collision_rate, max_disambiguation):
+    from hrqtok.metrics.quality import QualityLimits
+
+    return QualityLimits(max_collision_rate, max_disambiguation)
+
+
+def _codebook_size(text: str) -> int | str:
+    """--codebook-size: a number of codes, or auto."""
+    from hrqtok.config import MAX_CODEBOOK_SIZE
+
+    if text == "auto":
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if not 2 <= size <= MAX_CODEBOOK_SIZE:
+        raise typer.BadParameter(f"expected auto or a number in 2..{MAX_CODEBOOK_SIZE}, got {text!r}")
+    return size

@@ -47,6 +47,23 @@ def render_report(report: dict) -> None:
         err.print(f"reconstruction: MSE {rec['mse']:.3g}, cosine {rec['cosine']:.4f}")
     if report.get("hierarchy"):
         render_hierarchy(report["hierarchy"])
+    quality = report.get("quality") or {}
+    for warning in quality.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if quality.get("depth"):
+        err.print(f"note: {quality['depth']}", highlight=False)
+    if "prefix" in report:
+        render_prefix(report["prefix"])
+
+
+def render_prefix(found: dict) -> None:
+    """The items under a prefix: id, multitoken and (when known) text, one per line."""
+    prefix = " ".join(map(str, found["tokens"]))
+    err.print(f"{found['count']} items start with {prefix}:")
+    for item in found["items"]:
+        text = f"  {item['text']}" if "text" in item else ""
+        err.print(f"  {item['id']}  {' '.join(map(str, item['tokens']))}{text}", highlight=False,
+                  markup=False)
 
 
 def render_hierarchy(report: dict) -> None:

@@ -23,11 +23,14 @@ from hrqtok.cli.options import (
     EmbeddingOpt,
     IdOpt,
     ItemsArg,
+    MaxCollisionOpt,
+    MaxDisambiguationOpt,
     OutputFormat,
     PrecisionOpt,
     TextOpt,
     _embed,
     _fields,
+    _limits,
 )
 from hrqtok.cli.render import render_report
 from hrqtok.errors import InputError, OptionError
@@ -75,6 +78,8 @@ def encode(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    max_collision_rate: MaxCollisionOpt = None,
+    max_disambiguation: MaxDisambiguationOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write multitokens: of the fitted items (no ITEMS), or of other items.
@@ -100,7 +105,8 @@ def encode(
                 model, items, fields=_fields(id_field, text_field, embedding_field),
                 fmt=input_format.value if input_format else None,
                 embed=_embed(embedder, embed_precision), existing=existing,
-                existing_other_model=existing_other_model, beam=beam, progress=progress)
+                existing_other_model=existing_other_model, beam=beam,
+                limits=_limits(max_collision_rate, max_disambiguation), progress=progress)
         write_table(table, out, fmt)
     if not quiet and out != "-":
         err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")
@@ -170,6 +176,9 @@ def inspect(
     embedding_field: EmbeddingOpt = None,
     input_format: InputFormatOpt = None,
     json_out: JsonOpt = False,
+    prefix: Annotated[Optional[str], typer.Option(
+        help="List the items whose multitokens start with these tokens, e.g. 12 or 12,40 "
+             "(with their texts when ITEMS is given).", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Report codebook usage, prefix tree, collisions, latent geometry and reconstruction.
@@ -182,8 +191,21 @@ def inspect(
         with progress_bars(quiet) as progress:
             report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
                                    fmt=input_format.value if input_format else None,
-                                   table=table, progress=progress)
+                                   table=table, prefix=_prefix(prefix), progress=progress)
         if json_out:
             emit(dumps(report))
     if not json_out:
         render_report(report)
+
+
+def _prefix(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        tokens = [int(t) for t in text.replace(",", " ").split()]
+    except ValueError:
+        tokens = []
+    if not tokens or min(tokens) < 0:
+        raise typer.BadParameter(f"expected tokens like 12 or 12,40, got {text!r}",
+                                 param_hint="--prefix")
+    return tokens

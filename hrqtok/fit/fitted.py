@@ -17,6 +17,7 @@ from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, to_dic
 from hrqtok.fit.hierarchy import fit_hierarchy
 from hrqtok.fit.items import ProgressFn, fit_model
 from hrqtok.metrics.hierarchy import hierarchy_report
+from hrqtok.metrics.quality import quality_report
 from hrqtok.metrics.reports import table_report, vector_report
 from hrqtok.sources.hierarchy import Hierarchy, split_pairs
 from hrqtok.store.hierarchy import write_nodes, write_pairs
@@ -57,8 +58,9 @@ def fit_item_vectors(vectors: np.ndarray, ids: list[str], model_config: ModelCon
     if not model_config.trained:
         summary["kmeans_iterations"] = [row["iterations"] for row in result.log]
     table = build_table(ids, codes, {})
-    metrics = {"fit": summary, "vectors": vector_report(result.model, vectors),
-               "table": table_report(table, model_config.codebook_size)}
+    report = table_report(table, model_config.codebook_size)
+    metrics = {"fit": summary, "vectors": vector_report(result.model, vectors), "table": report,
+               "quality": quality_report(report)}
     config = {"model": to_dict(model_config), "train": to_dict(train_config), **(inputs or {}),
               "fit": summary}
     return Fitted(result.model, config, result.log, metrics, table)
@@ -91,6 +93,7 @@ def fit_wordnet_nouns(hierarchy: Hierarchy, model_config: ModelConfig,
         "hierarchy": hierarchy_report(result.model, hierarchy, test, codes, progress=progress),
         "table": table_report(table, model_config.codebook_size),
     }
+    metrics["quality"] = quality_report(metrics["table"])
     extra = {NODES: lambda path: write_nodes(hierarchy, path),
              PAIRS: lambda path: write_pairs(hierarchy, test, path)}
     return Fitted(result.model, config, result.log, metrics, table, extra)

@@ -19,9 +19,11 @@ from hrqtok.config import (
     resolve_quantizer,
 )
 from hrqtok.errors import OptionError
+from hrqtok.metrics.quality import auto_codebook_size
 from hrqtok.quantize.registry import QUANTIZERS, check_wordnet, spec
 
 DEFAULT_HIDDEN_DIMS = ModelConfig.hidden_dims
+AUTO = "auto"  # --codebook-size auto
 # Defaults that differ between item mode and WordNet mode: (items, --wordnet)
 MODE_DEFAULTS = {"latent_dim": (ModelConfig.latent_dim, 10),
                  "epochs": (TrainConfig.epochs, HierarchyTrainConfig.epochs),
@@ -79,7 +81,7 @@ class FitOptions:
     quantizer: str | None = None
     geometry: str | None = None
     levels: int = ModelConfig.levels
-    codebook_size: int = ModelConfig.codebook_size
+    codebook_size: int | str = ModelConfig.codebook_size  # or "auto": from the catalogue size
     latent_dim: int | None = None
     hidden_dims: tuple[int, ...] | None = None
     curvature: float = ModelConfig.curvature
@@ -94,6 +96,9 @@ class FitOptions:
         except ValueError as e:
             raise OptionError("--quantizer / --geometry", str(e)) from None
         object.__setattr__(self, "quantizer", quantizer)
+        if isinstance(self.codebook_size, str) and self.codebook_size != AUTO:
+            raise OptionError("--codebook-size", f"expected a number or {AUTO}, got "
+                              f"{self.codebook_size!r}")
         if self.wordnet:
             try:
                 check_wordnet(quantizer)
@@ -108,7 +113,7 @@ class FitOptions:
         for name in self.train:
             if TRAIN_FIELDS.get(name, name) not in known or name == "seed":
                 raise OptionError(flag(name), "is not a training option of this mode")
-        self.configs(input_dim=self.latent_dim or MODE_DEFAULTS["latent_dim"][self.wordnet])
+        self.configs(input_dim=self.latent_dim or MODE_DEFAULTS["latent_dim"][self.wordnet], items=1)
 
     def given(self) -> list[str]:
         """Names of the options given (not left to the mode's default)."""
@@ -126,9 +131,17 @@ class FitOptions:
     def _default(self, name: str, value: Any) -> Any:
         return MODE_DEFAULTS[name][self.wordnet] if value is None else value
 
-    def configs(self, *, input_dim: int) -> tuple[ModelConfig, TrainConfig | HierarchyTrainConfig]:
-        """The model and training configs for inputs of ``input_dim`` (items; WordNet mode's
+    def codebook_size_for(self, items: int) -> int:
+        """s: as given, or for "auto" the size ``auto_codebook_size`` picks for ``items``."""
+        if self.codebook_size == AUTO:
+            return auto_codebook_size(items, self.levels)
+        return int(self.codebook_size)
+
+    def configs(self, *, input_dim: int,
+                items: int) -> tuple[ModelConfig, TrainConfig | HierarchyTrainConfig]:
+        """The model and training configs for ``items`` inputs of ``input_dim`` (WordNet mode's
         input is its embedding). Bad values are an OptionError."""
+        size = self.codebook_size_for(items)
         train = {TRAIN_FIELDS.get(k, k): v for k, v in self.train.items()}
         for name in ("epochs", "batch_size", "learning_rate"):
             train[name] = self._default(name, train.get(name))
@@ -139,14 +152,14 @@ class FitOptions:
                 from hrqtok.models.hierarchy import hierarchy_model_config
 
                 model = hierarchy_model_config(
-                    latent_dim=latent_dim, levels=self.levels, codebook_size=self.codebook_size,
+                    latent_dim=latent_dim, levels=self.levels, codebook_size=size,
                     quantizer=self.quantizer, curvature=self.curvature, commitment=commitment)
                 return model, HierarchyTrainConfig(**train, seed=self.seed)
             trained = spec(self.quantizer).trained
             shape = dict(input_dim=input_dim, latent_dim=latent_dim if trained else input_dim,
                          hidden_dims=(DEFAULT_HIDDEN_DIMS if self.hidden_dims is None
                                       else self.hidden_dims) if trained else ())
-            model = ModelConfig(**shape, levels=self.levels, codebook_size=self.codebook_size,
+            model = ModelConfig(**shape, levels=self.levels, codebook_size=size,
                                 quantizer=self.quantizer, curvature=self.curvature,
                                 commitment=commitment)
             return model, TrainConfig(**train, seed=self.seed)

@@ -40,7 +40,7 @@ from hrqtok.store.model_dir import (
 from hrqtok.store.tables import TokenTable, build_table, read_table
 
 MODEL_OPTIONS = ("quantizer", "geometry", "levels", "codebook_size", "latent_dim", "hidden_dims",
-                 "curvature", "commitment", "seed")
+                 "curvature", "commitment", "balance", "seed")
 _OPTION_OF = {config_field: option for option, config_field in TRAIN_FIELDS.items()}
 # training options by CLI name (tau_max for TrainConfig.temperature_max, …); each mode takes its own
 TRAIN_OPTIONS = sorted({_OPTION_OF.get(f.name, f.name) for cls in (TrainConfig, HierarchyTrainConfig)
@@ -188,6 +188,9 @@ class Tokenizer:
         when None: a TokenTable with ``ids`` and ``tokens`` (n, k + 1) int32, the last token
         disambiguating items that share k codes. ``beam`` > 1: beam search over code paths.
         ``existing``: an earlier table (or its file) whose ids keep their multitokens."""
+        from hrqtok.pipeline import check_beam
+
+        check_beam(self.model_config, beam)
         if isinstance(existing, (str, Path)):
             existing = self._view().read_table(existing, other_model=existing_other_model)
         elif existing is not None:

@@ -15,6 +15,8 @@ if typing.TYPE_CHECKING:
 GEOMETRIES = tuple(GEOMETRY_DEFAULTS)  # "hyperbolic" (the Poincaré ball), "euclidean"
 CENTROIDS = ("frechet", "einstein")  # hrq-kmeans cluster centres: Fréchet mean, Einstein midpoint
 QUANTIZATION_LOSSES = ("squared", "geodesic")
+# how levels assign codes: nearest; balanced (Sinkhorn-Knopp) at every level; at the last only
+BALANCES = ("none", "sinkhorn", "sinkhorn-last")
 MAX_LEVELS = 16
 MAX_CODEBOOK_SIZE = 65536
 # Beyond this the ball's radius 1/sqrt(c) is so small that float32 points cannot be told apart
@@ -59,6 +61,11 @@ class ModelConfig:
     quantization_loss: str = "squared"  # "squared": ||r-e||^2 in coordinates; "geodesic": d(r,e)^2
     # one of QUANTIZERS; "" means the geometry's default (hrq on the ball, rq in Euclidean space)
     quantizer: str = ""
+    # "sinkhorn": each level's codes assigned with uniform usage over the items encoded
+    # together (Sinkhorn-Knopp on the distances): the fitted table, every encode, and the
+    # k-means quantizers' Lloyd steps (balanced k-means); "sinkhorn-last": the last level
+    # only; "none": the nearest code
+    balance: str = "none"
 
     def __post_init__(self) -> None:
         require_finite(self)
@@ -78,6 +85,8 @@ class ModelConfig:
             raise ValueError("dimensions must be positive")
         if not 0 < self.curvature < MAX_CURVATURE:
             raise ValueError(f"curvature must be in (0, {MAX_CURVATURE:g}), got {self.curvature}")
+        if self.balance not in BALANCES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
         if self.quantization_loss not in QUANTIZATION_LOSSES:
             raise ValueError(f"quantization_loss must be one of {QUANTIZATION_LOSSES}")
         if self.commitment < 0:

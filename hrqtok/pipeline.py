@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from hrqtok.atomic import is_special
+from hrqtok.config import ModelConfig
 from hrqtok.errors import HrqtokError, InputError, OptionError
 from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
 from hrqtok.fit.options import FitOptions
@@ -170,6 +171,7 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     """
     loaded = load_model_dir(model_dir)
     _own_items_only(loaded, source)
+    check_beam(loaded.model_config, beam)
     old = loaded.read_table(existing, other_model=existing_other_model) if existing else None
     if source is None:
         fitted = loaded.table()
@@ -195,6 +197,15 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     else:
         _gate(report, limits, where=str(source))
     return table
+
+
+def check_beam(config: ModelConfig, beam: int) -> None:
+    """Beam search ranks each item's own code paths; a balanced model assigns codes over all
+    the items encoded together, which no per-item search keeps."""
+    if beam > 1 and config.balance != "none":
+        raise OptionError("--beam", f"this model assigns codes balanced ({config.balance}) over "
+                                    "the items encoded together; beam search cannot keep that: "
+                                    "leave out --beam")
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,

@@ -5,8 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from hrqtok.metrics.quality import (AUTO_MAX, AUTO_MIN, AUTO_ROOM, auto_codebook_size,
-                                    depth_note, quality_warnings)
+from hrqtok.metrics.quality import (
+    AUTO_MAX,
+    AUTO_MIN,
+    AUTO_ROOM,
+    auto_codebook_size,
+    depth_note,
+    quality_warnings,
+)
 from hrqtok.metrics.reports import table_report
 from hrqtok.store.tables import build_table
 from tests.test_cli import run

@@ -19,6 +19,7 @@ from hrqtok.cli.console import (
     progress_bars,
 )
 from hrqtok.cli.options import (
+    Balance,
     Centroid,
     EmbedderOpt,
     EmbeddingOpt,
@@ -78,6 +79,12 @@ def fit(
     curvature: Annotated[float, typer.Option(
         min=1e-6, max=MAX_CURVATURE, help="Curvature c of the ball, below 100.")] = 1.0,
     commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
+    balance: Annotated[Balance, typer.Option(
+        help="sinkhorn: assign each level's codes with uniform usage over the items encoded "
+             "together (Sinkhorn-Knopp on the distances): the fitted table and every encode; "
+             "the k-means quantizers fit balanced k-means. sinkhorn-last: the last level only "
+             "(fewer collisions, the upper levels unchanged).")
+    ] = Balance.none,
     epochs: Annotated[Optional[int], typer.Option(
         min=0, help=_mode_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, help="Autoencoder epochs before k-means init.")] = 10,
@@ -142,6 +149,7 @@ def fit(
             codebook_size=codebook_size, latent_dim=latent_dim,
             hidden_dims=_hidden_dims(hidden_dims) if hidden_dims is not None else None,
             curvature=curvature, commitment=commitment if "commitment" in given else None,
+            balance=balance.value,
             seed=seed, train=train)
         options.refuse_inapplicable(given)
         limits = _limits(max_collision_rate, max_disambiguation)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrqtok.config import CENTROIDS, GEOMETRIES
+from hrqtok.config import BALANCES, CENTROIDS, GEOMETRIES
 from hrqtok.fit.options import MODE_DEFAULTS
 from hrqtok.quantize.registry import QUANTIZERS
 from hrqtok.sources.embedder import PRECISIONS
@@ -16,6 +16,7 @@ from hrqtok.sources.packaged import DEFAULT_EMBEDDER
 
 Geometry = Enum("Geometry", {g: g for g in GEOMETRIES}, type=str)
 Quantizer = Enum("Quantizer", {q: q for q in QUANTIZERS}, type=str)
+Balance = Enum("Balance", {b: b for b in BALANCES}, type=str)
 Centroid = Enum("Centroid", {c: c for c in CENTROIDS}, type=str)
 OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)

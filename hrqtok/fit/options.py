@@ -86,6 +86,7 @@ class FitOptions:
     hidden_dims: tuple[int, ...] | None = None
     curvature: float = ModelConfig.curvature
     commitment: float | None = None
+    balance: str = ModelConfig.balance  # "sinkhorn": balanced code assignment at every level
     seed: int = 0
     # training options given, by CLI name (tau_max sets TrainConfig.temperature_max, …)
     train: dict[str, Any] = field(default_factory=dict)
@@ -153,7 +154,8 @@ class FitOptions:
 
                 model = hierarchy_model_config(
                     latent_dim=latent_dim, levels=self.levels, codebook_size=size,
-                    quantizer=self.quantizer, curvature=self.curvature, commitment=commitment)
+                    quantizer=self.quantizer, curvature=self.curvature, commitment=commitment,
+                    balance=self.balance)
                 return model, HierarchyTrainConfig(**train, seed=self.seed)
             trained = spec(self.quantizer).trained
             shape = dict(input_dim=input_dim, latent_dim=latent_dim if trained else input_dim,
@@ -161,7 +163,7 @@ class FitOptions:
                                       else self.hidden_dims) if trained else ())
             model = ModelConfig(**shape, levels=self.levels, codebook_size=size,
                                 quantizer=self.quantizer, curvature=self.curvature,
-                                commitment=commitment)
+                                commitment=commitment, balance=self.balance)
             return model, TrainConfig(**train, seed=self.seed)
         except (ValueError, TypeError) as e:
             raise OptionError("fit options", str(e)) from None

@@ -9,11 +9,13 @@ are (..., dim) over the last dimension; distances drop it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from hrqtok.geometry import flat, poincare
-from hrqtok.geometry.constants import MIN_NORM, SEARCH_CHUNK
+from hrqtok.geometry.constants import ARCOSH_MARGIN, MIN_NORM, SEARCH_CHUNK, margin
 from hrqtok.geometry.poincare import DistanceParts
 
 
@@ -74,6 +76,10 @@ class Manifold:
     def distance_keys(self, x: Tensor, points: Tensor, *, across_rows: bool = True) -> Tensor:
         """(n, m) keys increasing with d(x_i, points_j), from one matrix product. With
         ``across_rows=False`` they only order each row (terms constant in a row left out)."""
+        raise NotImplementedError
+
+    def squared_distances(self, x: Tensor, points: Tensor) -> Tensor:
+        """(n, m) d(x_i, points_j)², from one matrix product."""
         raise NotImplementedError
 
     def nearest(self, x: Tensor, codebook: Tensor) -> Tensor:
@@ -163,6 +169,9 @@ class Euclidean(Manifold):
             return flat.code_scores(x, points)
         return flat.squared_distance_matrix(x, points)
 
+    def squared_distances(self, x: Tensor, points: Tensor) -> Tensor:
+        return flat.squared_distance_matrix(x, points)
+
     def distance_parts(self, sq: Tensor, x2: Tensor, y2: Tensor) -> DistanceParts:
         return DistanceParts(sq.clamp_min(MIN_NORM ** 2).sqrt(), sq, None, None, None)
 
@@ -246,6 +255,12 @@ class PoincareBall(Manifold):
 
     def distance_keys(self, x: Tensor, points: Tensor, *, across_rows: bool = True) -> Tensor:
         return poincare.distance_keys(x, points, c=self.c, across_rows=across_rows)
+
+    def squared_distances(self, x: Tensor, points: Tensor) -> Tensor:
+        """From the keys ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)): d = arcosh(1 + 2c·key) / √c."""
+        keys = self.distance_keys(x, points)
+        floor = 1.0 + margin(ARCOSH_MARGIN, keys.dtype)
+        return (torch.acosh((1 + 2 * self.c * keys).clamp_min(floor)) / math.sqrt(self.c)).pow(2)
 
     def distance_parts(self, sq: Tensor, x2: Tensor, y2: Tensor) -> DistanceParts:
         return poincare.distance_parts(sq, x2, y2, c=self.c)

@@ -18,7 +18,8 @@ DTYPE = torch.float64
 
 
 def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, quantizer: str,
-                           curvature: float, commitment: float) -> ModelConfig:
+                           curvature: float, commitment: float,
+                           balance: str = ModelConfig.balance) -> ModelConfig:
     """A ModelConfig for an embedding table: no hidden layers, input = latent dimension, and
     the geodesic quantization loss (nodes sit near the boundary of the ball). Quantizers whose
     registry entry refuses WordNet mode (HyperVQ: it learns its code choice from a decoder,
@@ -26,7 +27,8 @@ def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, 
     check_wordnet(quantizer)
     return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
                        levels=levels, codebook_size=codebook_size, quantizer=quantizer,
-                       curvature=curvature, commitment=commitment, quantization_loss="geodesic")
+                       curvature=curvature, commitment=commitment, quantization_loss="geodesic",
+                       balance=balance)
 
 
 class HierarchyModel(nn.Module):

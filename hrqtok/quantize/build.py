@@ -20,4 +20,5 @@ def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
     return ResidualQuantizer(
         manifold=config.manifold, choice=level_class(spec(config.quantizer)),
         levels=config.levels, codebook_size=config.codebook_size, dim=config.latent_dim,
-        commitment=config.commitment, geodesic_loss=config.quantization_loss == "geodesic")
+        commitment=config.commitment, geodesic_loss=config.quantization_loss == "geodesic",
+        balance=config.balance)

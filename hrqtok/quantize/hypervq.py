@@ -53,19 +53,24 @@ class MLRGumbel:
     def choose(self, level: int, residual: Tensor, points: Tensor) -> Tensor:
         return self.logits(level, residual).argmax(dim=-1)
 
-    def pick(self, level: int, residual: Tensor, points: Tensor,
-             training: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def costs(self, level: int, residual: Tensor, points: Tensor) -> Tensor:
+        """(n, size) negated MLR logits: what balanced assignment trades off."""
+        return -self.logits(level, residual)
+
+    def pick(self, level: int, residual: Tensor, points: Tensor, training: bool,
+             choose) -> tuple[Tensor, Tensor, Tensor]:
         """In training the code is drawn by Gumbel-softmax; y is built from the one-hot choice,
-        whose straight-through gradient reaches the logits and the code points."""
-        logits = self.logits(level, residual)
+        whose straight-through gradient reaches the logits and the code points. Otherwise the
+        code is ``choose``'s (the MLR argmax, or balanced)."""
         if training:
+            logits = self.logits(level, residual)
             uniform = torch.rand_like(logits).clamp(MIN_NORM, 1 - MIN_NORM)
             soft = torch.softmax((logits - torch.log(-torch.log(uniform))) / self.temperature, -1)
             code = soft.argmax(dim=-1)  # = argmax(logits + g): τ only shapes the gradient
             hard = torch.nn.functional.one_hot(code, len(points)).to(soft.dtype)
             for_y = (hard - soft.detach() + soft) @ points  # value q_code; gradient via soft
         else:
-            code = logits.argmax(dim=-1)
+            code = choose(level, residual, points)
             for_y = points[code]
         return code, points[code], for_y
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from hrqtok.config import CENTROIDS
 from hrqtok.geometry import Manifold
+from hrqtok.quantize.balance import balanced_assignment
 
 KARCHER_STEPS = 5  # Riemannian gradient steps from the Einstein midpoint towards the Fréchet mean
 
@@ -99,9 +100,12 @@ def _reseed_empty(x: Tensor, assign: Tensor, cost: Tensor, centroids: Tensor) ->
 
 
 def kmeans(x: Tensor, k: int, *, manifold: Manifold, iters: int, generator: torch.Generator,
-           centroid: str = "frechet", progress: IterationFn | None = None) -> KMeansResult:
+           centroid: str = "frechet", progress: IterationFn | None = None,
+           balanced: bool = False) -> KMeansResult:
     """k-means of x (n, d) into k clusters on ``manifold``; ``centroid`` ("frechet" or
-    "einstein") says how far curved centres are refined.
+    "einstein") says how far curved centres are refined. ``balanced``: points are assigned
+    with uniform cluster sizes (Sinkhorn-Knopp, ``balance.py``) instead of to the nearest
+    centre: balanced k-means. Its objective may then rise between iterations.
 
     With fewer points than clusters, the extra centroids are copies of random points plus a
     little noise: training's dead-code revival moves them where they are needed.
@@ -111,9 +115,14 @@ def kmeans(x: Tensor, k: int, *, manifold: Manifold, iters: int, generator: torc
     n = x.shape[0]
     if n == 0:
         raise ValueError("k-means needs at least one point")
+    def assign_to(centres: Tensor) -> Tensor:
+        if balanced:
+            return balanced_assignment(manifold.squared_distances(x, centres))
+        return manifold.nearest(x, centres)
+
     k_real = min(k, n)
     centroids = kmeans_plus_plus(x, k_real, manifold=manifold, generator=generator)
-    assign = manifold.nearest(x, centroids)
+    assign = assign_to(centroids)
     cost = manifold.squared_dist(x, centroids[assign])
     objective, done = [float(cost.sum())], 0
     for done in range(1, iters + 1):
@@ -121,7 +130,7 @@ def kmeans(x: Tensor, k: int, *, manifold: Manifold, iters: int, generator: torc
         if not manifold.flat:
             moved = _keep_better(x, assign, centroids, moved, manifold)
         centroids = _reseed_empty(x, assign, cost, moved)
-        new_assign = manifold.nearest(x, centroids)
+        new_assign = assign_to(centroids)
         cost = manifold.squared_dist(x, centroids[new_assign])
         objective.append(float(cost.sum()))
         if progress:

@@ -4,7 +4,10 @@ A level choice owns each level's parameters (registered on the quantizer under t
 ``parameter_lists``, which are the state-dict keys of saved models) and answers:
 - ``points(level)``: the (size, dim) code points, differentiable in the parameters;
 - ``choose(level, r, points)``: each residual's code at inference (no gradients);
-- ``pick(level, r, points, training)``: forward()'s choice, returning (codes, e_i for the
+- ``costs(level, r, points)``: (n, size) costs whose row argmin is ``choose``'s code, for
+  balanced assignment;
+- ``pick(level, r, points, training, choose)``: forward()'s choice, made with ``choose`` (the
+  quantizer's: nearest or balanced) where it does not sample, returning (codes, e_i for the
   loss, e_i for the reconstruction y);
 - ``set_codes(level, points, index)``: put codes at given points (k-means, revival).
 ``differentiable`` says whether y carries gradients to the choice (HyperVQ's MLR) and

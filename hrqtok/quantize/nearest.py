@@ -37,10 +37,15 @@ class NearestCode:
         """(n,) index of each residual's nearest code among ``points`` (plain values)."""
         return self.manifold.nearest(residual, points)
 
-    def pick(self, level: int, residual: Tensor, points: Tensor,
-             training: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """forward()'s choice: (codes, e_i with its gradient to the codebook, e_i for y)."""
-        code = self.choose(level, residual.detach(), plain(points))
+    def costs(self, level: int, residual: Tensor, points: Tensor) -> Tensor:
+        """(n, s) squared distances: what balanced assignment trades off."""
+        return self.manifold.squared_distances(residual, points)
+
+    def pick(self, level: int, residual: Tensor, points: Tensor, training: bool,
+             choose) -> tuple[Tensor, Tensor, Tensor]:
+        """forward()'s choice, by ``choose`` (nearest or balanced): (codes, e_i with its
+        gradient to the codebook, e_i for y)."""
+        code = choose(level, residual.detach(), plain(points))
         e = points[code]
         return code, e, e.detach()
 

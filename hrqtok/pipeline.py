@@ -240,10 +240,12 @@ def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,
 def inspect_model(model_dir: str | Path, source: str | None = None, *,
                   fields: ItemFields | None = None, fmt: str | None = None,
                   embed: EmbedSettings | None = None, table: str | Path | None = None,
-                  prefix: list[int] | None = None, progress: ProgressFn | None = None) -> dict:
+                  prefix: list[int] | None = None, plot: str | Path | None = None,
+                  progress: ProgressFn | None = None) -> dict:
     """The inspect report: the fitted items' (or ``source`` items') codes, geometry and
     reconstruction, the codebooks, the quality gate's verdict and the training summary.
-    ``prefix``: also list the items whose multitokens start with these tokens."""
+    ``prefix``: also list the items whose multitokens start with these tokens. ``plot``: also
+    draw the report's figure there (``metrics.plots``)."""
     loaded = load_model_dir(model_dir)
     _own_items_only(loaded, source)
     cfg = loaded.model_config
@@ -262,6 +264,10 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
         vector_stats = metrics.get("vectors")
         texts = {}
     report = table_report(tokens, cfg.codebook_size)
+    if plot is not None:
+        from hrqtok.metrics.plots import plot_report
+
+        report["plot"] = plot_report(loaded, tokens, plot)
     return {
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": loaded.kind,
                   **{k: getattr(cfg, k) for k in ("quantizer", "geometry", "levels", "codebook_size",

@@ -54,6 +54,10 @@ def render_report(report: dict) -> None:
         err.print(f"note: {quality['depth']}", highlight=False)
     if "prefix" in report:
         render_prefix(report["prefix"])
+    if "plot" in report:
+        plot = report["plot"]
+        err.print(f"wrote the figure ({', '.join(plot['panels'])}) to {plot['path']}",
+                  highlight=False)
 
 
 def render_prefix(found: dict) -> None:

@@ -176,6 +176,9 @@ def inspect(
     embedding_field: EmbeddingOpt = None,
     input_format: InputFormatOpt = None,
     json_out: JsonOpt = False,
+    plot: Annotated[Optional[str], typer.Option(
+        help="Also draw the report as a figure here (PNG, or PDF/SVG by suffix): code usage, "
+             "collision groups, training curves, latent space.", show_default=False)] = None,
     prefix: Annotated[Optional[str], typer.Option(
         help="List the items whose multitokens start with these tokens, e.g. 12 or 12,40 "
              "(with their texts when ITEMS is given).", show_default=False)] = None,
@@ -186,12 +189,16 @@ def inspect(
     Examples: hrqtok inspect;  hrqtok inspect --json | jq .collisions;  hrqtok inspect new.jsonl
     """
     from hrqtok.pipeline import inspect_model
+    from hrqtok.targets import check_output
 
     with exit_on_errors():
+        if plot is not None:
+            check_output(plot, inputs=(items, table), managed=(model,))
         with progress_bars(quiet) as progress:
             report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
                                    fmt=input_format.value if input_format else None,
-                                   table=table, prefix=_prefix(prefix), progress=progress)
+                                   table=table, prefix=_prefix(prefix), plot=plot,
+                                   progress=progress)
         if json_out:
             emit(dumps(report))
     if not json_out:

@@ -95,8 +95,10 @@ class Tokenizer:
         item_ids = as_ids(ids, len(x), found)
         fit_options = _options(False, options)
         model_config, train_config = fit_options.configs(input_dim=x.shape[1], items=len(x))
-        inputs = {"input": {"id_field": "id", "text_fields": ["text"], "embedding_field": column
-                            or "embedding"}, "embedder": None}
+        from hrqtok.pipeline import input_record
+
+        # the CLI then reads new items' vectors from this field
+        inputs = input_record(ItemFields(embedding_field=column or "embedding"), None)
         return cls._from_fitted(fit_item_vectors(x, item_ids, model_config, train_config,
                                                  inputs=inputs, progress=progress))
 

@@ -179,8 +179,9 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
             raise HrqtokError(f"{loaded.path} keeps codes, not vectors, of its fitted items: give "
                               "ITEMS to encode them with --beam")
         if old is None and beam == 1:
-            check_limits(table_report(fitted, loaded.model_config.codebook_size), limits,
-                         where=str(loaded.path))
+            if limits != QualityLimits():  # the fitted table was gated at fit: limits only
+                check_limits(table_report(fitted, loaded.model_config.codebook_size), limits,
+                             where=str(loaded.path))
             return fitted
         # a WordNet model holds its nouns' embeddings, in the order of its table
         ids, codes = fitted.ids, (fitted.codes if beam == 1 else loaded.model.encode(beam=beam).numpy())

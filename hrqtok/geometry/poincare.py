@@ -198,10 +198,11 @@ def distance_keys(x: Tensor, codebook: Tensor, *, c: float, across_rows: bool = 
     row's order, is left out. For a fixed x the arcosh argument is increasing in
     ‖x-v‖² / (1-c‖v‖²), so nearest search is as cheap as Euclidean search."""
     code_sq = codebook.pow(2).sum(-1)  # (s,)
-    x_sq = x.pow(2).sum(-1, keepdim=True)
     keys = squared_distance_matrix(x, codebook)  # ‖x - v‖²
     keys.mul_(1.0 / (1.0 - c * code_sq).clamp_min(MIN_NORM))
-    return keys.div_((1.0 - c * x_sq).clamp_min(MIN_NORM)) if across_rows else keys
+    if not across_rows:
+        return keys
+    return keys.div_((1.0 - c * x.pow(2).sum(-1, keepdim=True)).clamp_min(MIN_NORM))
 
 
 def expmap(x: Tensor, v: Tensor, *, c: float) -> Tensor:

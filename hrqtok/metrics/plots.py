@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hrqtok.errors import HrqtokError
+from hrqtok.store.model_dir import LOG, WORDNET
 from hrqtok.store.tables import TokenTable
 
 PANELS = ("code usage", "collision groups", "training", "latent space")
@@ -134,7 +135,7 @@ def plot_report(loaded, table: TokenTable, out: str | Path) -> dict:
     rng = np.random.default_rng(0)
     keep = np.sort(rng.permutation(len(codes))[:MAX_POINTS])
     with torch.no_grad():
-        if loaded.kind == "wordnet":
+        if loaded.kind == WORDNET:
             points = loaded.model.embeddings.detach()[torch.from_numpy(keep)]
         else:
             points = loaded.model.quantizer.decode_codes(torch.from_numpy(codes[keep]))
@@ -143,11 +144,11 @@ def plot_report(loaded, table: TokenTable, out: str | Path) -> dict:
     figure, axes = plt.subplots(2, 2, figsize=(13, 10), dpi=100)
     _usage(axes[0, 0], codes, cfg.codebook_size)
     _collisions(axes[0, 1], codes)
-    _training(axes[1, 0], _log_rows(loaded.path / "train_log.jsonl"))
+    _training(axes[1, 0], _log_rows(loaded.path / LOG))
     _latent(axes[1, 1], points, codes[keep, 0], codes0, loaded.model.manifold,
             cfg.geometry == "hyperbolic")
     figure.suptitle(f"{loaded.path.name}: {cfg.quantizer}, {cfg.levels} × {cfg.codebook_size} "
-                    f"codes, {len(table):,} {'nouns' if loaded.kind == 'wordnet' else 'items'}")
+                    f"codes, {len(table):,} {'nouns' if loaded.kind == WORDNET else 'items'}")
     figure.tight_layout()
     suffix = Path(out).suffix.lstrip(".") or "png"
     with atomic_path(out) as tmp:

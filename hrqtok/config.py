@@ -66,12 +66,18 @@ class ModelConfig:
     # k-means quantizers' Lloyd steps (balanced k-means); "sinkhorn-last": the last level
     # only; "none": the nearest code
     balance: str = "none"
+    # the network sees (x - mean) / scale (both fitted on the training items and stored with
+    # the weights; scale: the RMS norm of the centred items), so any embedder's vectors reach
+    # the ball at unit typical norm. Models fitted before it load with False
+    standardise: bool = True
 
     def __post_init__(self) -> None:
         require_finite(self)
         quantizer = resolve_quantizer(self.quantizer, self.geometry)
         object.__setattr__(self, "quantizer", quantizer)  # frozen: derived once, here
         object.__setattr__(self, "geometry", QUANTIZERS[quantizer].geometry)
+        # only an encoder network takes standardised inputs: k-means quantizes the vectors
+        object.__setattr__(self, "standardise", self.standardise and self.trained)
         if not self.trained and (self.hidden_dims or self.latent_dim != self.input_dim):
             raise ValueError(f"{self.quantizer} quantizes the input vectors: no hidden layers, "
                              "and latent dimension = input dimension")
@@ -120,7 +126,16 @@ class TrainConfig:
     learning_rate: float = 1e-3
     kmeans_iters: int = 25  # most Lloyd iterations per level (initialisation, k-means quantizers)
     centroid: str = "frechet"  # hrq-kmeans cluster centres: "frechet" mean or "einstein" midpoint
+    # levels after the first fit their codes (k-means quantizers, initialisation) by balanced
+    # k-means; encoding still takes the nearest code
+    balanced_kmeans: bool = True
+    # after training, refit the codes of the levels after the first to the final encoder's
+    # residuals (k-means as at initialisation); kept only if fewer training items collide
+    refit_deep_codes: bool = True
     revive_dead_codes: bool = True  # reseed unused codes from badly reconstructed residuals
+    # weight of the spread term: the variance of log(latent distance / input distance) over
+    # a batch's pairs, which keeps near items apart in the latent (0: off)
+    spread_weight: float = 0.1
     # hypervq: Gumbel-softmax temperature tau = max(tau_max * decay^step, tau_min) (Algorithm 1)
     temperature_max: float = 2.0
     temperature_min: float = 0.5
@@ -137,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.spread_weight < 0:
+            raise ValueError(f"spread weight must be >= 0, got {self.spread_weight}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
         if self.patience < 1:

@@ -76,9 +76,19 @@ def test_encode_decode_round_trip_as_argument_file_and_stdin(tmp_path, fitted, v
 
 
 def test_decode_unknown_multitoken_says_no_such_item(fitted):
-    result = run("decode", "7", "7", "0", "--model", fitted)
+    import itertools
+
+    from hrqtok.store.tables import read_table
+
+    table = read_table(fitted / "tokens.parquet")
+    used = {tuple(row) for row in table.codes.tolist()}
+    size = json.loads((fitted / "config.json").read_text())["model"]["codebook_size"]
+    unused = next(c for c in itertools.product(range(size), repeat=table.codes.shape[1])
+                  if c not in used)
+    tokens = [str(t) for t in unused] + ["0"]
+    result = run("decode", *tokens, "--model", fitted)
     assert result.exit_code == 0 and result.stdout == "null\n"
-    assert "no such item: 7 7 0" in result.stderr
+    assert f"no such item: {' '.join(tokens)}" in result.stderr
 
 
 def test_encode_with_existing_keeps_old_tokens(tmp_path, fitted, vector_items):

@@ -85,6 +85,19 @@ def fit(
              "the k-means quantizers fit balanced k-means. sinkhorn-last: the last level only "
              "(fewer collisions, the upper levels unchanged).")
     ] = Balance.none,
+    standardise: Annotated[Optional[bool], typer.Option(
+        "--standardise/--no-standardise",
+        help="Centre the inputs and scale them to unit RMS norm before the network (stored "
+             "in the model) [default: standardise].", show_default=False)] = None,
+    spread_weight: Annotated[float, typer.Option(
+        min=0.0, help="Weight of the term that keeps near items apart in the latent "
+                      "(0: off).")] = TrainConfig.spread_weight,
+    refit_deep_codes: Annotated[bool, typer.Option(
+        help="After training, refit the codes of levels 2.. to the final latents (kept only "
+             "if fewer items collide).")] = TrainConfig.refit_deep_codes,
+    balanced_kmeans: Annotated[bool, typer.Option(
+        help="Fit the codes of levels 2.. by balanced k-means (the k-means quantizers, and "
+             "the initialisation); items still take their nearest code.")] = TrainConfig.balanced_kmeans,
     epochs: Annotated[Optional[int], typer.Option(
         min=0, help=_mode_help("epochs", "Most epochs with quantization."), show_default=False)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, help="Autoencoder epochs before k-means init.")] = 10,
@@ -149,7 +162,7 @@ def fit(
             codebook_size=codebook_size, latent_dim=latent_dim,
             hidden_dims=_hidden_dims(hidden_dims) if hidden_dims is not None else None,
             curvature=curvature, commitment=commitment if "commitment" in given else None,
-            balance=balance.value,
+            balance=balance.value, standardise=standardise,
             seed=seed, train=train)
         options.refuse_inapplicable(given)
         limits = _limits(max_collision_rate, max_disambiguation)
@@ -173,7 +186,7 @@ def fit(
 
 # fit's training options, by parameter name: only those given reach the train config
 TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "patience",
-                 "kmeans_iters", "centroid", "tau_max", "tau_min", "tau_decay",
+                 "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters", "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
                  "eval_every", "quantize_weight")
 

@@ -55,6 +55,8 @@ def fit_item_vectors(vectors: np.ndarray, ids: list[str], model_config: ModelCon
         "best_epoch": result.best_epoch, "stopped": result.stopped, "seconds": seconds,
         "items_per_second": len(result.train_index) * max(epochs, 1) / max(seconds, 1e-9),
     }
+    if result.refit is not None:
+        summary["refit_deep_codes"] = result.refit
     if not model_config.trained:
         summary["kmeans_iterations"] = [row["iterations"] for row in result.log]
     table = build_table(ids, codes, {})

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from hrqtok.config import ModelConfig, TrainConfig
 from hrqtok.fit.revival import revive_dead_codes
+from hrqtok.fit.spread import spread_loss
 from hrqtok.metrics.usage import collision_stats, level_usage
 from hrqtok.models.autoencoder import HRQVAE, ItemModel, ResidualKMeans
 
@@ -35,6 +36,8 @@ class FitResult(NamedTuple):
     stopped: str  # "completed", "early-stopped" or "interrupted"
     train_index: np.ndarray  # rows of the input used for training
     validation_index: np.ndarray  # rows held out for early stopping
+    # the deep codes' refit: train collision rate before and after it, and whether it was kept
+    refit: dict | None = None
 
 
 def split_rows(n: int, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -60,6 +63,7 @@ def fit_model(
     train_rows, val_rows = split_rows(len(vectors), train_config.validation_fraction, generator)
     train_x, val_x = vectors[train_rows], vectors[val_rows]
     model = HRQVAE(model_config)
+    model.standardise_to(train_x)
     optimizer = geoopt.optim.RiemannianAdam(model.parameters(), lr=train_config.learning_rate)
     loop = ItemTraining(model, optimizer, train_x, val_x, train_config, generator, progress)
     stopped = "completed"
@@ -69,9 +73,9 @@ def fit_model(
         stopped = loop.train()
     except KeyboardInterrupt:
         stopped = "interrupted"
-    return FitResult(
-        loop.finish(), loop.log, loop.best_epoch, stopped, train_rows.numpy(), val_rows.numpy()
-    )
+    model = loop.finish(refit=stopped != "interrupted")  # Ctrl-C: out at once
+    return FitResult(model, loop.log, loop.best_epoch, stopped, train_rows.numpy(),
+                     val_rows.numpy(), loop.refit)
 
 
 def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config: TrainConfig,
@@ -93,6 +97,7 @@ def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config
     start = time.perf_counter()
     summaries = model.quantizer.fit_kmeans(model.latents(vectors), iters=iters,
                                            generator=generator, centroid=train_config.centroid,
+                                           balanced_deep=train_config.balanced_kmeans,
                                            progress=level_progress)
     seconds = time.perf_counter() - start
     if progress:
@@ -121,12 +126,14 @@ class ItemTraining:
         self.best_epoch = 0
         self.best_state: dict | None = None
         self.steps = 0  # optimiser steps with quantization: HyperVQ's temperature schedule
+        self.refit: dict | None = None  # what _refit_deep_codes found
 
     def _epoch(self, *, quantize: bool) -> dict:
         """One pass over shuffled training batches; returns mean losses."""
         self.model.train()
         order = torch.randperm(len(self.train_x), generator=self.generator)
-        totals = np.zeros(3)
+        totals = np.zeros(4)
+        weight = self.config.spread_weight
         choice = self.model.quantizer.choice
         annealed = quantize and choice.temperature is not None  # HyperVQ's Gumbel sampling
         for batch in order.split(self.config.batch_size):
@@ -134,14 +141,16 @@ class ItemTraining:
                 choice.temperature = self.config.temperature(self.steps)
                 self.steps += 1
             out = self.model(self.train_x[batch], quantize=quantize)
+            spread = (spread_loss(out.inputs, out.latent, self.model.manifold) if weight
+                      else out.loss.new_zeros(()))
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            (out.loss + weight * spread).backward()
             self.optimizer.step()
-            totals += len(batch) * np.array(
-                [out.loss.item(), out.reconstruction_loss.item(), out.quantization_loss.item()]
-            )
-        loss, reconstruction, quantization = totals / max(len(self.train_x), 1)
-        row = {"loss": loss, "reconstruction": reconstruction, "quantization": quantization}
+            totals += len(batch) * np.array([out.loss.item(), out.reconstruction_loss.item(),
+                                             out.quantization_loss.item(), spread.item()])
+        loss, reconstruction, quantization, spread = totals / max(len(self.train_x), 1)
+        row = {"loss": loss, "reconstruction": reconstruction, "quantization": quantization,
+               "spread": spread}
         if annealed:
             row["temperature"] = choice.temperature
         return row
@@ -163,8 +172,8 @@ class ItemTraining:
         self.model.eval()
         latents = self.model.latents(self.train_x)
         self.model.quantizer.initialise(
-            latents, iters=self.config.kmeans_iters, generator=self.generator
-        )
+            latents, iters=self.config.kmeans_iters, generator=self.generator,
+            balanced_deep=self.config.balanced_kmeans)
         self.initialised = True
 
     def train(self) -> str:
@@ -208,11 +217,34 @@ class ItemTraining:
     def _revive_dead_codes(self) -> list[int]:
         return revive_dead_codes(self.model.quantizer, self._details, self.optimizer)
 
-    def finish(self) -> HRQVAE:
-        """The model with its best weights; an interrupted warm-up still gets codebooks."""
+    def finish(self, *, refit: bool = True) -> HRQVAE:
+        """The model with its best weights (deep codes refitted when ``refit`` and the
+        config asks for it); an interrupted warm-up still gets codebooks."""
         if not self.initialised:
             self.initialise_codebooks()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
+        if (refit and self.config.refit_deep_codes and self.model.config.levels > 1
+                and self.best_state is not None):
+            self._refit_deep_codes()
         return self.model
+
+    @torch.no_grad()
+    def _refit_deep_codes(self) -> None:
+        """Training moves the encoder under the deep codebooks: its drift, not the items'
+        own spread, comes to fill the small residuals of the deep levels, and their codes
+        collapse (tight clusters: 24 % collisions right after initialisation, 99 % five
+        epochs later). Refitting those levels' codes to the final latents undoes that; the
+        refit is kept only when fewer training items collide than before it."""
+        quantizer = self.model.quantizer
+        latents = self.model.latents(self.train_x)
+        before = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]
+        state = copy.deepcopy(quantizer.state_dict())
+        quantizer.initialise(latents, iters=self.config.kmeans_iters, generator=self.generator,
+                             balanced_deep=self.config.balanced_kmeans, from_level=1)
+        after = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]
+        kept = after < before
+        if not kept:
+            quantizer.load_state_dict(state)
+        self.refit = {"collision_rate_before": before, "collision_rate": after, "kept": kept}

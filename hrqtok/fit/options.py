@@ -61,7 +61,9 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
         "hidden_dims")},
     **{name: (_items_network, f"an items fit with a trained quantizer ({TRAINED})")
-       for name in ("warmup_epochs", "patience", "validation_fraction")},
+       for name in ("warmup_epochs", "patience", "validation_fraction", "spread_weight",
+                    "refit_deep_codes", "standardise")},
+    "balanced_kmeans": (lambda w, q: not w, "ITEMS (not --wordnet)"),
     **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
                         "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},
     **{name: (_only_for(name), _owners(name))
@@ -87,6 +89,7 @@ class FitOptions:
     curvature: float = ModelConfig.curvature
     commitment: float | None = None
     balance: str = ModelConfig.balance  # "sinkhorn": balanced code assignment at every level
+    standardise: bool | None = None  # None: the default (on)
     seed: int = 0
     # training options given, by CLI name (tau_max sets TrainConfig.temperature_max, …)
     train: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +121,7 @@ class FitOptions:
 
     def given(self) -> list[str]:
         """Names of the options given (not left to the mode's default)."""
-        names = [name for name in ("latent_dim", "hidden_dims", "commitment")
+        names = [name for name in ("latent_dim", "hidden_dims", "commitment", "standardise")
                  if getattr(self, name) is not None]
         return names + list(self.train)
 
@@ -163,7 +166,9 @@ class FitOptions:
                                       else self.hidden_dims) if trained else ())
             model = ModelConfig(**shape, levels=self.levels, codebook_size=size,
                                 quantizer=self.quantizer, curvature=self.curvature,
-                                commitment=commitment, balance=self.balance)
+                                commitment=commitment, balance=self.balance,
+                                standardise=(ModelConfig.standardise if self.standardise is None
+                                             else self.standardise))
             return model, TrainConfig(**train, seed=self.seed)
         except (ValueError, TypeError) as e:
             raise OptionError("fit options", str(e)) from None

@@ -28,6 +28,8 @@ class ModelOutput(NamedTuple):
     loss: Tensor  # () reconstruction_loss + quantization_loss
     reconstruction_loss: Tensor  # () ‖x - x̂‖² summed over dimensions, mean over the batch
     quantization_loss: Tensor  # () codebook + commitment loss; 0 without quantization
+    latent: Tensor  # (n, latent_dim) the encoder's output, before quantization
+    inputs: Tensor  # (n, input_dim) the inputs as the network saw them (standardised)
 
 
 class ItemModel(nn.Module):
@@ -67,7 +69,10 @@ class ItemModel(nn.Module):
 
 
 class HRQVAE(ItemModel):
-    """Encoder MLP, residual quantizer, decoder MLP, all on the config's manifold."""
+    """Encoder MLP, residual quantizer, decoder MLP, all on the config's manifold. With
+    ``config.standardise`` the network works on standardised inputs (``input_mean``,
+    ``input_scale``, set by ``standardise_to``), and the losses are measured there too, so
+    that neither a tiny nor a huge embedding norm changes how training goes."""
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
@@ -75,28 +80,55 @@ class HRQVAE(ItemModel):
         self.encoder = build_mlp(dims, manifold=self.manifold)
         self.decoder = build_mlp(dims[::-1], manifold=self.manifold)
         self.quantizer = build_quantizer(config)
+        if config.standardise:
+            self.register_buffer("input_mean", torch.zeros(config.input_dim))
+            self.register_buffer("input_scale", torch.ones(()))
+
+    @torch.no_grad()
+    def standardise_to(self, x: Tensor) -> None:
+        """Fit the standardisation on the training inputs x: their mean, and the RMS norm of
+        the centred inputs (1 when they all coincide)."""
+        if not self.config.standardise:
+            return
+        mean = x.mean(0) if len(x) else torch.zeros_like(self.input_mean)
+        scale = float((x - mean).pow(2).sum(-1).mean().sqrt()) if len(x) else 0.0
+        self.input_mean.copy_(mean)
+        self.input_scale.fill_(scale if scale > 0 and torch.isfinite(torch.tensor(scale)) else 1.0)
+
+    def standardised(self, x: Tensor) -> Tensor:
+        return (x - self.input_mean) / self.input_scale if self.config.standardise else x
+
+    def _latent(self, x_std: Tensor) -> Tensor:
+        return self.encoder(self.manifold.expmap0(x_std))
+
+    def _decode(self, z: Tensor) -> Tensor:
+        return self.manifold.logmap0(self.decoder(z))
 
     def latent(self, x: Tensor) -> Tensor:
         """x: (n, input_dim) -> (n, latent_dim) on the manifold."""
-        return self.encoder(self.manifold.expmap0(x))
+        return self._latent(self.standardised(x))
 
     def reconstruct(self, z: Tensor) -> Tensor:
         """Latent (n, latent_dim) -> (n, input_dim) in the input's Euclidean space."""
-        return self.manifold.logmap0(self.decoder(z))
+        x_std = self._decode(z)
+        return x_std * self.input_scale + self.input_mean if self.config.standardise else x_std
 
     def forward(self, x: Tensor, *, quantize: bool = True) -> ModelOutput:
-        z = self.latent(x)
+        x_std = self.standardised(x)
+        z = self._latent(x_std)
         if quantize:
             quantized, codes, quantization_loss = self.quantizer(z)
         else:  # autoencoder warm-up
             quantized = z
             codes = torch.empty(x.shape[0], 0, dtype=torch.long)
             quantization_loss = x.new_zeros(())
-        x_hat = self.reconstruct(quantized)
-        reconstruction_loss = (x - x_hat).pow(2).sum(-1).mean()
+        x_std_hat = self._decode(quantized)
+        reconstruction_loss = (x_std - x_std_hat).pow(2).sum(-1).mean()
+        x_hat = (x_std_hat * self.input_scale + self.input_mean if self.config.standardise
+                 else x_std_hat)
         return ModelOutput(
             x_hat, codes, reconstruction_loss + quantization_loss, reconstruction_loss,
-            quantization_loss,
+            quantization_loss, z, x_std,
         )
 
 

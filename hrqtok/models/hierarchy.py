@@ -28,7 +28,7 @@ def hierarchy_model_config(*, latent_dim: int, levels: int, codebook_size: int, 
     return ModelConfig(input_dim=latent_dim, hidden_dims=(), latent_dim=latent_dim,
                        levels=levels, codebook_size=codebook_size, quantizer=quantizer,
                        curvature=curvature, commitment=commitment, quantization_loss="geodesic",
-                       balance=balance)
+                       balance=balance, standardise=False)
 
 
 class HierarchyModel(nn.Module):

@@ -258,7 +258,10 @@ def _validate_config(config: dict, file: Path) -> tuple[ModelConfig, str]:
                     file) if "kind" in config else ITEMS
     train_class = HierarchyTrainConfig if kind == WORDNET else TrainConfig
     try:
-        model_config = from_dict(ModelConfig, config.get("model"), where="model")
+        model = config.get("model")
+        if isinstance(model, dict) and "standardise" not in model:
+            model = {**model, "standardise": False}  # fitted before inputs were standardised
+        model_config = from_dict(ModelConfig, model, where="model")
         if "train" in config:
             from_dict(train_class, config["train"], where="train")
     except (ValueError, TypeError) as e:

@@ -4,7 +4,8 @@ every quantizer and several seeds.
 
   catalogues  the synthetic suite of tests/catalogues.py (tight clusters, an 8 × 8 × 8
               hierarchy, tiny and huge norms, near-duplicates, few items for s^k), fitted in
-              this process: per-level perplexity and collision rate
+              this process, with each --balances setting: per-level perplexity and collision
+              rate
   sample      the sample glosses (MPNet, cached), fit defaults; collisions, disambiguation
               vocabulary, reconstruction cosine and `eval taxonomy` (rank correlation, NMI of
               the first token)
@@ -15,10 +16,12 @@ Prints markdown tables (mean ± std over the seeds). Fits and scores already in 
 reused, so a run can be resumed or extended.
 
 Usage: python benchmarks/compare_robust.py [--datasets catalogues,sample,movielens]
-           [--quantizers hrq,rq,...] [--seeds 3] [--workdir DIR] [--threads N]
+           [--quantizers hrq,rq,...] [--seeds 3] [--balances none,sinkhorn-last]
+           [--workdir DIR] [--threads N]
 """
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -50,34 +53,34 @@ def mean_std(values: list[float], fmt: str) -> str:
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
-def catalogue_rows(quantizers: list[str], seeds: int) -> list[str]:
+def catalogue_rows(quantizers: list[str], seeds: int, balances: list[str]) -> list[str]:
     import numpy as np
 
     import hrqtok
     from hrqtok.metrics.usage import collision_stats, level_usage
     from tests.catalogues import catalogues
 
-    lines = ["| catalogue | quantizer | recipe | perplexity per level | collisions | birthday bound |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| catalogue | quantizer | recipe | balance | perplexity per level | collisions | "
+             "birthday bound |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for cat in catalogues():
-        for quantizer in quantizers:
-            for recipe in RECIPES:
-                ppl, rates = [], []
-                for seed in range(seeds):
-                    extra = BEFORE_API[QUANTIZERS[quantizer].trained] if recipe == "before" else {}
-                    tok = hrqtok.Tokenizer.fit(cat.vectors, quantizer=quantizer, levels=cat.levels,
-                                               codebook_size=cat.codebook_size, seed=seed, **extra)
-                    codes = tok.table.codes
-                    if cat.distinct is not None:
-                        codes = codes[cat.distinct]
-                    ppl.append([level_usage(codes[:, i], cat.codebook_size)["perplexity"]
-                                for i in range(cat.levels)])
-                    rates.append(collision_stats(codes)["collision_rate"])
-                per_level = " / ".join(f"{v:.0f}" for v in np.mean(ppl, axis=0))
-                lines.append(f"| {cat.name} | {quantizer} | {recipe} | {per_level} | "
-                             f"{mean_std([100 * r for r in rates], '.1f')} % | "
-                             f"{100 * cat.birthday_rate:.1f} % |")
-                print(lines[-1], file=sys.stderr, flush=True)
+        for quantizer, recipe, balance in itertools.product(quantizers, RECIPES, balances):
+            ppl, rates = [], []
+            for seed in range(seeds):
+                extra = BEFORE_API[QUANTIZERS[quantizer].trained] if recipe == "before" else {}
+                tok = hrqtok.Tokenizer.fit(cat.vectors, quantizer=quantizer, levels=cat.levels,
+                                           codebook_size=cat.codebook_size, seed=seed,
+                                           balance=balance, **extra)
+                codes = tok.table.codes
+                if cat.distinct is not None:
+                    codes = codes[cat.distinct]
+                ppl.append([level_usage(codes[:, i], cat.codebook_size)["perplexity"]
+                            for i in range(cat.levels)])
+                rates.append(collision_stats(codes)["collision_rate"])
+            per_level = " / ".join(f"{v:.0f}" for v in np.mean(ppl, axis=0))
+            lines.append(f"| {cat.name} | {quantizer} | {recipe} | {balance} | {per_level} | "
+                         f"{mean_std([100 * r for r in rates], '.1f')} % | "
+                         f"{100 * cat.birthday_rate:.1f} % |")
+            print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
 
@@ -142,6 +145,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="catalogues,sample,movielens")
     parser.add_argument("--quantizers", default=",".join(QUANTIZERS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--balances", default="none,sinkhorn-last",
+                        help="--balance settings the catalogues are fitted with")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of this process and of the hrqtok it starts")
@@ -158,7 +163,7 @@ def main() -> None:
     quantizers = args.quantizers.split(",")
     for dataset in args.datasets.split(","):
         if dataset == "catalogues":
-            lines = catalogue_rows(quantizers, args.seeds)
+            lines = catalogue_rows(quantizers, args.seeds, args.balances.split(","))
         else:
             if dataset == "movielens" and not (workdir / "ml-100k" / "items.jsonl").exists():
                 hrqtok("export", "movielens-100k", "--out", str(workdir / "ml-100k"))

@@ -1,6 +1,7 @@
-"""Robust-token training (issue 14) before and after: the earlier recipe (`--no-standardise
---spread-weight 0 --no-refit-deep-codes --no-balanced-kmeans`) against the defaults, for
-every quantizer and several seeds.
+"""Robust-token training (issue 14) before and after: the earlier recipe ("before":
+`--no-standardise --no-refit-deep-codes --no-balanced-kmeans`) against the defaults ("after"),
+and the defaults with `--spread-weight 0.1` ("spread", trained quantizers), for every
+quantizer and several seeds.
 
   catalogues  the synthetic suite of tests/catalogues.py (tight clusters, an 8 × 8 × 8
               hierarchy, tiny and huge norms, near-duplicates, few items for s^k), fitted in
@@ -16,7 +17,8 @@ Prints markdown tables (mean ± std over the seeds). Fits and scores already in 
 reused, so a run can be resumed or extended.
 
 Usage: python benchmarks/compare_robust.py [--datasets catalogues,sample,movielens]
-           [--quantizers hrq,rq,...] [--seeds 3] [--balances none,sinkhorn-last]
+           [--quantizers hrq,rq,...] [--seeds 3] [--recipes before,after,spread]
+           [--balances none,sinkhorn-last]
            [--workdir DIR] [--threads N]
 """
 
@@ -34,17 +36,34 @@ from _common import ROOT
 from hrqtok.quantize.registry import QUANTIZERS
 
 SAMPLE = str(ROOT / "data" / "wordnet_glosses.jsonl")
-BEFORE = {True: ["--no-standardise", "--spread-weight", "0", "--no-refit-deep-codes",
-                 "--no-balanced-kmeans"], False: ["--no-balanced-kmeans"]}
-BEFORE_API = {True: dict(standardise=False, spread_weight=0.0, refit_deep_codes=False,
+BEFORE = {True: ["--no-standardise", "--no-refit-deep-codes", "--no-balanced-kmeans"],
+          False: ["--no-balanced-kmeans"]}
+BEFORE_API = {True: dict(standardise=False, refit_deep_codes=False,
                          balanced_kmeans=False), False: dict(balanced_kmeans=False)}
-RECIPES = ("before", "after")
+# before: the earlier recipe; after: the defaults; spread: the defaults with --spread-weight 0.1
+RECIPES = ("before", "after", "spread")
+SPREAD = ["--spread-weight", "0.1"]
 
 
 def hrqtok(*args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "hrqtok", *args, "--quiet"], cwd=ROOT,
                             check=True, capture_output=True, text=True)
     return result.stdout
+
+
+def recipe_options(quantizer: str, recipe: str) -> dict:
+    trained = QUANTIZERS[quantizer].trained
+    if recipe == "before":
+        return BEFORE_API[trained]
+    return {"spread_weight": 0.1} if recipe == "spread" and trained else {}
+
+
+CHOSEN = list(RECIPES)  # --recipes
+
+
+def recipes(quantizer: str) -> list[str]:
+    """The recipes asked for; the spread term exists only where there is a network."""
+    return [r for r in CHOSEN if r != "spread" or QUANTIZERS[quantizer].trained]
 
 
 def mean_std(values: list[float], fmt: str) -> str:
@@ -63,13 +82,13 @@ def catalogue_rows(quantizers: list[str], seeds: int, balances: list[str]) -> li
     lines = ["| catalogue | quantizer | recipe | balance | perplexity per level | collisions | "
              "birthday bound |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for cat in catalogues():
-        for quantizer, recipe, balance in itertools.product(quantizers, RECIPES, balances):
+        runs = [(q, b, r) for q, b in itertools.product(quantizers, balances) for r in recipes(q)]
+        for quantizer, balance, recipe in runs:
             ppl, rates = [], []
             for seed in range(seeds):
-                extra = BEFORE_API[QUANTIZERS[quantizer].trained] if recipe == "before" else {}
                 tok = hrqtok.Tokenizer.fit(cat.vectors, quantizer=quantizer, levels=cat.levels,
                                            codebook_size=cat.codebook_size, seed=seed,
-                                           balance=balance, **extra)
+                                           balance=balance, **recipe_options(quantizer, recipe))
                 codes = tok.table.codes
                 if cat.distinct is not None:
                     codes = codes[cat.distinct]
@@ -88,7 +107,9 @@ def fitted(dataset: str, quantizer: str, recipe: str, seed: int, workdir: Path) 
     items = SAMPLE if dataset == "sample" else str(workdir / "ml-100k" / "items.jsonl")
     model = workdir / f"{dataset}-{quantizer}-{recipe}-{seed}"
     if not (model / "metrics.json").exists():
-        before = BEFORE[QUANTIZERS[quantizer].trained] if recipe == "before" else []
+        trained = QUANTIZERS[quantizer].trained
+        before = (BEFORE[trained] if recipe == "before"
+                  else SPREAD if recipe == "spread" and trained else [])
         hrqtok("fit", items, "--quantizer", quantizer, "--seed", str(seed), "--model", str(model),
                "--force", *before)
     return model
@@ -118,7 +139,7 @@ def dataset_rows(dataset: str, quantizers: list[str], seeds: int, workdir: Path)
     lines = [f"| quantizer | recipe | perplexity per level | collisions | disambiguation | "
              f"cosine | {' | '.join(keys)} |", "| --- " * (6 + len(keys)) + "|"]
     for quantizer in quantizers:
-        for recipe in RECIPES:
+        for recipe in recipes(quantizer):
             rows = []
             for seed in range(seeds):
                 model = fitted(dataset, quantizer, recipe, seed, workdir)
@@ -145,6 +166,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="catalogues,sample,movielens")
     parser.add_argument("--quantizers", default=",".join(QUANTIZERS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--balances", default="none,sinkhorn-last",
                         help="--balance settings the catalogues are fitted with")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -158,6 +180,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    CHOSEN[:] = args.recipes.split(",")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hrqtok-robust-"))
     workdir.mkdir(parents=True, exist_ok=True)
     quantizers = args.quantizers.split(",")

@@ -135,7 +135,7 @@ class TrainConfig:
     revive_dead_codes: bool = True  # reseed unused codes from badly reconstructed residuals
     # weight of the spread term: the variance of log(latent distance / input distance) over
     # a batch's pairs, which keeps near items apart in the latent (0: off)
-    spread_weight: float = 0.1
+    spread_weight: float = 0.0
     # hypervq: Gumbel-softmax temperature tau = max(tau_max * decay^step, tau_min) (Algorithm 1)
     temperature_max: float = 2.0
     temperature_min: float = 0.5

@@ -38,14 +38,18 @@ class Catalogue:
         return 1 - math.exp(-(n - 1) / self.codebook_size ** self.levels)
 
 
-def _clusters(rng, count: int, dim: int, items: int, noise: float) -> np.ndarray:
-    centres = rng.normal(size=(count, dim))
-    return centres[rng.integers(count, size=items)] + noise * rng.normal(size=(items, dim))
+def tight_clusters_with_labels(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """400 vectors in 8 tight clusters, 64-d (centres N(0, 1), noise 0.05): the issue's
+    case; and each vector's cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, 64))
+    labels = rng.integers(8, size=400)
+    x = centres[labels] + 0.05 * rng.normal(size=(400, 64))
+    return x.astype(np.float32), labels
 
 
 def tight_clusters(seed: int = 0) -> np.ndarray:
-    """400 vectors in 8 tight clusters, 64-d (centres N(0, 1), noise 0.05): the issue's case."""
-    return _clusters(np.random.default_rng(seed), 8, 64, 400, 0.05).astype(np.float32)
+    return tight_clusters_with_labels(seed)[0]
 
 
 def nested_clusters(seed: int = 0) -> np.ndarray:

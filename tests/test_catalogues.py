@@ -154,3 +154,24 @@ def test_balanced_deep_kmeans_keeps_the_first_level(quantizer):
         assert (level_usage(balanced[:, level], 16)["perplexity"]
                 > level_usage(plain[:, level], 16)["perplexity"])
     assert collision_stats(balanced)["collision_rate"] < collision_stats(plain)["collision_rate"]
+
+
+def test_spread_weight_keeps_clusters_from_being_squeezed_in_the_latent():
+    """Off by default; with --spread-weight the within-cluster share of the latent's variance
+    stays nearer the input's, and the log reports the term."""
+    from tests.catalogues import tight_clusters_with_labels
+
+    x, labels = tight_clusters_with_labels()
+
+    def within_share(tok) -> float:
+        z = tok.model.manifold.logmap0(tok.model.latents(torch.from_numpy(x))).numpy()
+        within = np.mean([z[labels == c].var(0).sum() for c in np.unique(labels)])
+        return within / z.var(0).sum()
+
+    fits = {w: hrqtok.Tokenizer.fit(x, quantizer="rq", levels=2, codebook_size=8, epochs=10,
+                                    hidden_dims=[64], latent_dim=16, seed=0, spread_weight=w)
+            for w in (0.0, 1.0)}
+    assert all(row["spread"] == 0 for row in fits[0.0].log)
+    assert all(np.isfinite(row["spread"]) and row["spread"] > 0 for row in fits[1.0].log)
+    shares = {w: within_share(tok) for w, tok in fits.items()}
+    assert shares[1.0] > 2 * shares[0.0], shares

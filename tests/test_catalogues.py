@@ -126,7 +126,7 @@ def test_spread_loss_is_scale_free_and_punishes_squeezed_clusters():
     assert float(spread_loss(x[:2], x[:2], flat)) == 0.0
 
 
-def test_refit_of_the_deep_codes_is_logged_and_kept_only_when_better():
+def test_refit_of_the_deep_codes_is_reported_and_kept_only_when_better():
     x = CATALOGUES["tight-clusters"].vectors
     tok = hrqtok.Tokenizer.fit(x, quantizer="rq", levels=3, codebook_size=16, seed=0,
                                epochs=20)

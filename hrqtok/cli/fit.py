@@ -186,7 +186,8 @@ def fit(
 
 # fit's training options, by parameter name: only those given reach the train config
 TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "patience",
-                 "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters", "centroid", "tau_max", "tau_min", "tau_decay",
+                 "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters",
+                 "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
                  "eval_every", "quantize_weight")
 

@@ -10,6 +10,7 @@ picks one from a config.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -93,7 +94,7 @@ class HRQVAE(ItemModel):
         mean = x.mean(0) if len(x) else torch.zeros_like(self.input_mean)
         scale = float((x - mean).pow(2).sum(-1).mean().sqrt()) if len(x) else 0.0
         self.input_mean.copy_(mean)
-        self.input_scale.fill_(scale if scale > 0 and torch.isfinite(torch.tensor(scale)) else 1.0)
+        self.input_scale.fill_(scale if 0 < scale < math.inf else 1.0)
 
     def standardised(self, x: Tensor) -> Tensor:
         return (x - self.input_mean) / self.input_scale if self.config.standardise else x
@@ -108,10 +109,12 @@ class HRQVAE(ItemModel):
         """x: (n, input_dim) -> (n, latent_dim) on the manifold."""
         return self._latent(self.standardised(x))
 
+    def unstandardised(self, x_std: Tensor) -> Tensor:
+        return x_std * self.input_scale + self.input_mean if self.config.standardise else x_std
+
     def reconstruct(self, z: Tensor) -> Tensor:
         """Latent (n, latent_dim) -> (n, input_dim) in the input's Euclidean space."""
-        x_std = self._decode(z)
-        return x_std * self.input_scale + self.input_mean if self.config.standardise else x_std
+        return self.unstandardised(self._decode(z))
 
     def forward(self, x: Tensor, *, quantize: bool = True) -> ModelOutput:
         x_std = self.standardised(x)
@@ -124,11 +127,9 @@ class HRQVAE(ItemModel):
             quantization_loss = x.new_zeros(())
         x_std_hat = self._decode(quantized)
         reconstruction_loss = (x_std - x_std_hat).pow(2).sum(-1).mean()
-        x_hat = (x_std_hat * self.input_scale + self.input_mean if self.config.standardise
-                 else x_std_hat)
         return ModelOutput(
-            x_hat, codes, reconstruction_loss + quantization_loss, reconstruction_loss,
-            quantization_loss, z, x_std,
+            self.unstandardised(x_std_hat), codes, reconstruction_loss + quantization_loss,
+            reconstruction_loss, quantization_loss, z, x_std,
         )
 
 

@@ -1,5 +1,6 @@
 """Robust-token training (issue 14) before and after: the earlier recipe ("before":
-`--no-standardise --no-refit-deep-codes --no-balanced-kmeans`) against the defaults ("after"),
+`--no-standardise --no-refit-deep-codes --no-balanced-kmeans`, and `--code-point hyperplane`
+for hypervq) against the defaults ("after"),
 and the defaults with `--spread-weight 0.1` ("spread", trained quantizers), for every
 quantizer and several seeds.
 
@@ -40,6 +41,7 @@ BEFORE = {True: ["--no-standardise", "--no-refit-deep-codes", "--no-balanced-kme
           False: ["--no-balanced-kmeans"]}
 BEFORE_API = {True: dict(standardise=False, refit_deep_codes=False,
                          balanced_kmeans=False), False: dict(balanced_kmeans=False)}
+BEFORE_HYPERVQ, BEFORE_HYPERVQ_API = ["--code-point", "hyperplane"], dict(code_point="hyperplane")
 # before: the earlier recipe; after: the defaults; spread: the defaults with --spread-weight 0.1
 RECIPES = ("before", "after", "spread")
 SPREAD = ["--spread-weight", "0.1"]
@@ -54,7 +56,8 @@ def hrqtok(*args: str) -> str:
 def recipe_options(quantizer: str, recipe: str) -> dict:
     trained = QUANTIZERS[quantizer].trained
     if recipe == "before":
-        return BEFORE_API[trained]
+        return {**BEFORE_API[trained], **BEFORE_HYPERVQ_API} if quantizer == "hypervq" else (
+            BEFORE_API[trained])
     return {"spread_weight": 0.1} if recipe == "spread" and trained else {}
 
 
@@ -108,7 +111,8 @@ def fitted(dataset: str, quantizer: str, recipe: str, seed: int, workdir: Path) 
     model = workdir / f"{dataset}-{quantizer}-{recipe}-{seed}"
     if not (model / "metrics.json").exists():
         trained = QUANTIZERS[quantizer].trained
-        before = (BEFORE[trained] if recipe == "before"
+        before = (BEFORE[trained] + (BEFORE_HYPERVQ if quantizer == "hypervq" else [])
+                  if recipe == "before"
                   else SPREAD if recipe == "spread" and trained else [])
         hrqtok("fit", items, "--quantizer", quantizer, "--seed", str(seed), "--model", str(model),
                "--force", *before)

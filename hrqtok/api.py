@@ -40,7 +40,7 @@ from hrqtok.store.model_dir import (
 from hrqtok.store.tables import TokenTable, build_table, read_table
 
 MODEL_OPTIONS = ("quantizer", "geometry", "levels", "codebook_size", "latent_dim", "hidden_dims",
-                 "curvature", "commitment", "balance", "standardise", "seed")
+                 "curvature", "commitment", "balance", "standardise", "code_point", "seed")
 _OPTION_OF = {config_field: option for option, config_field in TRAIN_FIELDS.items()}
 # training options by CLI name (tau_max for TrainConfig.temperature_max, …); each mode takes its own
 TRAIN_OPTIONS = sorted({_OPTION_OF.get(f.name, f.name) for cls in (TrainConfig, HierarchyTrainConfig)

@@ -7,7 +7,8 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from hrqtok.quantize.registry import GEOMETRY_DEFAULTS, QUANTIZERS, QuantizerSpec, spec
+from hrqtok.quantize.registry import (GEOMETRY_DEFAULTS, HYPERVQ, QUANTIZERS, QuantizerSpec,
+                                      spec)
 
 if typing.TYPE_CHECKING:
     from hrqtok.geometry import Manifold
@@ -17,6 +18,9 @@ CENTROIDS = ("frechet", "einstein")  # hrq-kmeans cluster centres: Fréchet mean
 QUANTIZATION_LOSSES = ("squared", "geodesic")
 # how levels assign codes: nearest; balanced (Sinkhorn-Knopp) at every level; at the last only
 BALANCES = ("none", "sinkhorn", "sinkhorn-last")
+# where a HyperVQ level's code point lies (see quantize/hypervq.py): the origin's mirror image
+# in the code's MLR hyperplane, or the HyperVQ paper's point on the hyperplane
+CODE_POINTS = ("mirror", "hyperplane")
 MAX_LEVELS = 16
 MAX_CODEBOOK_SIZE = 65536
 # Beyond this the ball's radius 1/sqrt(c) is so small that float32 points cannot be told apart
@@ -70,6 +74,10 @@ class ModelConfig:
     # the weights; scale: the RMS norm of the centred items), so any embedder's vectors reach
     # the ball at unit typical norm. Models fitted before it load with False
     standardise: bool = True
+    # HyperVQ levels: one of CODE_POINTS ("" for the other quantizers, which have codebooks;
+    # "mirror" when hypervq leaves it out). HyperVQ models fitted before it load with
+    # "hyperplane"
+    code_point: str = ""
 
     def __post_init__(self) -> None:
         require_finite(self)
@@ -78,6 +86,12 @@ class ModelConfig:
         object.__setattr__(self, "geometry", QUANTIZERS[quantizer].geometry)
         # only an encoder network takes standardised inputs: k-means quantizes the vectors
         object.__setattr__(self, "standardise", self.standardise and self.trained)
+        hypervq = self.spec.level_choice == HYPERVQ
+        object.__setattr__(self, "code_point", (self.code_point or CODE_POINTS[0]) if hypervq
+                           else "")
+        if hypervq and self.code_point not in CODE_POINTS:
+            raise ValueError(f"code point must be one of {', '.join(CODE_POINTS)}, "
+                             f"got {self.code_point!r}")
         if not self.trained and (self.hidden_dims or self.latent_dim != self.input_dim):
             raise ValueError(f"{self.quantizer} quantizes the input vectors: no hidden layers, "
                              "and latent dimension = input dimension")

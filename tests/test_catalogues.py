@@ -20,38 +20,19 @@ from hrqtok.quantize.registry import QUANTIZERS
 from tests.catalogues import catalogues
 
 CATALOGUES = {c.name: c for c in catalogues()}
-# HyperVQ levels still collapse here. Its code point lies on its MLR hyperplane, which the
-# initialisation puts halfway to the cell's centre (so that the argmax partition is Voronoi):
-# each residual keeps half of its cluster's centre, and the deep levels spend their codes on
-# those halves instead of the items' own spread.
-# The collapse is asserted (strict xfail: the test fails once HyperVQ stops collapsing) on
-# one catalogue, and not fitted again on the others.
-HYPERVQ_COLLAPSES = {"tight-clusters": "asserted", "tiny-norm": "skipped",
-                     "nested-8x8x8": "skipped", "huge-norm": "skipped"}
 TEST_EPOCHS = 60
 TEST_HIDDEN_DIMS = [128]  # instead of 512, 256, 128: a quarter of the time, the same verdicts
 
 
-def _cases():
-    for name in CATALOGUES:
-        for quantizer in QUANTIZERS:
-            marks = []
-            known = HYPERVQ_COLLAPSES.get(name) if quantizer == "hypervq" else None
-            reason = "HyperVQ levels collapse on clustered catalogues (see HYPERVQ_COLLAPSES)"
-            if known == "asserted":
-                marks = [pytest.mark.xfail(strict=True, reason=reason)]
-            elif known == "skipped":
-                marks = [pytest.mark.skip(reason=reason)]
-            yield pytest.param(name, quantizer, marks=marks, id=f"{name}-{quantizer}")
-
-
-@pytest.mark.parametrize("name,quantizer", list(_cases()))
-def test_no_collapse(name, quantizer):
+def _catalogue_fit(name: str, quantizer: str, **options):
+    """The catalogue's fit with the suite's budget; returns (perplexity per level, collision
+    rate, a description) over the rows that must differ."""
     catalogue = CATALOGUES[name]
     budget = ({"epochs": TEST_EPOCHS, "hidden_dims": TEST_HIDDEN_DIMS}
               if QUANTIZERS[quantizer].trained else {})
     tok = hrqtok.Tokenizer.fit(catalogue.vectors, quantizer=quantizer, levels=catalogue.levels,
-                               codebook_size=catalogue.codebook_size, seed=0, **budget)
+                               codebook_size=catalogue.codebook_size, seed=0, **budget,
+                               **options)
     codes = tok.table.codes
     if catalogue.distinct is not None:
         codes = codes[catalogue.distinct]
@@ -60,9 +41,29 @@ def test_no_collapse(name, quantizer):
     rate = collision_stats(codes)["collision_rate"]
     found = (f"perplexity {[round(p, 1) for p in perplexity]}, collisions {rate:.3f} "
              f"(birthday bound {catalogue.birthday_rate:.3f})")
+    return perplexity, rate, found
+
+
+@pytest.mark.parametrize("quantizer", list(QUANTIZERS))
+@pytest.mark.parametrize("name", list(CATALOGUES))
+def test_no_collapse(name, quantizer):
+    catalogue = CATALOGUES[name]
+    perplexity, rate, found = _catalogue_fit(name, quantizer)
     for level, (value, floor) in enumerate(zip(perplexity, catalogue.min_perplexity)):
         assert floor is None or value >= floor, f"level {level} collapsed: {found}"
     assert rate <= catalogue.max_collision_rate, f"too many collisions: {found}"
+
+
+def test_hypervq_collapses_with_the_code_point_on_the_hyperplane():
+    """The cause of HyperVQ's collapse, kept visible: with the HyperVQ paper's code point on
+    the MLR hyperplane, each residual keeps half its cell's centre and the deep levels spend
+    their codes on those halves; the mirror point (the default) does not."""
+    catalogue = CATALOGUES["tight-clusters"]
+    _, on_hyperplane, found = _catalogue_fit("tight-clusters", "hypervq",
+                                             code_point="hyperplane")
+    assert on_hyperplane > 0.8, found
+    _, mirror, found = _catalogue_fit("tight-clusters", "hypervq")
+    assert mirror <= catalogue.max_collision_rate < on_hyperplane, found
 
 
 def _fit(vectors, **options):
@@ -105,6 +106,24 @@ def test_unstandardised_and_old_models_load(tmp_path):
     assert loaded.model_config.standardise is False
     np.testing.assert_array_equal(loaded.model.encode(torch.from_numpy(x)).numpy(),
                                   tok.table.codes)
+
+
+def test_hypervq_models_from_before_the_mirror_point_load_with_the_hyperplane_point(tmp_path):
+    from hrqtok.store.model_dir import CHECKSUM, CONFIG, config_checksum, load_model_dir
+
+    x = CATALOGUES["tight-clusters"].vectors[:100]
+    tok = _fit(x, quantizer="hypervq", code_point="hyperplane")
+    path = tok.save(tmp_path / "model")
+    config = json.loads((path / CONFIG).read_text())
+    assert config["model"]["code_point"] == "hyperplane"
+    del config["model"]["code_point"]
+    config[CHECKSUM] = config_checksum(config)
+    (path / CONFIG).write_text(json.dumps(config))
+    loaded = load_model_dir(path)
+    assert loaded.model_config.code_point == "hyperplane"
+    np.testing.assert_array_equal(loaded.model.encode(torch.from_numpy(x)).numpy(),
+                                  tok.table.codes)
+    assert _fit(x, quantizer="rq").model.config.code_point == ""  # codebooks: no code point
 
 
 def test_spread_loss_is_scale_free_and_punishes_squeezed_clusters():

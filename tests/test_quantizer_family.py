@@ -27,10 +27,10 @@ from tests.test_geometry import points
 EXACT = dict(rtol=1e-9, atol=1e-10)
 
 
-def hypervq(levels=2, size=8, dim=5, seed=0, dtype=torch.float64):
+def hypervq(levels=2, size=8, dim=5, seed=0, dtype=torch.float64, code_point=""):
     torch.manual_seed(seed)
     config = ModelConfig(input_dim=dim, hidden_dims=(), latent_dim=dim, levels=levels,
-                         codebook_size=size, quantizer="hypervq")
+                         codebook_size=size, quantizer="hypervq", code_point=code_point)
     return build_quantizer(config).to(dtype)
 
 
@@ -67,11 +67,29 @@ def test_mlr_logits_are_twice_norm_a_times_the_signed_distance_to_the_hyperplane
                                rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+def test_mirror_code_points_are_the_origins_mirror_image_in_their_hyperplane(c):
+    """exp0(2 r â) lies on the normal geodesic through the hyperplane's point exp0(r â), as
+    far beyond the hyperplane as the origin is before it: a reflection keeps the distance to
+    the hyperplane and flips its side, so the MLR logit flips sign."""
+    a = torch.randn(7, 4, dtype=torch.float64)
+    r = torch.rand(7, dtype=torch.float64) * 0.8 + 0.05
+    mirror = geometry.expmap0(2 * r.unsqueeze(-1) * a / a.norm(dim=-1, keepdim=True), c=c)
+    at_mirror = geometry.mlr_logits(mirror, a, r, c=c).diagonal()
+    at_origin = geometry.mlr_logits(torch.zeros(1, 4, dtype=torch.float64), a, r, c=c)[0]
+    torch.testing.assert_close(at_mirror, -at_origin, rtol=1e-9, atol=1e-10)
+    assert (at_origin < 0).all()
+
+
 # --- HyperVQ ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("code_point,reach", [("mirror", 2.0), ("hyperplane", 1.0)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", SEEDS[:10])
-def test_hypervq_code_vectors_are_on_the_ball_and_are_r_times_unit_a(dtype, seed):
-    q = hypervq(seed=seed, dtype=getattr(torch, dtype))
+def test_hypervq_code_vectors_are_on_the_ball_and_are_r_times_unit_a(dtype, seed, code_point,
+                                                                     reach):
+    """Code k is exp0(reach · r_k â_k): its hyperplane's point (reach 1) or the origin's
+    mirror image in the hyperplane (reach 2)."""
+    q = hypervq(seed=seed, dtype=getattr(torch, dtype), code_point=code_point)
     with torch.no_grad():
         q.offsets[0].mul_(1e4)  # far past the boundary in the tangent space
     for level, (a, r) in enumerate(zip(q.normals, q.offsets)):
@@ -80,7 +98,7 @@ def test_hypervq_code_vectors_are_on_the_ball_and_are_r_times_unit_a(dtype, seed
         assert (codes.norm(dim=-1) < 1).all()
         if level:
             torch.testing.assert_close(geometry.logmap0(codes, c=1.0),
-                                       r.detach().unsqueeze(-1) * a.detach() / a.detach().norm(dim=-1, keepdim=True))
+                                       reach * r.detach().unsqueeze(-1) * a.detach() / a.detach().norm(dim=-1, keepdim=True))
 
 
 def test_hypervq_reconstruction_is_exact_when_the_last_residual_is_a_code():
@@ -93,7 +111,7 @@ def test_hypervq_reconstruction_is_exact_when_the_last_residual_is_a_code():
     tangent = geometry.logmap0(residual, c=1.0)
     with torch.no_grad():  # code i of the last level := item i's last residual
         q.normals[2].copy_(tangent)
-        q.offsets[2].copy_(tangent.norm(dim=-1))
+        q.offsets[2].copy_(tangent.norm(dim=-1) / q.choice.reach)
     torch.testing.assert_close(q.decode_codes(codes), x, rtol=1e-9, atol=1e-10)
 
 
@@ -105,8 +123,9 @@ def test_hypervq_encodes_by_the_mlr_argmax_and_initialises_a_voronoi_like_partit
     codes = q.encode(x)
     torch.testing.assert_close(codes[:, 0], q.choice.logits(0, x).argmax(-1))
     assert len(codes[:, 0].unique()) == 6  # no level-0 code left dead by the initialisation
-    # the argmax partition starts close to the nearest-centre partition it was built from
-    centres = geometry.logmap0(q.points(0).detach(), c=1.0) * 2  # codes sit halfway
+    # the argmax partition starts close to the nearest-centre partition it was built from,
+    # and the (mirror) code points are its centres
+    centres = geometry.logmap0(q.points(0).detach(), c=1.0)
     nearest = Euclidean().nearest(geometry.logmap0(x, c=1.0), centres)
     assert (nearest == codes[:, 0]).float().mean() > 0.9
 

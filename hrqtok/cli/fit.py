@@ -21,6 +21,7 @@ from hrqtok.cli.console import (
 from hrqtok.cli.options import (
     Balance,
     Centroid,
+    CodePoint,
     EmbedderOpt,
     EmbeddingOpt,
     Geometry,
@@ -111,6 +112,11 @@ def fit(
                     "quantizers (which stop earlier once assignments settle).")] = TrainConfig.kmeans_iters,
     centroid: Annotated[Centroid, typer.Option(
         help="hrq-kmeans cluster centres: Fréchet mean, or the (cheaper) Einstein midpoint.")] = Centroid.frechet,
+    code_point: Annotated[Optional[CodePoint], typer.Option(
+        help="hypervq: where a code's point lies. mirror: the origin's mirror image in the "
+             "code's MLR hyperplane (the centre of its cell); hyperplane: the HyperVQ paper's "
+             "point on the hyperplane, which leaves each residual half its cell's centre "
+             "[default: mirror].", show_default=False)] = None,
     tau_max: Annotated[float, typer.Option(
         min=1e-6, help="hypervq: Gumbel-softmax temperature at the first step.")] = TrainConfig.temperature_max,
     tau_min: Annotated[float, typer.Option(
@@ -163,7 +169,7 @@ def fit(
             hidden_dims=_hidden_dims(hidden_dims) if hidden_dims is not None else None,
             curvature=curvature, commitment=commitment if "commitment" in given else None,
             balance=balance.value, standardise=standardise,
-            seed=seed, train=train)
+            code_point=code_point.value if code_point else None, seed=seed, train=train)
         options.refuse_inapplicable(given)
         limits = _limits(max_collision_rate, max_disambiguation)
         with progress_bars(quiet) as progress:

@@ -242,7 +242,8 @@ class ItemTraining:
         before = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]
         state = copy.deepcopy(quantizer.state_dict())
         quantizer.initialise(latents, iters=self.config.kmeans_iters, generator=self.generator,
-                             balanced_deep=self.config.balanced_kmeans, from_level=1)
+                             balanced_deep=self.config.balanced_kmeans,
+                             from_level=quantizer.choice.refit_from)
         after = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]
         kept = after < before
         if not kept:

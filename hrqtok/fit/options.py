@@ -90,6 +90,7 @@ class FitOptions:
     commitment: float | None = None
     balance: str = ModelConfig.balance  # "sinkhorn": balanced code assignment at every level
     standardise: bool | None = None  # None: the default (on)
+    code_point: str | None = None  # hypervq only; None: the default ("mirror")
     seed: int = 0
     # training options given, by CLI name (tau_max sets TrainConfig.temperature_max, …)
     train: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +122,8 @@ class FitOptions:
 
     def given(self) -> list[str]:
         """Names of the options given (not left to the mode's default)."""
-        names = [name for name in ("latent_dim", "hidden_dims", "commitment", "standardise")
+        names = [name for name in ("latent_dim", "hidden_dims", "commitment", "standardise",
+                                   "code_point")
                  if getattr(self, name) is not None]
         return names + list(self.train)
 
@@ -168,7 +170,8 @@ class FitOptions:
                                 quantizer=self.quantizer, curvature=self.curvature,
                                 commitment=commitment, balance=self.balance,
                                 standardise=(ModelConfig.standardise if self.standardise is None
-                                             else self.standardise))
+                                             else self.standardise),
+                                code_point=self.code_point or "")
             return model, TrainConfig(**train, seed=self.seed)
         except (ValueError, TypeError) as e:
             raise OptionError("fit options", str(e)) from None

@@ -21,4 +21,5 @@ def build_quantizer(config: ModelConfig) -> ResidualQuantizer:
         manifold=config.manifold, choice=level_class(spec(config.quantizer)),
         levels=config.levels, codebook_size=config.codebook_size, dim=config.latent_dim,
         commitment=config.commitment, geodesic_loss=config.quantization_loss == "geodesic",
-        balance=config.balance)
+        balance=config.balance,
+        choice_options={"code_point": config.code_point} if config.code_point else None)

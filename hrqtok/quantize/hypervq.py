@@ -2,8 +2,17 @@
 conclusion): a level is a unidirectional hyperbolic MLR over its codes, and training samples
 the code with Gumbel-softmax.
 
-Level i holds normals a_k and offsets r_k; code k is the MLR hyperplane's representative point
-q_k = exp0(r_k [a_k]), so log0 q_k = r_k·a_k/‖a_k‖ and there is no separate codebook matrix.
+Level i holds normals a_k and offsets r_k, and there is no separate codebook matrix: code k's
+point is given by its MLR hyperplane H_k (through exp0(r_k [a_k]), orthogonal to a_k). Where
+(``code_point``):
+  "mirror"      the origin's mirror image in H_k, q_k = exp0(2 r_k [a_k]) (the default). When
+                H_k bisects the way from the origin to a centre m, q_k = m: the code point is
+                the centre of the cell its hyperplane bounds.
+  "hyperplane"  the HyperVQ paper's representative point on H_k, q_k = exp0(r_k [a_k]). A
+                residual level then removes only half of each cell's centre, and the deep
+                levels spend their codes on the halves left over: 93-100 % collisions on
+                clustered catalogues (README, "Robust tokens"). Models fitted before the
+                choice existed load with it.
 A residual's code is argmax_k of the MLR logits; in training it is drawn by Gumbel-softmax at
 ``temperature`` (annealed by the training loop) and its one-hot choice passes gradients to the
 logits by straight-through. Residuals, reconstruction and the loss are the residual walk's.
@@ -21,15 +30,27 @@ INIT_SCALE = 1e-2  # offsets start as small Gaussian noise; fit replaces them by
 # a few units at every level however small its residuals (Gumbel noise has unit scale); MLR
 # logits grow with ‖a_k‖ times a distance.
 MLR_SCALE = 5.0
+# where a code point lies along its normal, in units of the hyperplane's offset r_k (see above)
+CODE_POINTS = {"mirror": 2.0, "hyperplane": 1.0}
 
 
 class MLRGumbel:
     differentiable = True  # y carries gradients to the logits (straight-through one-hot)
+    # the refit after training starts at level 1: training leaves the MLR argmax cells off
+    # their code points (12 % of tight-cluster items take a first code that is not their
+    # nearest code point), and refitting the deep levels alone left 64 % collisions there
+    # against 24 % for all levels
+    refit_from = 0
 
-    def __init__(self, manifold: Manifold, levels: int, size: int, dim: int):
+    def __init__(self, manifold: Manifold, levels: int, size: int, dim: int, *,
+                 code_point: str = "mirror"):
         if not isinstance(manifold, PoincareBall):
             raise ValueError(f"HyperVQ levels live on the Poincaré ball, not {manifold!r}")
+        if code_point not in CODE_POINTS:
+            raise ValueError(f"code point must be one of {', '.join(CODE_POINTS)}, "
+                             f"got {code_point!r}")
         self.manifold = manifold
+        self.reach = CODE_POINTS[code_point]  # the code point's tangent length, in units of r_k
         self.normals = nn.ParameterList([nn.Parameter(torch.randn(size, dim)) for _ in range(levels)])
         self.offsets = nn.ParameterList(
             [nn.Parameter(torch.randn(size) * INIT_SCALE) for _ in range(levels)])
@@ -42,9 +63,9 @@ class MLRGumbel:
         return [self.normals[level], self.offsets[level]]
 
     def points(self, level: int) -> Tensor:
-        """Code points q_k = exp0(r_k [a_k]), (size, dim), differentiable in a and r."""
+        """Code points q_k = exp0(reach · r_k [a_k]), (size, dim), differentiable in a and r."""
         a, r = self.normals[level], self.offsets[level]
-        return self.manifold.expmap0(r.unsqueeze(-1) * a / norm(a))
+        return self.manifold.expmap0((self.reach * r).unsqueeze(-1) * a / norm(a))
 
     def logits(self, level: int, residual: Tensor) -> Tensor:
         """(n, size) unidirectional MLR logits of level ``level``."""
@@ -78,8 +99,9 @@ class MLRGumbel:
     def set_codes(self, level: int, points: Tensor, index: Tensor | None = None) -> None:
         """Give the codes ``index`` (all when None) MLR parameters whose argmax partition is,
         to first order at the origin, the Voronoi partition of the centres ``points``: for a
-        centre m, â = m/‖m‖, r = ‖m‖/2 (the hyperplane bisects the way to m, so the code point
-        lies halfway) and ‖a‖ = β r, making logit gaps β times gaps in squared distance.
+        centre m, â = m/‖m‖, r = ‖m‖/2 (the hyperplane bisects the way to m: a "mirror" code
+        point is m itself, a "hyperplane" one lies halfway) and ‖a‖ = β r, making logit gaps
+        β times gaps in squared distance.
         β = MLR_SCALE / (mean squared tangent norm of the centres) when a whole level is set
         (k-means initialisation); a revived code takes the level's median β."""
         tangent = self.manifold.logmap0(self.manifold.project(points))

@@ -10,8 +10,9 @@ A level choice owns each level's parameters (registered on the quantizer under t
   quantizer's: nearest or balanced) where it does not sample, returning (codes, e_i for the
   loss, e_i for the reconstruction y);
 - ``set_codes(level, points, index)``: put codes at given points (k-means, revival).
-``differentiable`` says whether y carries gradients to the choice (HyperVQ's MLR) and
-``temperature`` is the sampling temperature the training loop anneals (None: no sampling).
+``differentiable`` says whether y carries gradients to the choice (HyperVQ's MLR),
+``temperature`` is the sampling temperature the training loop anneals (None: no sampling) and
+``refit_from`` the first level that the refit after training (``--refit-deep-codes``) refits.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ class NearestCode:
 
     differentiable = False  # the choice is an argmin: nothing learns it through y
     temperature = None  # no sampling, nothing to anneal
+    # the refit after training starts at level 2: the first level's codes are the trained ones
+    refit_from = 1
 
     def __init__(self, manifold: Manifold, levels: int, size: int, dim: int):
         self.manifold = manifold

@@ -33,7 +33,7 @@ QUANTIZERS: dict[str, QuantizerSpec] = {spec.name: spec for spec in (
     QuantizerSpec("hypervq", "hyperbolic", "HRQ-VAE with HyperVQ (MLR) levels", HYPERVQ,
                   wordnet="hypervq learns its code choice from a decoder's reconstruction loss, "
                           "and WordNet mode has no decoder",
-                  options=("tau_max", "tau_min", "tau_decay")),
+                  options=("code_point", "tau_max", "tau_min", "tau_decay")),
     QuantizerSpec("hrq-kmeans", "hyperbolic", "residual k-means on the ball", NEAREST,
                   trained=False, options=("centroid",)),
     QuantizerSpec("rq-kmeans", "euclidean", "residual k-means", NEAREST, trained=False),

@@ -57,19 +57,19 @@ def _squared(x: Tensor, weights: Tensor | None = None) -> Tensor:
 
 class ResidualQuantizer(nn.Module):
     """k levels of ``codebook_size`` codes of dimension ``dim`` on ``manifold``; ``choice``
-    (a level choice class, see ``levels``) makes and owns the levels' parameters. State-dict keys are the
+    (a level choice class, see ``levels``, built with ``choice_options``) makes and owns the levels' parameters. State-dict keys are the
     choice's parameter lists (``codebooks.0``, or ``normals.0`` and ``offsets.0``)."""
 
     def __init__(self, *, manifold: Manifold, choice: type, levels: int, codebook_size: int,
                  dim: int, commitment: float, geodesic_loss: bool = False,
-                 balance: str = "none"):
+                 balance: str = "none", choice_options: dict | None = None):
         super().__init__()
         self.manifold = manifold
         self.balance = balance  # "sinkhorn": codes assigned with uniform usage (see balance.py)
         self.commitment = commitment
         self.geodesic_loss = geodesic_loss
         self.sizes = [codebook_size] * levels  # codes per level
-        self.choice = choice(manifold, levels, codebook_size, dim)
+        self.choice = choice(manifold, levels, codebook_size, dim, **(choice_options or {}))
         for name, parameters in self.choice.parameter_lists().items():
             self.register_module(name, parameters)
 

@@ -261,6 +261,8 @@ def _validate_config(config: dict, file: Path) -> tuple[ModelConfig, str]:
         model = config.get("model")
         if isinstance(model, dict) and "standardise" not in model:
             model = {**model, "standardise": False}  # fitted before inputs were standardised
+        if isinstance(model, dict) and "code_point" not in model:
+            model = {**model, "code_point": "hyperplane"}  # HyperVQ before the mirror point
         model_config = from_dict(ModelConfig, model, where="model")
         if "train" in config:
             from_dict(train_class, config["train"], where="train")

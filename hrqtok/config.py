@@ -7,8 +7,13 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from hrqtok.quantize.registry import (GEOMETRY_DEFAULTS, HYPERVQ, QUANTIZERS, QuantizerSpec,
-                                      spec)
+from hrqtok.quantize.registry import (
+    GEOMETRY_DEFAULTS,
+    HYPERVQ,
+    QUANTIZERS,
+    QuantizerSpec,
+    spec,
+)
 
 if typing.TYPE_CHECKING:
     from hrqtok.geometry import Manifold

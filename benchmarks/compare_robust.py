@@ -56,8 +56,7 @@ def hrqtok(*args: str) -> str:
 def recipe_options(quantizer: str, recipe: str) -> dict:
     trained = QUANTIZERS[quantizer].trained
     if recipe == "before":
-        return {**BEFORE_API[trained], **BEFORE_HYPERVQ_API} if quantizer == "hypervq" else (
-            BEFORE_API[trained])
+        return {**BEFORE_API[trained], **(BEFORE_HYPERVQ_API if quantizer == "hypervq" else {})}
     return {"spread_weight": 0.1} if recipe == "spread" and trained else {}
 
 

@@ -148,8 +148,9 @@ class TrainConfig:
     # levels after the first fit their codes (k-means quantizers, initialisation) by balanced
     # k-means; encoding still takes the nearest code
     balanced_kmeans: bool = True
-    # after training, refit the codes of the levels after the first to the final encoder's
-    # residuals (k-means as at initialisation); kept only if fewer training items collide
+    # after training, refit the codes of the levels after the first (every level for hypervq,
+    # see the level choices' refit_from) to the final encoder's residuals (k-means as at
+    # initialisation); kept only if fewer training items collide
     refit_deep_codes: bool = True
     revive_dead_codes: bool = True  # reseed unused codes from badly reconstructed residuals
     # weight of the spread term: the variance of log(latent distance / input distance) over

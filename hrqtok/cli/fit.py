@@ -94,8 +94,8 @@ def fit(
         min=0.0, help="Weight of the term that keeps near items apart in the latent "
                       "(0: off).")] = TrainConfig.spread_weight,
     refit_deep_codes: Annotated[bool, typer.Option(
-        help="After training, refit the codes of levels 2.. to the final latents (kept only "
-             "if fewer items collide).")] = TrainConfig.refit_deep_codes,
+        help="After training, refit the codes of levels 2.. (every level for hypervq) to the "
+             "final latents (kept only if fewer items collide).")] = TrainConfig.refit_deep_codes,
     balanced_kmeans: Annotated[bool, typer.Option(
         help="Fit the codes of levels 2.. by balanced k-means (the k-means quantizers, and "
              "the initialisation); items still take their nearest code.")] = TrainConfig.balanced_kmeans,

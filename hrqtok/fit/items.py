@@ -236,7 +236,8 @@ class ItemTraining:
         own spread, comes to fill the small residuals of the deep levels, and their codes
         collapse (tight clusters: 24 % collisions right after initialisation, 99 % five
         epochs later). Refitting those levels' codes to the final latents undoes that; the
-        refit is kept only when fewer training items collide than before it."""
+        refit is kept only when fewer training items collide than before it. It starts at the
+        level choice's ``refit_from``: level 2, or level 1 for HyperVQ's MLR levels."""
         quantizer = self.model.quantizer
         latents = self.model.latents(self.train_x)
         before = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]

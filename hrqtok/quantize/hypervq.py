@@ -31,7 +31,7 @@ INIT_SCALE = 1e-2  # offsets start as small Gaussian noise; fit replaces them by
 # logits grow with ‖a_k‖ times a distance.
 MLR_SCALE = 5.0
 # where a code point lies along its normal, in units of the hyperplane's offset r_k (see above)
-CODE_POINTS = {"mirror": 2.0, "hyperplane": 1.0}
+REACH = {"mirror": 2.0, "hyperplane": 1.0}  # keyed by config.CODE_POINTS
 
 
 class MLRGumbel:
@@ -46,11 +46,10 @@ class MLRGumbel:
                  code_point: str = "mirror"):
         if not isinstance(manifold, PoincareBall):
             raise ValueError(f"HyperVQ levels live on the Poincaré ball, not {manifold!r}")
-        if code_point not in CODE_POINTS:
-            raise ValueError(f"code point must be one of {', '.join(CODE_POINTS)}, "
-                             f"got {code_point!r}")
+        if code_point not in REACH:
+            raise ValueError(f"code point must be one of {', '.join(REACH)}, got {code_point!r}")
         self.manifold = manifold
-        self.reach = CODE_POINTS[code_point]  # the code point's tangent length, in units of r_k
+        self.reach = REACH[code_point]  # the code point's tangent length, in units of r_k
         self.normals = nn.ParameterList([nn.Parameter(torch.randn(size, dim)) for _ in range(levels)])
         self.offsets = nn.ParameterList(
             [nn.Parameter(torch.randn(size) * INIT_SCALE) for _ in range(levels)])

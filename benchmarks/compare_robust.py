@@ -1,8 +1,9 @@
 """Robust-token training (issue 14) before and after: the earlier recipe ("before":
 `--no-standardise --no-refit-deep-codes --no-balanced-kmeans`, and `--code-point hyperplane`
 for hypervq) against the defaults ("after"),
-and the defaults with `--spread-weight 0.1` ("spread", trained quantizers), for every
-quantizer and several seeds.
+the defaults with `--spread-weight 0.1` ("spread", trained quantizers), and the defaults with
+one change of the recipe undone ("no-standardise", "no-refit", "no-balanced": which change
+moved a score), for every quantizer and several seeds.
 
   catalogues  the synthetic suite of tests/catalogues.py (tight clusters, an 8 × 8 × 8
               hierarchy, tiny and huge norms, near-duplicates, few items for s^k), fitted in
@@ -37,14 +38,19 @@ from _common import ROOT
 from hrqtok.quantize.registry import QUANTIZERS
 
 SAMPLE = str(ROOT / "data" / "wordnet_glosses.jsonl")
-BEFORE = {True: ["--no-standardise", "--no-refit-deep-codes", "--no-balanced-kmeans"],
-          False: ["--no-balanced-kmeans"]}
-BEFORE_API = {True: dict(standardise=False, refit_deep_codes=False,
-                         balanced_kmeans=False), False: dict(balanced_kmeans=False)}
-BEFORE_HYPERVQ, BEFORE_HYPERVQ_API = ["--code-point", "hyperplane"], dict(code_point="hyperplane")
-# before: the earlier recipe; after: the defaults; spread: the defaults with --spread-weight 0.1
-RECIPES = ("before", "after", "spread")
-SPREAD = ["--spread-weight", "0.1"]
+# Each recipe's fit options by CLI name; the API name is the CLI name with "-" as "_", a
+# "--no-" flag sets False. Options that do not apply to a quantizer are dropped for it.
+RECIPES = {
+    "before": ["--no-standardise", "--no-refit-deep-codes", "--no-balanced-kmeans",
+               "--code-point", "hyperplane"],
+    "after": [],
+    "spread": ["--spread-weight", "0.1"],
+    "no-standardise": ["--no-standardise"],
+    "no-refit": ["--no-refit-deep-codes"],
+    "no-balanced": ["--no-balanced-kmeans"],
+}
+# only the trained quantizers have a network (standardised input, spread term, refit codes)
+TRAINED_ONLY = ("--no-standardise", "--no-refit-deep-codes", "--spread-weight")
 
 
 def hrqtok(*args: str) -> str:
@@ -53,19 +59,38 @@ def hrqtok(*args: str) -> str:
     return result.stdout
 
 
+def recipe_args(quantizer: str, recipe: str) -> list[str]:
+    """The CLI options of one recipe that apply to this quantizer."""
+    trained, args, pairs = QUANTIZERS[quantizer].trained, RECIPES[recipe], []
+    i = 0
+    while i < len(args):
+        takes_value = not args[i].startswith("--no-")
+        pairs.append(args[i:i + 1 + takes_value])
+        i += 1 + takes_value
+    kept = [p for p in pairs if (trained or p[0] not in TRAINED_ONLY)
+            and (quantizer == "hypervq" or p[0] != "--code-point")]
+    return [a for p in kept for a in p]
+
+
 def recipe_options(quantizer: str, recipe: str) -> dict:
-    trained = QUANTIZERS[quantizer].trained
-    if recipe == "before":
-        return {**BEFORE_API[trained], **(BEFORE_HYPERVQ_API if quantizer == "hypervq" else {})}
-    return {"spread_weight": 0.1} if recipe == "spread" and trained else {}
+    """recipe_args as keyword arguments of hrqtok.Tokenizer.fit."""
+    args, options = recipe_args(quantizer, recipe), {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--no-"):
+            options[arg[5:].replace("-", "_")] = False
+        elif arg.startswith("--"):
+            value = args[i + 1]
+            options[arg[2:].replace("-", "_")] = (float(value) if value[0].isdigit()
+                                                  else value)
+    return options
 
 
 CHOSEN = list(RECIPES)  # --recipes
 
 
 def recipes(quantizer: str) -> list[str]:
-    """The recipes asked for; the spread term exists only where there is a network."""
-    return [r for r in CHOSEN if r != "spread" or QUANTIZERS[quantizer].trained]
+    """The recipes asked for, less those that are the defaults again for this quantizer."""
+    return [r for r in CHOSEN if r in ("after", "before") or recipe_args(quantizer, r)]
 
 
 def mean_std(values: list[float], fmt: str) -> str:
@@ -109,12 +134,8 @@ def fitted(dataset: str, quantizer: str, recipe: str, seed: int, workdir: Path) 
     items = SAMPLE if dataset == "sample" else str(workdir / "ml-100k" / "items.jsonl")
     model = workdir / f"{dataset}-{quantizer}-{recipe}-{seed}"
     if not (model / "metrics.json").exists():
-        trained = QUANTIZERS[quantizer].trained
-        before = (BEFORE[trained] + (BEFORE_HYPERVQ if quantizer == "hypervq" else [])
-                  if recipe == "before"
-                  else SPREAD if recipe == "spread" and trained else [])
         hrqtok("fit", items, "--quantizer", quantizer, "--seed", str(seed), "--model", str(model),
-               "--force", *before)
+               "--force", *recipe_args(quantizer, recipe))
     return model
 
 
@@ -169,7 +190,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="catalogues,sample,movielens")
     parser.add_argument("--quantizers", default=",".join(QUANTIZERS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--recipes", default="before,after,spread",
+                        help=f"any of {', '.join(RECIPES)}")
     parser.add_argument("--balances", default="none,sinkhorn-last",
                         help="--balance settings the catalogues are fitted with")
     parser.add_argument("--workdir", type=Path, default=None)

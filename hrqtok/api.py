@@ -192,7 +192,7 @@ class Tokenizer:
         ``existing``: an earlier table (or its file) whose ids keep their multitokens."""
         from hrqtok.pipeline import check_beam
 
-        check_beam(self.model_config, beam)
+        check_beam(self.model_config, beam, self.config)
         if isinstance(existing, (str, Path)):
             existing = self._view().read_table(existing, other_model=existing_other_model)
         elif existing is not None:

@@ -206,6 +206,10 @@ class HierarchyTrainConfig:
     negatives: int = 50  # sampled non-hypernyms of u per pair
     negative_group: int = 32  # pairs sharing one draw of negatives (1: a draw per pair)
     quantize_weight: float = 0.1  # weight of the (H)RQ loss of both ends of a pair
+    # then, multitokens fixed, epochs that tune only the codebooks on the ranking loss of the
+    # decoded multitokens (trained quantizers; 0: none), at this RiemannianAdam rate
+    tune_epochs: int = 100
+    tune_learning_rate: float = 0.03
     kmeans_iters: int = 25  # Lloyd iterations per level when codebooks start after burn-in
     centroid: str = "frechet"  # hrq-kmeans cluster centres: "frechet" mean or "einstein" midpoint
     revive_dead_codes: bool = True  # reseed unused codes after each epoch
@@ -216,11 +220,12 @@ class HierarchyTrainConfig:
 
     def __post_init__(self) -> None:
         require_finite(self)
-        if self.epochs < 0 or self.burn_in_epochs < 0:
+        if self.epochs < 0 or self.burn_in_epochs < 0 or self.tune_epochs < 0:
             raise ValueError("epochs must be >= 0")
         if min(self.batch_size, self.negatives, self.negative_group) < 1:
             raise ValueError("batch size, negatives and negative group must be >= 1")
-        if self.learning_rate <= 0 or self.codebook_learning_rate <= 0 or self.burn_in_factor <= 0:
+        if min(self.learning_rate, self.codebook_learning_rate, self.burn_in_factor,
+               self.tune_learning_rate) <= 0:
             raise ValueError("learning rates must be > 0")
         if not 0 < self.final_factor <= 1:
             raise ValueError(f"final factor must be in (0, 1], got {self.final_factor}")

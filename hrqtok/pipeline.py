@@ -171,7 +171,7 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     """
     loaded = load_model_dir(model_dir)
     _own_items_only(loaded, source)
-    check_beam(loaded.model_config, beam)
+    check_beam(loaded.model_config, beam, loaded.config)
     old = loaded.read_table(existing, other_model=existing_other_model) if existing else None
     if source is None:
         fitted = loaded.table()
@@ -200,13 +200,19 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     return table
 
 
-def check_beam(config: ModelConfig, beam: int) -> None:
+def check_beam(config: ModelConfig, beam: int, saved: dict | None = None) -> None:
     """Beam search ranks each item's own code paths; a balanced model assigns codes over all
-    the items encoded together, which no per-item search keeps."""
+    the items encoded together, which no per-item search keeps. A WordNet model whose
+    codebooks were tuned to its fixed multitokens (config.json ``saved``) has code points that
+    no longer approximate its nodes' embeddings, so a search over them would not be meaningful."""
     if beam > 1 and config.balance != "none":
         raise OptionError("--beam", f"this model assigns codes balanced ({config.balance}) over "
                                     "the items encoded together; beam search cannot keep that: "
                                     "leave out --beam")
+    if beam > 1 and (saved or {}).get("train", {}).get("tune_epochs", 0) > 0:
+        raise OptionError("--beam", "this WordNet model's codebooks were tuned to its stored "
+                                    "multitokens (--tune-epochs), so a search over them no longer "
+                                    "follows the embeddings: leave out --beam")
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,

@@ -73,10 +73,11 @@ def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
     assert torch.allclose(model.embeddings, expected, atol=1e-10)
 
 
-def _fit_tree(geometry_name):
+def _fit_tree(geometry_name, tune_epochs=5):
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=100, burn_in_epochs=10, batch_size=16, negatives=10,
-                                  learning_rate=0.3, negative_group=8, eval_every=0, seed=0)
+                                  learning_rate=0.3, negative_group=8, eval_every=0, seed=0,
+                                  tune_epochs=tune_epochs)
     result = fit_hierarchy(PAIRS, test, 40, _model_config(geometry_name), config)
     score = closure_ranking(result.model.embeddings, {"train": PAIRS[~test]}, PAIRS,
                             manifold=result.model.manifold)["train"]
@@ -93,9 +94,9 @@ def test_training_learns_the_tree_and_the_ball_beats_euclidean_space():
     assert euclidean["map"] > start["map"] + 0.2
     assert hyperbolic["map"] > euclidean["map"] + 0.1  # trees fit the ball (4 dimensions)
     geometry.check_on_ball(result.model.embeddings, c=1.0)
-    codes = result.model.encode()
+    codes = result.codes
     assert codes.shape == (40, 2) and torch.isfinite(result.model.decode_codes(codes)).all()
-    assert [row["phase"] for row in result.log] == ["burn-in"] * 10 + ["train"] * 100
+    assert [row["phase"] for row in result.log] == ["burn-in"] * 10 + ["train"] * 100 + ["tune"] * 5
     assert result.pairs_per_second > 0
 
 
@@ -107,7 +108,7 @@ def test_same_seed_same_bytes():
     b = fit_hierarchy(PAIRS, test, 40, _model_config(), config)
     for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
-    assert (a.model.encode() == b.model.encode()).all()
+    assert (a.codes == b.codes).all()
 
 
 def test_no_nan_over_seeds_with_large_steps():
@@ -124,9 +125,9 @@ def test_learning_rate_schedule_in_the_log():
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=5, burn_in_epochs=2, batch_size=32, negatives=5,
                                   learning_rate=0.2, burn_in_factor=0.05, final_factor=0.1,
-                                  eval_every=0)
+                                  eval_every=0, tune_epochs=2, tune_learning_rate=0.5)
     rates = [row["learning_rate"] for row in fit_hierarchy(PAIRS, test, 40, _model_config(), config).log]
-    assert rates == pytest.approx([0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02])
+    assert rates == pytest.approx([0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02, 0.5, 0.5])
 
 
 def test_a_step_never_moves_a_node_further_than_max_step():
@@ -152,6 +153,7 @@ def test_kmeans_quantizers_train_embeddings_alone_then_cluster_them(quantizer):
                                   negative_group=4, eval_every=0, kmeans_iters=30, seed=0)
     result = fit_hierarchy(PAIRS, test, 40, _model_config(quantizer=quantizer), config)
     epochs, last = result.log[:-1], result.log[-1]
+    assert "tune" not in [row.get("phase") for row in result.log]  # nothing to tune
     assert all(row["quantization"] == 0 for row in epochs)  # no (H)RQ loss while training
     assert last["phase"] == "k-means" and len(last["iterations"]) == 2
     # level 0 is a converged k-means of the final embeddings: each used code is the centre
@@ -169,3 +171,61 @@ def test_kmeans_quantizers_train_embeddings_alone_then_cluster_them(quantizer):
                                                          members, c=1.0).norm(dim=-1).mean() + 1e-9
     codes = result.model.encode()
     assert codes.shape == (40, 2) and torch.isfinite(result.model.decode_codes(codes)).all()
+
+
+def _quantized_map(result, pairs):
+    points = result.model.decode_codes(result.codes)
+    return closure_ranking(points, {"train": pairs}, PAIRS, manifold=result.model.manifold)["train"]["map"]
+
+
+@pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
+def test_codebook_tuning_lifts_the_tokens_map_and_moves_no_node(geometry_name):
+    untuned, _ = _fit_tree(geometry_name, tune_epochs=0)
+    tuned, _ = _fit_tree(geometry_name, tune_epochs=40)
+    # the same joint training, then only the codebooks move
+    assert torch.equal(untuned.model.embeddings, tuned.model.embeddings)
+    assert torch.equal(untuned.codes, tuned.codes)
+    assert not torch.equal(untuned.model.decode_codes(untuned.codes),
+                           tuned.model.decode_codes(tuned.codes))
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    assert _quantized_map(tuned, PAIRS[~test]) > _quantized_map(untuned, PAIRS[~test]) + 0.05
+    assert [row["phase"] for row in tuned.log].count("tune") == 40
+    if geometry_name == "hyperbolic":
+        for level in range(2):
+            geometry.check_on_ball(tuned.model.quantizer.points(level).detach(), c=1.0)
+
+
+@pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
+def test_tuning_gradients_equal_autograd_of_the_ranking_loss(geometry_name):
+    from hrqtok.fit.codebook_tuning import CodebookTuning
+    from hrqtok.models.hierarchy import HierarchyModel
+
+    model = HierarchyModel(_model_config(geometry_name), 40)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.embeddings.copy_(geometry.project(torch.randn(40, 4, generator=g, dtype=torch.float64) * 0.4, c=1.0))
+    model.quantizer.initialise(model.embeddings.detach(), iters=5, generator=g)
+    codes = model.encode()
+    batch = torch.from_numpy(PAIRS[:24])
+    tuning = CodebookTuning(model, codes, batch, NegativeSampler(40, PAIRS, 6, torch.Generator().manual_seed(5)),
+                            batch_size=24, group=8, learning_rate=0.01, generator=torch.Generator())
+    loss = tuning.gradients(batch)
+    grads = [p.grad.clone() for p in model.quantizer.parameters()]
+    # the reference: the loss written plainly, on points decoded once per pair end
+    for p in model.quantizer.parameters():
+        p.grad = None
+    negatives, masked = NegativeSampler(40, PAIRS, 6, torch.Generator().manual_seed(5)).sample(batch[:, 0].view(3, 8))
+    tied = (codes[batch[:, 0]].view(3, 8, 1, 2) == codes[negatives].view(3, 1, 6, 2)).all(-1)
+    assert tied.any()  # the case the tuning leaves out of the softmax
+    masked = masked | tied
+    ball = isinstance(model.manifold, PoincareBall)
+    dist = (lambda a, b: geometry.dist(a, b, c=1.0)) if ball else (lambda a, b: (a - b).norm(dim=-1))
+    decode = lambda rows: model.quantizer.decode_codes(codes[rows])  # noqa: E731
+    u, v = decode(batch[:, 0]).view(3, 8, 1, 4), decode(batch[:, 1]).view(3, 8, 1, 4)
+    n = decode(negatives.reshape(-1)).view(3, 1, 6, 4)
+    logits = torch.cat([-dist(u, v), (-dist(u, n)).masked_fill(masked, float("-inf"))], 2)
+    reference = -torch.log_softmax(logits, 2)[..., 0].sum()
+    reference.backward()
+    assert loss == pytest.approx(reference.item(), rel=1e-7)
+    for ours, p in zip(grads, model.quantizer.parameters()):
+        torch.testing.assert_close(ours, p.grad, rtol=1e-4, atol=1e-5)  # expanded distances round

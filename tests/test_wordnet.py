@@ -17,7 +17,7 @@ from hrqtok.sources import wordnet
 
 runner = CliRunner()
 TINY = ["--root", "mammal.n.01", "--epochs", "3", "--burn-in-epochs", "2", "--latent-dim", "3",
-        "--codebook-size", "16", "--eval-every", "2", "--quiet"]
+        "--codebook-size", "16", "--eval-every", "2", "--tune-epochs", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +101,9 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     tokens = pq.read_table(mammal_model / "tokens.parquet")
     assert tokens.num_rows == 1_182 and "dog.n.01" in tokens.column("id").to_pylist()
     log = [json.loads(line) for line in (mammal_model / "train_log.jsonl").read_text().splitlines()]
-    assert [row["phase"] for row in log] == ["burn-in"] * 2 + ["train"] * 3
+    assert [row["phase"] for row in log] == ["burn-in"] * 2 + ["train"] * 3 + ["tune"] * 2
     assert "train_map" in log[1] and "train_map" in log[3]
+    assert "quantized_train_map" in log[5] and "quantized_train_map" not in log[3]
     assert json.loads((mammal_model / "config.json").read_text())["train"]["quantize_weight"] == 0.2
 
 
@@ -142,14 +143,23 @@ def test_encode_decode_inspect(mammal_model, tmp_path):
     assert human.exit_code == 0 and "held-out MAP" in human.output
 
 
-def test_encode_with_beam_search_re_encodes_the_nouns(mammal_model, tmp_path):
+def test_a_tuned_model_refuses_beam_search(mammal_model, tmp_path):
+    out = tmp_path / "beam.parquet"
+    result = runner.invoke(app, ["encode", "--model", str(mammal_model), "--beam", "8", "--out", str(out)])
+    assert result.exit_code == 2 and "tuned" in result.output and not out.exists()
+
+
+def test_encode_with_beam_search_re_encodes_the_nouns(tmp_path):
     from hrqtok.store.model_dir import load_model_dir
     from hrqtok.store.tables import read_table
 
-    out = tmp_path / "beam.parquet"
-    result = runner.invoke(app, ["encode", "--model", str(mammal_model), "--beam", "8", "--out", str(out), "-q"])
+    untuned = tmp_path / "untuned"
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(untuned), *TINY, "--tune-epochs", "0"])
     assert result.exit_code == 0, result.output
-    loaded = load_model_dir(mammal_model)
+    out = tmp_path / "beam.parquet"
+    result = runner.invoke(app, ["encode", "--model", str(untuned), "--beam", "8", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    loaded = load_model_dir(untuned)
     greedy, searched = loaded.table(), read_table(out)
     assert searched.ids == greedy.ids and searched.metadata["beam"] == 8
     q, points = loaded.model.quantizer, loaded.model.embeddings
@@ -168,6 +178,7 @@ def test_wordnet_model_refuses_other_items(mammal_model, vector_items):
     (["--root", "aardvark.n.01"], 1),
     (["--test-fraction", "1.5"], 2),
     (["--test-fraction", "0"], 2),
+    (["--quantizer", "hrq-kmeans", "--tune-epochs", "5"], 2),  # k-means codebooks: no tuning
 ])
 def test_bad_wordnet_options(tmp_path, args, code):
     path = tmp_path / "model"

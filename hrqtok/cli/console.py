@@ -79,6 +79,9 @@ def epoch_info(row: dict) -> str:
         text = f"loss {row['loss']:.3f} · {row['pairs_per_second']:,.0f} pairs/s"
         if "train_mean_rank" in row:
             text += f" · MR {row['train_mean_rank']:.2f} MAP {row['train_map']:.3f} (sample)"
+        if "quantized_train_map" in row:
+            text += (f" · tokens MR {row['quantized_train_mean_rank']:.2f} "
+                     f"MAP {row['quantized_train_map']:.3f}")
     elif "reconstruction" in row:
         text = f"rec {row['reconstruction']:.4f}"
         if "temperature" in row:

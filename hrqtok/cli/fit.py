@@ -133,6 +133,8 @@ def fit(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(
         min=0.0, help="With --wordnet: weight of the (H)RQ loss against the ranking loss.")] = HierarchyTrainConfig.quantize_weight,
+    tune_epochs: Annotated[int, typer.Option(
+        min=0, help="With --wordnet: epochs that then tune only the codebooks, on the ranking loss of the nodes' fixed multitokens (0: none).")] = HierarchyTrainConfig.tune_epochs,
     seed: SeedOpt = 0,
     id_field: IdOpt = None,
     text_field: TextOpt = None,
@@ -195,7 +197,7 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters",
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
-                 "eval_every", "quantize_weight")
+                 "eval_every", "quantize_weight", "tune_epochs")
 
 
 def _given(ctx: typer.Context) -> list[str]:

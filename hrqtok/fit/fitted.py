@@ -76,7 +76,7 @@ def fit_wordnet_nouns(hierarchy: Hierarchy, model_config: ModelConfig,
     test = split_pairs(len(hierarchy.pairs), train_config.test_fraction, train_config.seed)
     result = fit_hierarchy(hierarchy.pairs, test, len(hierarchy), model_config, train_config,
                            progress=progress)
-    codes = result.model.encode().numpy()
+    codes = result.codes.numpy()
     summary = {
         "nodes": len(hierarchy), "pairs": int(len(hierarchy.pairs)),
         "train_pairs": int((~test).sum()), "epochs": sum("epoch" in row for row in result.log),

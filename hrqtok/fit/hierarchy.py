@@ -9,9 +9,10 @@ sampled hypernym is redrawn once and masked out of the softmax if it hits again.
 
 Embeddings take sparse Riemannian SGD steps (only the rows a batch touches), with burn-in
 epochs at a reduced rate before the codebooks exist; codebooks start from k-means on the
-burnt-in embeddings and then train with RiemannianAdam alongside. With a k-means quantizer
-(rq-kmeans, hrq-kmeans) the embeddings train alone and residual k-means of the final
-embeddings gives the codebooks.
+burnt-in embeddings and then train with RiemannianAdam alongside; last, with the nodes'
+multitokens fixed, the codebooks alone are tuned on the ranking loss of the decoded
+multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans, hrq-kmeans) the
+embeddings train alone and residual k-means of the final embeddings gives the codebooks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from hrqtok.config import HierarchyTrainConfig, ModelConfig
+from hrqtok.fit.codebook_tuning import CodebookTuning
 from hrqtok.fit.contrastive import softmax_ranking_loss
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.metrics.ranking import closure_ranking
@@ -38,6 +40,7 @@ ProgressFn = Callable[[str, int, int, dict], None]
 
 class HierarchyFitResult(NamedTuple):
     model: HierarchyModel
+    codes: Tensor  # (nodes, levels): the multitokens (fixed before codebook tuning)
     log: list[dict]  # one row per epoch, as written to train_log.jsonl
     stopped: str  # "completed" or "interrupted"
     seconds: float  # training time, without the final evaluation
@@ -79,7 +82,9 @@ def fit_hierarchy(pairs: np.ndarray, test: np.ndarray, n_nodes: int, model_confi
     if not loop.initialised:
         loop.initialise_codebooks()
     pairs_per_second = loop.pairs_stepped / max(loop.step_seconds, 1e-9)
-    return HierarchyFitResult(model, loop.log, stopped, loop.train_seconds, pairs_per_second)
+    codes = model.encode() if loop.codes is None else loop.codes
+    return HierarchyFitResult(model, codes, loop.log, stopped, loop.train_seconds,
+                              pairs_per_second)
 
 
 class HierarchyTraining:
@@ -95,26 +100,38 @@ class HierarchyTraining:
                                        generator)
         self.codebook_optimizer: geoopt.optim.RiemannianAdam | None = None
         self.initialised = False
+        self.codes: Tensor | None = None  # set when codebook tuning fixes the multitokens
         self.log: list[dict] = []
         self.pairs_stepped, self.step_seconds, self.train_seconds = 0, 0.0, 0.0
         sample = np.random.default_rng(config.seed).permutation(n := len(model.embeddings))
         self.eval_rows = np.sort(sample[:min(config.eval_sample, n)])
 
     @property
+    def tune_epochs(self) -> int:
+        """Codebook tuning needs codebooks that train (not k-means ones) and the epochs."""
+        return self.config.tune_epochs if self.model.config.trained else 0
+
+    @property
     def total_epochs(self) -> int:
-        return self.config.burn_in_epochs + self.config.epochs
+        return self.config.burn_in_epochs + self.config.epochs + self.tune_epochs
 
     def run(self) -> None:
         start = time.perf_counter()
         joint = self.model.config.trained  # codebooks train with the embeddings
+        trained = self.config.burn_in_epochs + self.config.epochs
+        tuning = None
         for epoch in range(1, self.total_epochs + 1):
             burn_in = epoch <= self.config.burn_in_epochs
             if joint and not burn_in and not self.initialised:
                 self.initialise_codebooks()
-            row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
-                   **self._epoch(self._learning_rate(epoch), quantize=joint and not burn_in)}
-            if self.initialised:
-                row.update(self._usage())
+            if epoch > trained:
+                tuning = tuning or self._start_tuning()
+                row = {"epoch": epoch, "phase": "tune", **tuning.epoch()}
+            else:
+                row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
+                       **self._epoch(self._learning_rate(epoch), quantize=joint and not burn_in)}
+                if self.initialised:
+                    row.update(self._usage())
             every = self.config.eval_every
             if every and (epoch % every == 0 or epoch == self.total_epochs):
                 row.update(self._check())
@@ -122,6 +139,15 @@ class HierarchyTraining:
             self.log.append(row)
             if self.progress:
                 self.progress(row["phase"], epoch, self.total_epochs, row)
+
+    def _start_tuning(self) -> CodebookTuning:
+        """Fix the multitokens (greedy codes of the trained embeddings), then tune."""
+        self.codes = self.model.encode()
+        return CodebookTuning(self.model, self.codes, self.train_pairs, self.sampler,
+                              batch_size=self.config.batch_size,
+                              group=self.config.negative_group,
+                              learning_rate=self.config.tune_learning_rate,
+                              generator=self.generator)
 
     def initialise_codebooks(self) -> None:
         """k-means codebooks: a start for joint training, or the whole of a k-means quantizer
@@ -236,10 +262,15 @@ class HierarchyTraining:
         return row
 
     def _check(self) -> dict:
-        """MR / MAP of the continuous embedding on a sample of hyponyms (train and test)."""
+        """MR / MAP on a sample of hyponyms (train and test): of the continuous embedding, and
+        once the multitokens are fixed, of their decoded points too (``quantized_`` keys)."""
         keep = np.isin(self.pairs[:, 0], self.eval_rows)
-        scores = closure_ranking(self.model.embeddings, {
-            "train": self.pairs[keep & ~self.test], "test": self.pairs[keep & self.test]},
-            self.pairs, manifold=self.model.manifold)
-        return {f"{name}_{metric}": scores[name][metric]
+        evaluated = {"train": self.pairs[keep & ~self.test], "test": self.pairs[keep & self.test]}
+        points = {"": self.model.embeddings}
+        if self.codes is not None:
+            points["quantized_"] = self.model.decode_codes(self.codes)
+        return {f"{prefix}{name}_{metric}": scores[name][metric]
+                for prefix, at in points.items()
+                for scores in [closure_ranking(at, evaluated, self.pairs,
+                                               manifold=self.model.manifold)]
                 for name in ("train", "test") for metric in ("mean_rank", "map")}

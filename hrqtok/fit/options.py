@@ -64,6 +64,9 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
        for name in ("warmup_epochs", "patience", "validation_fraction", "spread_weight",
                     "refit_deep_codes", "standardise")},
     "balanced_kmeans": (lambda w, q: not w, "ITEMS (not --wordnet)"),
+    **{name: (lambda w, q: w and spec(q).trained,
+              f"--wordnet with a trained quantizer ({TRAINED})")
+       for name in ("tune_epochs", "tune_learning_rate")},
     **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
                         "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},
     **{name: (_only_for(name), _owners(name))
@@ -161,6 +164,8 @@ class FitOptions:
                     latent_dim=latent_dim, levels=self.levels, codebook_size=size,
                     quantizer=self.quantizer, curvature=self.curvature, commitment=commitment,
                     balance=self.balance)
+                if not spec(self.quantizer).trained:  # k-means codebooks: nothing to tune
+                    train["tune_epochs"] = 0
                 return model, HierarchyTrainConfig(**train, seed=self.seed)
             trained = spec(self.quantizer).trained
             shape = dict(input_dim=input_dim, latent_dim=latent_dim if trained else input_dim,

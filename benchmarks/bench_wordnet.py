@@ -123,7 +123,7 @@ def mammals():
         result = fit_hierarchy(nouns.pairs, test, len(nouns), _model_config(geometry_name, 5),
                                config, progress=progress)
         ranking = hierarchy_report(result.model, nouns, test,
-                                   result.model.encode().numpy())["ranking"]
+                                   result.codes.numpy())["ranking"]
         target = (f"MR <= 1.3 and MAP >= 0.92 first at epoch {reached[0][0]} ({reached[0][1]:.0f} s)"
                   if reached else "MR <= 1.3 and MAP >= 0.92 not reached")
         print(f"  {geometry_name}: {result.seconds:5.1f} s, {len(result.log)} epochs, "

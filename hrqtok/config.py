@@ -75,9 +75,10 @@ class ModelConfig:
     # k-means quantizers' Lloyd steps (balanced k-means); "sinkhorn-last": the last level
     # only; "none": the nearest code
     balance: str = "none"
-    # the network sees (x - mean) / scale (both fitted on the training items and stored with
-    # the weights; scale: the RMS norm of the centred items), so any embedder's vectors reach
-    # the ball at unit typical norm. Models fitted before it load with False
+    # the network sees (x - mean) / scale, stored with the weights: scale is the training
+    # items' RMS norm, so any embedder's vectors reach the ball at unit typical norm; mean is
+    # 0 (models fitted while it was the items' mean keep it). Models fitted before
+    # standardisation load with False
     standardise: bool = True
     # HyperVQ levels: one of CODE_POINTS ("" for the other quantizers, which have codebooks;
     # "mirror" when hypervq leaves it out). HyperVQ models fitted before it load with

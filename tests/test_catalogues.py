@@ -81,12 +81,31 @@ def test_standardisation_makes_the_fit_scale_free():
     for scale, tok in tables.items():
         assert (tok.table.codes == reference).all(axis=1).mean() >= 0.99, scale
         model, unit = tok.model, tables[1.0].model
-        np.testing.assert_allclose(model.input_mean.numpy() / scale, unit.input_mean.numpy(),
-                                   rtol=1e-3, atol=1e-6)
+        assert not model.input_mean.any()  # scaled, not centred
+        rms_norm = float(np.sqrt(((x.astype(np.float64) * scale) ** 2).sum(1).mean()))
+        # fitted on the training split, not on all of x
+        assert float(model.input_scale) == pytest.approx(rms_norm, 0.02)
         assert float(model.input_scale) / scale == pytest.approx(float(unit.input_scale), 1e-4)
         same = (tok.table.codes == reference).all(axis=1)
         np.testing.assert_allclose(tok.reconstruct(x * scale)[same] / scale,
                                    tables[1.0].reconstruct(x)[same], rtol=1e-2, atol=1e-3)
+
+
+def test_models_fitted_with_centred_inputs_keep_their_mean(tmp_path):
+    """Models fitted while standardisation also centred the inputs stored the mean in
+    ``input_mean``; they load and encode with it."""
+    from hrqtok.store.model_dir import load_model_dir
+
+    x = CATALOGUES["tight-clusters"].vectors[:100]
+    tok = _fit(x)
+    mean = torch.from_numpy(x.mean(0))
+    tok.model.input_mean.copy_(mean)
+    centred_codes = tok.model.encode(torch.from_numpy(x)).numpy()
+    loaded = load_model_dir(tok.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.model.input_mean.numpy(), mean.numpy())
+    np.testing.assert_array_equal(loaded.model.encode(torch.from_numpy(x)).numpy(),
+                                  centred_codes)
+    assert (centred_codes != tok.table.codes).any()  # the mean is not a no-op
 
 
 def test_unstandardised_and_old_models_load(tmp_path):

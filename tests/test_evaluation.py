@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from hrqtok.config import Seq2SeqConfig
-from hrqtok.evaluation.hypernyms import hypernym_recall
-from hrqtok.evaluation.metrics import hit_positions, ndcg_at, recall_at
+from hrqtok.evaluation.hypernyms import hypernym_recall, most_frequent, sample_rows
+from hrqtok.evaluation.metrics import (
+    clustered_standard_error,
+    hit_positions,
+    ndcg_at,
+    recall_at,
+)
 from hrqtok.evaluation.seq2seq import Seq2Seq, beam_search
 from hrqtok.evaluation.systems import random_multitokens, score_systems, summarise
 from hrqtok.evaluation.vocabulary import BOS, PAD, SPECIAL, PrefixTrie, Vocabulary
@@ -83,6 +88,56 @@ def test_random_baseline_has_the_model_shape():
     assert tokens.shape == (500, 3) and tokens[:, :2].max() < 4
     assert len({tuple(row) for row in tokens}) == 500  # disambiguated like a real table
     assert np.array_equal(tokens, random_multitokens(500, [4, 4], seed=3))
+
+
+def test_clustered_standard_error():
+    rng = np.random.default_rng(0)
+    hits = (rng.random(200) < 0.3).astype(float)
+    # one row per group: the usual standard error of a mean
+    assert clustered_standard_error(hits, np.arange(200)) == pytest.approx(
+        hits.std(ddof=1) / np.sqrt(200))
+    # a group's rows are one observation: repeating every row within its group adds nothing
+    assert clustered_standard_error(np.repeat(hits, 3), np.repeat(np.arange(200), 3)) == \
+        pytest.approx(clustered_standard_error(hits, np.arange(200)))
+    assert np.isnan(clustered_standard_error(hits, np.zeros(200)))
+    assert np.isnan(clustered_standard_error(np.array([]), np.array([])))
+
+
+def test_most_frequent_and_sample_rows():
+    assert most_frequent(np.array([3, 1, 3, 2, 2, 5]), 2).tolist() == [2, 3]  # tie: smaller first
+    assert most_frequent(np.array([4]), 3).tolist() == [4]
+    rows = sample_rows(100, 10, np.random.default_rng(1))
+    assert len(set(rows)) == 10 and (np.diff(rows) > 0).all() and rows.max() < 100
+    assert rows.tolist() == sample_rows(100, 10, np.random.default_rng(1)).tolist()
+    assert sample_rows(5, None, np.random.default_rng(1)).tolist() == [0, 1, 2, 3, 4]
+    assert sample_rows(5, 9, np.random.default_rng(1)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_hypernym_recall_samples_pairs_and_reports_rare_and_frequent():
+    parents = tree_parents(branching=4, depth=3)
+    n = len(parents)
+    hierarchy = Hierarchy.from_parents(names=[f"n{i}" for i in range(n)], parents=parents,
+                                       glosses=[""] * n, lexnames=[""] * n)
+    pairs = hierarchy.pairs
+    test = np.random.default_rng(0).random(len(pairs)) < 0.3
+    config = Seq2SeqConfig(**TINY, epochs=1, batch_size=32, beam=5, seed=3)
+    tokens = random_multitokens(n, [5, 5, 5], 0)
+    full = hypernym_recall(tokens, pairs, test, config)
+    assert full["train_pairs"] == (~test).sum() and full["test_pairs"] == test.sum()
+    # the reference, counted independently: the 5 hypernyms most often in the train pairs
+    counts: dict[int, int] = {}
+    for hypernym in pairs[~test, 1]:
+        counts[hypernym] = counts.get(hypernym, 0) + 1
+    top = sorted(counts, key=lambda h: (-counts[h], h))[:5]
+    in_top = np.isin(pairs[test, 1], top)
+    assert full["frequent_reference@5"] == pytest.approx(in_top.mean())
+    assert full["rare_test_pairs"] == (~in_top).sum() > 0
+    assert 0 <= full["rare_recall@5"] <= 1 and full["recall@5_se"] > 0
+    sampled = hypernym_recall(tokens, pairs, test, config, train_pairs=40, test_pairs=25)
+    assert sampled["train_pairs"] == 40 and sampled["test_pairs"] == 25
+    assert sampled == {**hypernym_recall(tokens, pairs, test, config, train_pairs=40,
+                                         test_pairs=25),
+                       "train_seconds": sampled["train_seconds"], "seconds": sampled["seconds"]}
 
 
 def test_hypernym_recall_learns_tree_tokens_better_than_random():

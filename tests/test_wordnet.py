@@ -212,6 +212,23 @@ def test_eval_hypernyms_on_the_held_out_pairs(mammal_model):
     human = runner.invoke(app, ["eval", "hypernyms", "--model", str(mammal_model), "--baseline",
                                 "random", *EVAL_TINY, "--quiet"])
     assert human.exit_code == 0 and "recall@10" in human.stderr and human.stdout == ""
+    assert "rare@10" in human.stderr and "top-10 ref." in human.stderr
+
+
+def test_eval_hypernyms_on_samples_of_the_pairs(mammal_model):
+    result = runner.invoke(app, ["eval", "hypernyms", "--model", str(mammal_model), *EVAL_TINY,
+                                 "--train-pairs", "500", "--test-pairs", "120", "--runs", "2",
+                                 "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["settings"]["train_pairs"] == 500 and report["settings"]["test_pairs"] == 120
+    row = report["results"]["model"]
+    assert row["train_pairs"]["mean"] == 500 and row["test_pairs"]["mean"] == 120
+    # mammal.n.01 and a few other ancestors are the hypernym of most pairs
+    assert 0.3 < row["frequent_reference@10"]["mean"] < 1
+    assert row["rare_test_pairs"]["mean"] < 120 and row["recall@10_se"]["mean"] > 0
+    bad = runner.invoke(app, ["eval", "hypernyms", "--model", str(mammal_model), "--test-pairs", "0"])
+    assert bad.exit_code == 2
 
 
 def test_eval_hypernyms_needs_a_wordnet_model(tmp_path, vector_items):

@@ -85,6 +85,12 @@ def eval_hypernyms(
     feedforward: FeedforwardOpt = Seq2SeqConfig.feedforward,
     dropout: DropoutOpt = Seq2SeqConfig.dropout,
     beam: BeamOpt = Seq2SeqConfig.beam,
+    train_pairs: Annotated[Optional[int], typer.Option(
+        min=1, help="Train on a sample of this many train pairs, drawn with the run's seed "
+                    "[default: all].", show_default=False)] = None,
+    test_pairs: Annotated[Optional[int], typer.Option(
+        min=1, help="Score a sample of this many held-out pairs, drawn with the run's seed "
+                    "[default: all].", show_default=False)] = None,
     seed: EvalSeedOpt = 0,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -93,7 +99,8 @@ def eval_hypernyms(
     its hypernyms' on a WordNet model's train pairs; report recall@BEAM on the held-out pairs.
 
     Examples: hrqtok eval hypernyms --model mammals;
-    hrqtok eval hypernyms --model mammals --compare --runs 3 --json
+    hrqtok eval hypernyms --model mammals --compare --runs 3 --json;
+    hrqtok eval hypernyms --model nouns --train-pairs 100000 --test-pairs 5000
     """
     from hrqtok.evaluation.hypernyms import evaluate_hypernyms
 
@@ -102,18 +109,28 @@ def eval_hypernyms(
                       dropout=dropout, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, beam=beam, seed=seed)
     with exit_on_errors(), progress_bars(quiet) as progress:
-        report = evaluate_hypernyms(model, config, systems=systems, runs=runs, progress=progress)
+        report = evaluate_hypernyms(model, config, systems=systems, runs=runs,
+                                    train_pairs=train_pairs, test_pairs=test_pairs,
+                                    progress=progress)
     if json_out:
         emit(dumps(report))
         return
     table = Table(title=f"hypernym generation, {report['geometry']} {report['levels']} × "
                         f"{report['codebook_size']} ({report['model']})")
-    for column in ("tokens", "runs", f"recall@{beam}", "recall@1", "held-out pairs", "seconds"):
+    for column in ("tokens", "runs", f"recall@{beam}", "s.e.", "recall@1", f"rare@{beam}",
+                   f"top-{beam} ref.", "held-out", "seconds"):
         table.add_column(column, justify="right")
     for system, row in report["results"].items():
-        table.add_row(system, str(row["runs"]), _cell(row, f"recall@{beam}"), _cell(row, "recall@1"),
+        table.add_row(system, str(row["runs"]), _cell(row, f"recall@{beam}"),
+                      f"{row[f'recall@{beam}_se']['mean']:.3f}", _cell(row, "recall@1"),
+                      f"{row[f'rare_recall@{beam}']['mean']:.3f}",
+                      f"{row[f'frequent_reference@{beam}']['mean']:.3f}",
                       f"{row['test_pairs']['mean']:.0f}", f"{row['seconds']['mean']:.1f}")
     err.print(table)
+    err.print(f"s.e.: standard error of recall@{beam} over the held-out pairs (clustered by "
+              f"noun). rare@{beam}: recall@{beam} of the pairs whose hypernym is not one of the "
+              f"{beam} most frequent in the train pairs; top-{beam} ref.: recall@{beam} of "
+              f"answering every noun with those {beam}. Means over runs.")
 
 
 @eval_app.command("next-item")

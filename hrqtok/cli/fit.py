@@ -88,8 +88,8 @@ def fit(
     ] = Balance.none,
     standardise: Annotated[Optional[bool], typer.Option(
         "--standardise/--no-standardise",
-        help="Centre the inputs and scale them to unit RMS norm before the network (stored "
-             "in the model) [default: standardise].", show_default=False)] = None,
+        help="Scale the inputs to unit RMS norm before the network (stored in the model; "
+             "not centred) [default: standardise].", show_default=False)] = None,
     spread_weight: Annotated[float, typer.Option(
         min=0.0, help="Weight of the term that keeps near items apart in the latent "
                       "(0: off).")] = TrainConfig.spread_weight,

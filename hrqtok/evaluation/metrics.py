@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -24,3 +26,17 @@ def ndcg_at(positions: np.ndarray, k: int) -> float:
         return float("nan")
     inside = (positions >= 0) & (positions < k)
     return float(np.where(inside, 1.0 / np.log2(2.0 + np.maximum(positions, 0)), 0.0).mean())
+
+
+def clustered_standard_error(hits: np.ndarray, groups: np.ndarray) -> float:
+    """Standard error of the mean of ``hits`` (m,) when the rows of one group (the held-out
+    pairs of one noun) are not independent: the cluster-robust formula over groups,
+    sqrt(G / (G - 1) · Σ_g (Σ_{i∈g} (h_i - mean))²) / m. With one row per group it is the
+    usual std / sqrt(m) (ddof 1); NaN with fewer than two groups."""
+    _, group = np.unique(groups, return_inverse=True)
+    count = int(group.max()) + 1 if len(group) else 0
+    if count < 2:
+        return float("nan")
+    hits = np.asarray(hits, dtype=float)
+    residual = np.bincount(group, weights=hits - hits.mean(), minlength=count)
+    return float(math.sqrt(count / (count - 1) * (residual ** 2).sum()) / len(hits))

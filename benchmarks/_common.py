@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,3 +22,17 @@ def best_time(fn, *, repeat: int = 5, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def hrqtok(*args: str, env: dict | None = None) -> str:
+    """Run the CLI as a user would (quietly); its stdout. Fails loudly on a non-zero exit."""
+    result = subprocess.run([sys.executable, "-m", "hrqtok", *args, "--quiet"], cwd=ROOT,
+                            check=True, capture_output=True, text=True, env=env)
+    return result.stdout
+
+
+def mean_std(values: list[float], fmt: str) -> str:
+    """"m ± s" over runs (the sample standard deviation); one run prints alone."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"

@@ -28,12 +28,11 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT
+from _common import ROOT, hrqtok, mean_std
 
 from hrqtok.quantize.registry import QUANTIZERS
 
@@ -52,11 +51,6 @@ RECIPES = {
 # only the trained quantizers have a network (standardised input, spread term, refit codes)
 TRAINED_ONLY = ("--no-standardise", "--no-refit-deep-codes", "--spread-weight")
 
-
-def hrqtok(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "hrqtok", *args, "--quiet"], cwd=ROOT,
-                            check=True, capture_output=True, text=True)
-    return result.stdout
 
 
 def recipe_args(quantizer: str, recipe: str) -> list[str]:
@@ -92,11 +86,6 @@ def recipes(quantizer: str) -> list[str]:
     """The recipes asked for, less those that are the defaults again for this quantizer."""
     return [r for r in CHOSEN if r in ("after", "before") or recipe_args(quantizer, r)]
 
-
-def mean_std(values: list[float], fmt: str) -> str:
-    if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
 def catalogue_rows(quantizers: list[str], seeds: int, balances: list[str]) -> list[str]:

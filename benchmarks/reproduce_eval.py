@@ -14,24 +14,17 @@ Usage: python benchmarks/reproduce_eval.py [--tasks taxonomy,hypernyms,next-item
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT
+from _common import ROOT, hrqtok
 
 SAMPLE = str(ROOT / "data" / "wordnet_glosses.jsonl")
 MAMMALS = ["--wordnet", "--root", "mammal.n.01", "--latent-dim", "5", "--levels", "3",
            "--codebook-size", "32"]
 NAMES = {"hyperbolic": "HRQ", "euclidean": "RQ"}
 
-
-def hrqtok(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "hrqtok", *args, "--quiet"], cwd=ROOT,
-                            check=True, capture_output=True, text=True)
-    return result.stdout
 
 
 def fitted(workdir: Path, name: str, geometry: str, fit_args: list[str], items: str | None) -> dict:

@@ -176,6 +176,19 @@ def test_every_command_has_help_and_is_in_the_readme():
         assert f"hrqtok {command}" in readme
 
 
+def test_help_texts_keep_their_bracketed_words():
+    """The help is rendered as rich markup, which silently drops a "[word: ...]" span: a
+    default written that way vanished and left "them ." behind."""
+    wide = CliRunner(env={"COLUMNS": "400"})
+    for command in ("fit", "encode", "decode", "inspect", "eval hypernyms", "eval next-item",
+                    "eval taxonomy", "export movielens-100k"):
+        text = wide.invoke(app, [*command.split(), "--help"]).stdout
+        dropped = re.findall(r".{30}\w(?<!jq) \.", text)  # `jq .` in an example is meant
+        assert not dropped, (command, dropped)
+    text = wide.invoke(app, ["fit", "--help"]).stdout
+    assert "(default: 512,256,128)" in text and "(default: mirror)" in text
+
+
 def test_encode_with_beam_search_reconstructs_no_worse_than_greedy(tmp_path, fitted, vector_items):
     import numpy as np
     import torch

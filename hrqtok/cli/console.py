@@ -37,7 +37,7 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory."
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
 InputFormatOpt = Annotated[Optional[InputFormat], typer.Option(
-    help="Input format [default: from the file suffix; jsonl for stdin].")]
+    help="Input format (default: from the file suffix; jsonl for stdin).")]
 SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED,
                                       help="Same input and seed give the same bytes.")]
 LOG_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal

@@ -87,10 +87,10 @@ def eval_hypernyms(
     beam: BeamOpt = Seq2SeqConfig.beam,
     train_pairs: Annotated[Optional[int], typer.Option(
         min=1, help="Train on a sample of this many train pairs, drawn with the run's seed "
-                    "[default: all].", show_default=False)] = None,
+                    "(default: all).", show_default=False)] = None,
     test_pairs: Annotated[Optional[int], typer.Option(
         min=1, help="Score a sample of this many held-out pairs, drawn with the run's seed "
-                    "[default: all].", show_default=False)] = None,
+                    "(default: all).", show_default=False)] = None,
     seed: EvalSeedOpt = 0,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -144,7 +144,7 @@ def eval_next_item(
     item_field: Annotated[str, typer.Option(help="Column holding item ids (the tokens' ids).")] = "item_id",
     time_field: Annotated[str, typer.Option(help="Column holding timestamps (numbers or ISO 8601).")] = "timestamp",
     interactions_format: Annotated[Optional[InteractionFormat], typer.Option(
-        help="[default: from the suffix; .inter is tsv]")] = None,
+        help="Default: from the suffix (.inter is tsv).")] = None,
     min_events: Annotated[int, typer.Option(min=3, help="Users with fewer interactions are left out.")] = MIN_EVENTS,
     max_events: Annotated[int, typer.Option(min=3, help="Each user's most recent interactions kept.")] = MAX_EVENTS,
     validate_every: Annotated[int, typer.Option(min=1, help="Epochs between validation scores.")] = 1,

@@ -75,7 +75,7 @@ def fit(
     latent_dim: Annotated[Optional[int], typer.Option(
         min=1, help=_mode_help("latent_dim", "Latent dimension (h)."), show_default=False)] = None,
     hidden_dims: Annotated[Optional[str], typer.Option(
-        help="Encoder hidden sizes; the decoder mirrors them [default: 512,256,128].",
+        help="Encoder hidden sizes; the decoder mirrors them (default: 512,256,128).",
         show_default=False)] = None,
     curvature: Annotated[float, typer.Option(
         min=1e-6, max=MAX_CURVATURE, help="Curvature c of the ball, below 100.")] = 1.0,
@@ -89,7 +89,7 @@ def fit(
     standardise: Annotated[Optional[bool], typer.Option(
         "--standardise/--no-standardise",
         help="Scale the inputs to unit RMS norm before the network (stored in the model; "
-             "not centred) [default: standardise].", show_default=False)] = None,
+             "not centred; default: standardise).", show_default=False)] = None,
     spread_weight: Annotated[float, typer.Option(
         min=0.0, help="Weight of the term that keeps near items apart in the latent "
                       "(0: off).")] = TrainConfig.spread_weight,
@@ -116,7 +116,7 @@ def fit(
         help="hypervq: where a code's point lies. mirror: the origin's mirror image in the "
              "code's MLR hyperplane (the centre of its cell); hyperplane: the HyperVQ paper's "
              "point on the hyperplane, which leaves each residual half its cell's centre "
-             "[default: mirror].", show_default=False)] = None,
+             "(default: mirror).", show_default=False)] = None,
     tau_max: Annotated[float, typer.Option(
         min=1e-6, help="hypervq: Gumbel-softmax temperature at the first step.")] = TrainConfig.temperature_max,
     tau_min: Annotated[float, typer.Option(

@@ -24,20 +24,20 @@ Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
 ItemsArg = Annotated[Optional[str], typer.Argument(
     help="Items file (JSONL, Parquet or CSV); - reads JSONL from stdin.", show_default=False)]
-IdOpt = Annotated[Optional[str], typer.Option(help="Field holding item ids [default: id].")]
+IdOpt = Annotated[Optional[str], typer.Option(help="Field holding item ids (default: id).")]
 TextOpt = Annotated[Optional[list[str]], typer.Option(
-    help="Field holding text; repeat to join several [default: text].")]
+    help="Field holding text; repeat to join several (default: text).")]
 EmbeddingOpt = Annotated[Optional[str], typer.Option(
     help="Field holding a precomputed vector; skips the embedder.")]
 EmbedderOpt = Annotated[Optional[str], typer.Option(
-    help=f"Sentence model: name, folder or hub name [default: {DEFAULT_EMBEDDER}, packaged].")]
+    help=f"Sentence model: name, folder or hub name (default: {DEFAULT_EMBEDDER}, packaged).")]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     help="Embedder precision; bfloat16 is ~3x faster on CPU.")]
 
 
 def _mode_help(name: str, text: str = "") -> str:
     items, wordnet = MODE_DEFAULTS[name]
-    return f"{text} [default: {items}; {wordnet} with --wordnet]".strip()
+    return f"{text} (default: {items}; {wordnet} with --wordnet)".strip()
 
 
 def _fields(id_field, text_field, embedding_field) -> ItemFields | None:

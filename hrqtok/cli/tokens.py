@@ -63,7 +63,7 @@ def encode(
     out: Annotated[str, typer.Option(
         "--out", "-o", help="Output file, - for stdout, or a FIFO; never one of the inputs.")] = "-",
     format: Annotated[Optional[OutputFormat], typer.Option(
-        "--format", help="Output format [default: from --out's suffix; jsonl for stdout].")] = None,
+        "--format", help="Output format (default: from --out's suffix; jsonl for stdout).")] = None,
     existing: Annotated[Optional[Path], typer.Option(
         help="Earlier token table of this model: its ids keep their multitokens.")] = None,
     existing_other_model: Annotated[bool, typer.Option(
@@ -121,7 +121,7 @@ def decode(
         "--input", "-i", help="File of multitokens in any format encode writes (Parquet, "
                               "JSONL, CSV, strings, lines of integers); - is stdin.")] = None,
     table: Annotated[Optional[Path], typer.Option(
-        "--tokens", help="Token table of this model to look ids up in [default: the model's].")] = None,
+        "--tokens", help="Token table of this model to look ids up in (default: the model's).")] = None,
     vectors: Annotated[bool, typer.Option("--vectors", help="Add decoder reconstructions.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSONL output even for arguments.")] = False,
     quiet: QuietOpt = False,

@@ -62,5 +62,5 @@ def fit_help() -> str:
     untrained = " / ".join(s.name for s in QUANTIZERS.values() if not s.trained)
     trained = "; ".join(f"{s.name}: {s.help}" for s in QUANTIZERS.values() if s.trained)
     return (f"{trained}; {untrained}: residual k-means on the input vectors, no network "
-            f"[default: {GEOMETRY_DEFAULTS['hyperbolic']}, or {GEOMETRY_DEFAULTS['euclidean']} "
-            "with --geometry euclidean].")
+            f"(default: {GEOMETRY_DEFAULTS['hyperbolic']}, or {GEOMETRY_DEFAULTS['euclidean']} "
+            "with --geometry euclidean).")

@@ -1,0 +1,146 @@
+"""The HRQ paper's Table 1 (hypernym generation, §4.1) on this machine: HRQ against RQ multitokens
+and the random baseline, k = 3, s = 64, for each latent dimension h (the paper's gap is largest at
+h = 32), next to the paper's figures.
+
+For each h, HRQ (`--geometry hyperbolic`) and RQ (`--geometry euclidean`) are fitted through the
+CLI with equal settings and the same seed, so they share the held-out split. Then `hrqtok eval
+hypernyms` scores each model's tokens over --runs seeds of the transformer; HRQ's evaluation
+also scores the random baseline (`--compare`). At each seed every system trains and is scored on
+the same sample of pairs (--train-pairs / --test-pairs; the whole split when not given).
+
+The table gives recall@10 (mean ± std over runs) with the mean clustered standard error of one
+run, recall@10 on the pairs whose hypernym is not among the 10 most frequent train hypernyms
+("rare"), recall@1, the reference of always answering those 10, and, as evidence of the tokens'
+structure, how often a noun shares its first 1 / 2 tokens with its direct hypernym, with any
+closure hypernym and with a random noun (`metrics.json` of the fit), and the wall times.
+
+Fits, then evaluations, run --jobs at a time, each on its share of the cores. Everything is kept
+in --workdir and reused by a later run with the same directory.
+
+Usage: python benchmarks/reproduce_table1.py [--latent-dims 8,32] [--root SYNSET] [--runs 3]
+           [--train-pairs N] [--test-pairs M] [--fit-args "--epochs 60"] [--eval-args "..."]
+           [--jobs 2] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from _common import hrqtok
+
+GEOMETRIES = {"HRQ": "hyperbolic", "RQ": "euclidean"}
+# Table 1 of the HRQ paper, s = 64, k = 3: recall@10 in % by hidden dimension
+PAPER = {"RQ": {4: 71.2, 8: 73.7, 16: 69.8, 32: 67.1}, "HRQ": {4: 79.0, 8: 79.6, 16: 79.1, 32: 78.3}}
+CODEBOOK_SIZE, LEVELS = 64, 3
+
+
+def timed(path: Path, run) -> float:
+    """Run ``run()`` unless ``path`` exists; its wall seconds (kept beside it for reuse)."""
+    seconds = path.with_suffix(".seconds")
+    if not path.exists():
+        start = time.perf_counter()
+        run()
+        seconds.write_text(str(time.perf_counter() - start))
+    return float(seconds.read_text())
+
+
+def fit(workdir: Path, name: str, h: int, args: argparse.Namespace, env: dict) -> float:
+    model = workdir / f"{name}-h{h}"
+    root = ["--root", args.root] if args.root else []
+    return timed(model / "metrics.json", lambda: hrqtok(
+        "fit", "--wordnet", *root, "--geometry", GEOMETRIES[name], "--latent-dim", str(h),
+        "--codebook-size", str(CODEBOOK_SIZE), "--levels", str(LEVELS), "--seed", "0",
+        "--model", str(model), "--force", *shlex.split(args.fit_args), env=env))
+
+
+def evaluate(workdir: Path, name: str, h: int, args: argparse.Namespace, env: dict) -> float:
+    model = workdir / f"{name}-h{h}"
+    out = workdir / f"eval-{name}-h{h}.json"
+    samples = [f"--{side}-pairs={n}" for side, n in (("train", args.train_pairs),
+                                                     ("test", args.test_pairs)) if n]
+    compare = ["--compare"] if name == "HRQ" else []
+
+    def run() -> None:
+        out.write_text(hrqtok("eval", "hypernyms", "--model", str(model), *compare, "--runs",
+                              str(args.runs), *samples, "--json", *shlex.split(args.eval_args),
+                              env=env))
+    return timed(out, run)
+
+
+def cells(result: dict) -> list[str]:
+    def pct(key: str) -> str:
+        return f"{100 * result[key]['mean']:.1f} ± {100 * result[key]['std']:.1f}"
+    return [pct("recall@10"), f"{100 * result['recall@10_se']['mean']:.1f}", pct("rare_recall@10"),
+            pct("recall@1"), f"{100 * result['frequent_reference@10']['mean']:.1f}"]
+
+
+def prefix_shares(metrics: dict) -> list[str]:
+    shares = metrics["hierarchy"]["prefix_agreement"]
+    return [" / ".join(f"{100 * v:.1f}" for v in shares[key][:2])
+            for key in ("parent_pairs", "closure_pairs", "random_pairs")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latent-dims", default="8,32")
+    parser.add_argument("--root", default=None, help="a subtree (default: all nouns)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--train-pairs", type=int, default=None)
+    parser.add_argument("--test-pairs", type=int, default=None)
+    parser.add_argument("--fit-args", default="", help="more `hrqtok fit` options, for both")
+    parser.add_argument("--eval-args", default="", help="more `eval hypernyms` options")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    dims = [int(h) for h in args.latent_dims.split(",")]
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hrqtok-table1-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
+    runs = [(name, h) for h in dims for name in GEOMETRIES]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        fit_seconds = dict(zip(runs, pool.map(lambda r: fit(workdir, *r, args, env), runs)))
+        eval_seconds = dict(zip(runs, pool.map(lambda r: evaluate(workdir, *r, args, env), runs)))
+
+    print(f"{args.root or 'all nouns'}, k = {LEVELS}, s = {CODEBOOK_SIZE}, {args.runs} transformer "
+          f"seeds (mean ± std; s.e.: the mean clustered standard error of one run); "
+          f"train pairs {args.train_pairs or 'all'}, test pairs {args.test_pairs or 'all'}; "
+          f"fit options {args.fit_args or 'defaults'}; {args.jobs} jobs at a time; in {workdir}\n")
+    print("| h | tokens | recall@10 % | s.e. | rare@10 % | recall@1 % | top-10 ref. % | paper "
+          "recall@10 % | collisions % | shares 1 / 2 tokens with: parent | closure hypernym | "
+          "random noun | fit min | eval min |")
+    print("| --- " * 15 + "|")
+    for h in dims:
+        for name in GEOMETRIES:
+            metrics = json.loads((workdir / f"{name}-h{h}" / "metrics.json").read_text())
+            report = json.loads((workdir / f"eval-{name}-h{h}.json").read_text())["results"]
+            systems = [(name, report["model"])] + ([("random", report["random"])]
+                                                  if "random" in report else [])
+            for system, result in systems:
+                fitted = system != "random"
+                collisions = f"{100 * metrics['table']['collisions']['collision_rate']:.1f}"
+                print(" | ".join([
+                    f"| {h}", system, *cells(result),
+                    f"{PAPER[system].get(h, '')}" if fitted else "",
+                    collisions if fitted else "",
+                    *(prefix_shares(metrics) if fitted else ["", "", ""]),
+                    f"{fit_seconds[(name, h)] / 60:.1f}" if fitted else "",
+                    f"{eval_seconds[(name, h)] / 60:.1f}" if fitted else "(with HRQ)"]) + " |")
+    print("\nrecall@10 of HRQ minus RQ, per h (points; the s.e. of a difference of two "
+          "independent runs is about √2 × s.e.):")
+    for h in dims:
+        recall = {n: json.loads((workdir / f"eval-{n}-h{h}.json").read_text())["results"]["model"]
+                  ["recall@10"]["mean"] for n in GEOMETRIES}
+        paper = (f" (paper {PAPER['HRQ'][h] - PAPER['RQ'][h]:+.1f})" if h in PAPER["HRQ"]
+                 else "")
+        print(f"  h = {h}: {100 * (recall['HRQ'] - recall['RQ']):+.1f}{paper}")
+
+
+if __name__ == "__main__":
+    main()

@@ -80,17 +80,21 @@ def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | N
 def fit_items(source: str, *, model_dir: str | Path, options: FitOptions = FitOptions(),
               fields: ItemFields = ItemFields(), fmt: str | None = None,
               embed: EmbedSettings = EmbedSettings(), force: bool = False,
-              limits: QualityLimits = QualityLimits(),
+              limits: QualityLimits = QualityLimits(), sample: int | None = None,
               progress: ProgressFn | None = None) -> dict:
     """Read items, embed them, fit the model ``options`` describe, write the model directory.
     Returns the metrics written to metrics.json. ``force``: replace an existing model at
-    ``model_dir`` (anything else there is always refused, before any work)."""
+    ``model_dir`` (anything else there is always refused, before any work). ``sample``: fit
+    on a uniform sample of that many items, drawn with the fit's seed (only they are
+    embedded; the token table is theirs, and `encode` tokenizes the rest)."""
     check_model_target(model_dir, force=force, inputs=(source,))
-    items = read_items(source, fields, fmt=fmt)
+    items = read_items(source, fields, fmt=fmt, sample=sample, seed=options.seed)
     vectors = item_vectors(items, embed, progress=progress)
     model_config, train_config = options.configs(input_dim=int(vectors.shape[1]), items=len(items))
     fitted = fit_item_vectors(vectors, items.ids, model_config, train_config,
                               inputs=input_record(fields, embed), progress=progress)
+    if sample is not None:  # in metrics.json and config.json: both hold this summary
+        fitted.metrics["fit"]["sample"] = {"size": sample, "items_read": items.read}
     _gate(fitted.metrics["table"], limits, where=str(model_dir))
     save_fitted(model_dir, fitted, force=force)
     return fitted.metrics

@@ -176,6 +176,23 @@ def test_every_command_has_help_and_is_in_the_readme():
         assert f"hrqtok {command}" in readme
 
 
+def test_fit_on_a_sample_then_encode_the_whole_catalogue(tmp_path, vector_items):
+    model = tmp_path / "sampled"
+    result = run("fit", vector_items, "--model", model, "--embedding-field", "vec",
+                 "--sample", 40, "--seed", 3, "--json", *TINY_FIT)
+    assert result.exit_code == 0, result.output
+    fit = json.loads(result.stdout)["fit"]
+    assert fit["items"] == 40 and fit["sample"] == {"size": 40, "items_read": 120}
+    fitted_ids = pq.read_table(model / "tokens.parquet").column("id").to_pylist()
+    all_ids = [json.loads(line)["id"] for line in Path(vector_items).read_text().splitlines()]
+    assert len(fitted_ids) == 40 and set(fitted_ids) < set(all_ids)
+    out = tmp_path / "all.parquet"
+    result = run("encode", vector_items, "--model", model, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(pq.read_table(out).column("id").to_pylist()) == sorted(all_ids)
+    assert run("fit", "--wordnet", "--sample", 5, "--model", tmp_path / "w").exit_code == 2
+
+
 def test_help_texts_keep_their_bracketed_words():
     """The help is rendered as rich markup, which silently drops a "[word: ...]" span: a
     default written that way vanished and left "them ." behind."""

@@ -142,6 +142,11 @@ def fit(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    sample: Annotated[Optional[int], typer.Option(
+        min=1, help="Fit on a uniform sample of this many items, drawn with --seed; every "
+                    "item is still read and checked, only the sample is embedded, and the "
+                    "token table is the sample's (`encode` does the rest).",
+        show_default=False)] = None,
     max_collision_rate: MaxCollisionOpt = None,
     max_disambiguation: MaxDisambiguationOpt = None,
     json_out: JsonOpt = False,
@@ -151,6 +156,7 @@ def fit(
     with its token table.
 
     Examples: hrqtok fit data/wordnet_glosses.jsonl --model my-model;
+    hrqtok fit vectors.parquet --embedding-field embedding --sample 200000 --model big;
     hrqtok fit --wordnet --root mammal.n.01 --model mammals;
     hrqtok fit data/wordnet_glosses.jsonl --model my-model --force  (replace my-model)
     """
@@ -185,7 +191,7 @@ def fit(
                     fields=_fields(id_field, text_field, embedding_field) or ItemFields(),
                     fmt=input_format.value if input_format else None,
                     embed=_embed(embedder, embed_precision) or EmbedSettings(),
-                    force=force, limits=limits, progress=progress)
+                    force=force, limits=limits, sample=sample, progress=progress)
         if json_out:
             emit(dumps(metrics))
     if not quiet:

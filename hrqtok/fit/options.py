@@ -59,7 +59,7 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
         "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight")},
     **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
-        "hidden_dims")},
+        "hidden_dims", "sample")},
     **{name: (_items_network, f"an items fit with a trained quantizer ({TRAINED})")
        for name in ("warmup_epochs", "patience", "validation_fraction", "spread_weight",
                     "refit_deep_codes", "standardise")},

@@ -40,6 +40,7 @@ class Items:
     vectors: np.ndarray | None  # (n, dim) float32, None when texts were given
     source: str  # file name for messages ("<stdin>" for -)
     lines: list[int]  # line (JSONL/CSV) or row (Parquet) of each item, for messages
+    read: int = 0  # items in the input (more than len(ids) when a sample was kept)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,14 +54,43 @@ def detect_format(path: str, fmt: str | None) -> str:
     return SUFFIXES.get(Path(path).suffix.lower(), "jsonl")
 
 
-def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None) -> Items:
-    """Read and validate items. ``path`` may be '-' for stdin."""
+# the sample's random stream, apart from the fit's own (both from the fit's seed)
+SAMPLE_STREAM = 2
+
+
+def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None,
+               sample: int | None = None, seed: int = 0) -> Items:
+    """Read and validate items. ``path`` may be '-' for stdin. ``sample``: keep a seeded
+    uniform sample of that many items (all of them when there are no more), in input order;
+    every record is still read and validated, and ids are unique over the whole input, but
+    only the sample's texts or vectors are held (a reservoir)."""
     fmt = detect_format(path, fmt)
     source = source_name(path)
-    reader = _Collector(source, fields)
+    reader = _Collector(source, fields, Reservoir(sample, seed) if sample is not None else None)
     for line, record in records(path, fmt):
         reader.add(line, record)
     return reader.finish(fmt)
+
+
+class Reservoir:
+    """Which items a uniform sample of ``size`` keeps, deciding one item at a time without
+    knowing how many come (Vitter's algorithm R): the first ``size`` items fill it; item i
+    (from 0) then takes a uniformly drawn slot j < i + 1 when j < size."""
+
+    def __init__(self, size: int, seed: int):
+        if size < 1:
+            raise ValueError(f"a sample needs at least 1 item, got {size}")
+        self.size, self.seen = size, 0
+        self.rng = np.random.default_rng([seed, SAMPLE_STREAM])
+
+    def slot(self) -> int | None:
+        """The slot the next item goes to: len-so-far to append, another to replace, None
+        to leave it out."""
+        self.seen += 1
+        if self.seen <= self.size:
+            return self.seen - 1
+        j = int(self.rng.integers(self.seen))
+        return j if j < self.size else None
 
 
 def source_name(path: str) -> str:
@@ -224,8 +254,8 @@ def parse_vector(value, error) -> np.ndarray:
 class _Collector:
     """Validates records one by one and gathers ids, texts or vectors."""
 
-    def __init__(self, source: str, fields: ItemFields):
-        self.source, self.fields = source, fields
+    def __init__(self, source: str, fields: ItemFields, reservoir: Reservoir | None = None):
+        self.source, self.fields, self.reservoir = source, fields, reservoir
         self.ids: list[str] = []
         self.lines: list[int] = []
         self.texts: list[str] = []
@@ -243,12 +273,17 @@ class _Collector:
                 f"duplicate id {item_id!r} in field '{self.fields.id_field}' (first on line "
                 f"{self.first_line[item_id]}); ids must be unique", line)
         self.first_line[item_id] = line
-        self.ids.append(item_id)
-        self.lines.append(line)
         if self.fields.embedding_field:
-            self.vectors.append(self._vector(line, record))
+            value, kept = self._vector(line, record), self.vectors
         else:
-            self.texts.append(self._text(line, record))
+            value, kept = self._text(line, record), self.texts
+        slot = self.reservoir.slot() if self.reservoir else len(self.ids)
+        if slot == len(self.ids):
+            self.ids.append(item_id)
+            self.lines.append(line)
+            kept.append(value)
+        elif slot is not None:
+            self.ids[slot], self.lines[slot], kept[slot] = item_id, line, value
 
     def _id(self, line: int, record: dict) -> str:
         field = self.fields.id_field
@@ -310,9 +345,13 @@ class _Collector:
             hint = {"jsonl": "one JSON object per line", "csv": "a header row and rows",
                     "parquet": "rows"}[fmt]
             raise InputError(f"no items found; expected {hint}", source=self.source)
-        vectors = np.stack(self.vectors) if self.fields.embedding_field else None
-        texts = None if self.fields.embedding_field else self.texts
-        return Items(self.ids, texts, vectors, self.source, self.lines)
+        order = np.argsort(self.lines, kind="stable")  # a sample comes back in input order
+        ids, lines = [self.ids[i] for i in order], [self.lines[i] for i in order]
+        if self.fields.embedding_field:
+            return Items(ids, None, np.stack([self.vectors[i] for i in order]), self.source,
+                         lines, len(self.first_line))
+        return Items(ids, [self.texts[i] for i in order], None, self.source, lines,
+                     len(self.first_line))
 
 
 def read_bytes_or_path(path: str | Path):

@@ -28,7 +28,13 @@ from hrqtok.sources.embedder import (
     SentenceTransformerEmbedder,
     embed_texts,
 )
-from hrqtok.sources.items import ItemFields, Items, read_items
+from hrqtok.sources.items import (
+    ItemFields,
+    Items,
+    count_records,
+    item_chunks,
+    read_items,
+)
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
 from hrqtok.store.model_dir import (
     WORDNET,
@@ -60,6 +66,39 @@ def embed_with(texts: list[str], settings: EmbedSettings, *,
         return embed_texts(texts, embedder, cache=cache, progress=progress)
     finally:
         cache.close()
+
+
+def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields(),
+                fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
+                chunk_size: int = 4096, progress: ProgressFn | None = None) -> dict:
+    """Embed the items' texts into a vector table at ``out`` (Parquet: id, embedding), a chunk
+    at a time, so memory does not grow with the input. Every vector also goes to the
+    embedding cache as it is made: a run that is stopped leaves no file, and the next run
+    takes those vectors from the cache. Returns a summary."""
+    from hrqtok.atomic import atomic_path
+    from hrqtok.store.vectors import VectorWriter
+
+    embedder = SentenceTransformerEmbedder(embed.embedder, precision=embed.precision,
+                                           batch_size=embed.batch_size)
+    total = count_records(source, fmt)
+    cache = EmbeddingCache()
+    try:
+        with atomic_path(out) as target:
+            writer = VectorWriter(target, embedder.identity)
+            try:
+                for items in item_chunks(source, fields, fmt=fmt, size=chunk_size):
+                    vectors = embed_texts(items.texts, embedder, cache=cache)
+                    writer.write(items.ids, vectors)
+                    if progress:
+                        progress("embed", writer.rows, max(total or 0, writer.rows), None)
+            finally:
+                writer.close()
+    finally:
+        cache.close()
+    if progress:  # the line count was an upper bound
+        progress("embed", writer.rows, writer.rows, None)
+    return {"items": writer.rows, "dim": writer.dim, "embedder": embedder.identity,
+            "out": str(out)}
 
 
 def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | None = None,

@@ -169,8 +169,8 @@ def test_out_of_range_options_exit_2(tmp_path, vector_items, option):
 
 def test_every_command_has_help_and_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
-    for command in ("fit", "encode", "decode", "inspect", "eval hypernyms", "eval next-item",
-                    "eval taxonomy", "export movielens-100k"):
+    for command in ("embed", "fit", "encode", "decode", "inspect", "eval hypernyms",
+                    "eval next-item", "eval taxonomy", "export movielens-100k"):
         result = run(*command.split(), "--help")
         assert result.exit_code == 0 and "Example" in result.stdout
         assert f"hrqtok {command}" in readme
@@ -197,8 +197,8 @@ def test_help_texts_keep_their_bracketed_words():
     """The help is rendered as rich markup, which silently drops a "[word: ...]" span: a
     default written that way vanished and left "them ." behind."""
     wide = CliRunner(env={"COLUMNS": "400"})
-    for command in ("fit", "encode", "decode", "inspect", "eval hypernyms", "eval next-item",
-                    "eval taxonomy", "export movielens-100k"):
+    for command in ("embed", "fit", "encode", "decode", "inspect", "eval hypernyms",
+                    "eval next-item", "eval taxonomy", "export movielens-100k"):
         text = wide.invoke(app, [*command.split(), "--help"]).stdout
         dropped = re.findall(r".{30}\w(?<!jq) \.", text)  # `jq .` in an example is meant
         assert not dropped, (command, dropped)

@@ -123,7 +123,7 @@ def test_a_sample_still_checks_every_record(tmp_path, where):
 def test_the_reservoir_keeps_every_item_equally_often():
     """Over many seeds each of 20 items is kept in 5 / 20 of the samples: the binomial
     standard deviation over 4,000 seeds is 0.007, and the bound is 5 of them."""
-    from hrqtok.sources.items import Reservoir
+    from hrqtok.sources.sample import Reservoir
 
     kept = np.zeros(20)
     for seed in range(4000):

@@ -15,6 +15,7 @@ import typer
 
 from hrqtok import __version__
 from hrqtok.cli.console import QuietOpt, err, exit_on_errors
+from hrqtok.cli.embed import embed
 from hrqtok.cli.eval import eval_app
 from hrqtok.cli.fit import fit
 from hrqtok.cli.tokens import decode, encode, inspect
@@ -23,7 +24,7 @@ app = typer.Typer(
     help="Hierarchical multitokens (semantic IDs) with Hyperbolic Residual Quantization.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-for command in (fit, encode, decode, inspect):
+for command in (embed, fit, encode, decode, inspect):
     app.command()(command)
 app.add_typer(eval_app, name="eval")
 export_app = typer.Typer(help="Write datasets that come inside installed packages as plain files.",

@@ -19,11 +19,13 @@ import numpy as np
 
 from hrqtok.atomic import is_special
 from hrqtok.errors import InputError, first_line
+from hrqtok.sources.sample import Reservoir
 
 FORMATS = ("jsonl", "parquet", "csv")
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
             ".pq": "parquet", ".csv": "csv"}
 TEXT_SEPARATOR = ". "  # between the values of several --text-field options
+PARQUET_BATCH = 4096  # rows read from Parquet at a time
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,6 @@ def detect_format(path: str, fmt: str | None) -> str:
     return SUFFIXES.get(Path(path).suffix.lower(), "jsonl")
 
 
-# the sample's random stream, apart from the fit's own (both from the fit's seed)
-SAMPLE_STREAM = 2
-
-
 def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None,
                sample: int | None = None, seed: int = 0) -> Items:
     """Read and validate items. ``path`` may be '-' for stdin. ``sample``: keep a seeded
@@ -72,25 +70,37 @@ def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None 
     return reader.finish(fmt)
 
 
-class Reservoir:
-    """Which items a uniform sample of ``size`` keeps, deciding one item at a time without
-    knowing how many come (Vitter's algorithm R): the first ``size`` items fill it; item i
-    (from 0) then takes a uniformly drawn slot j < i + 1 when j < size."""
+def count_records(path: str, fmt: str | None = None) -> int | None:
+    """At most how many records a regular file holds (for a progress bar), read cheaply:
+    Parquet's row count, or the lines of a JSONL or CSV file; None for stdin, a FIFO or a
+    file that cannot be read (reading it then says why)."""
+    fmt = detect_format(path, fmt)
+    if path == "-" or is_special(path) or not os.path.isfile(path):
+        return None
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
 
-    def __init__(self, size: int, seed: int):
-        if size < 1:
-            raise ValueError(f"a sample needs at least 1 item, got {size}")
-        self.size, self.seen = size, 0
-        self.rng = np.random.default_rng([seed, SAMPLE_STREAM])
+            return pq.ParquetFile(path).metadata.num_rows
+        with open(path, "rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        return lines + 1  # a last line without a newline
+    except Exception:  # noqa: BLE001 - only a progress hint; the reader reports the problem
+        return None
 
-    def slot(self) -> int | None:
-        """The slot the next item goes to: len-so-far to append, another to replace, None
-        to leave it out."""
-        self.seen += 1
-        if self.seen <= self.size:
-            return self.seen - 1
-        j = int(self.rng.integers(self.seen))
-        return j if j < self.size else None
+
+def item_chunks(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None,
+                size: int = 4096) -> Iterator[Items]:
+    """The items of ``path`` in chunks of ``size``, read and validated as they come (ids are
+    unique over the whole input), so that only one chunk's texts or vectors are held."""
+    fmt = detect_format(path, fmt)
+    reader = _Collector(source_name(path), fields)
+    for line, record in records(path, fmt):
+        reader.add(line, record)
+        if len(reader.ids) == size:
+            yield reader.take()
+    if reader.ids or not reader.first_line:  # an empty input is the usual error
+        yield reader.finish(fmt)
 
 
 def source_name(path: str) -> str:
@@ -196,13 +206,14 @@ def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
     import pyarrow.parquet as pq
 
 
-    try:
-        table = pq.read_table(read_bytes_or_path(path))
-        rows = table.to_pylist()
+    number = 0
+    try:  # record batch by record batch: memory stays that of one batch
+        for batch in pq.ParquetFile(read_bytes_or_path(path)).iter_batches(PARQUET_BATCH):
+            for record in batch.to_pylist():
+                number += 1
+                yield number, record
     except (pa.ArrowException, OSError, ValueError) as e:
         raise InputError(f"not a readable Parquet file ({first_line(e)})", source=source) from None
-    for number, record in enumerate(rows, start=1):
-        yield number, record
 
 
 def parse_vector(value, error) -> np.ndarray:
@@ -261,7 +272,7 @@ class _Collector:
         self.texts: list[str] = []
         self.vectors: list[np.ndarray] = []
         self.first_line: dict[str, int] = {}
-        self.dim_line = 0
+        self.dim_line, self.dim = 0, 0  # the first vector's line and length
 
     def _error(self, message: str, line: int) -> InputError:
         return InputError(message, source=self.source, line=line)
@@ -332,13 +343,19 @@ class _Collector:
             what = "is null" if field in record else "is missing"
             raise self._error(f"field '{field}' {what}; every item needs a vector", line)
         vector = parse_vector(value, lambda message: self._error(f"field '{field}' {message}", line))
-        if self.vectors and vector.size != self.vectors[0].size:
+        if self.dim_line and vector.size != self.dim:
             raise self._error(
                 f"field '{field}' has {vector.size} values, but line {self.dim_line} has "
-                f"{self.vectors[0].size}; all vectors need the same length", line)
-        if not self.vectors:
-            self.dim_line = line
+                f"{self.dim}; all vectors need the same length", line)
+        if not self.dim_line:
+            self.dim_line, self.dim = line, vector.size
         return vector
+
+    def take(self) -> Items:
+        """The items gathered since the last take, in input order; the id check goes on."""
+        items = self.finish("jsonl")
+        self.ids, self.lines, self.texts, self.vectors = [], [], [], []
+        return items
 
     def finish(self, fmt: str) -> Items:
         if not self.ids:

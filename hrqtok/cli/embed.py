@@ -1,0 +1,71 @@
+"""`hrqtok embed`: texts to a vector table, as a pipeline step of its own."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hrqtok.cli.console import (
+    InputFormatOpt,
+    JsonOpt,
+    QuietOpt,
+    emit,
+    err,
+    exit_on_errors,
+    progress_bars,
+)
+from hrqtok.cli.options import (
+    EmbedderOpt,
+    IdOpt,
+    ItemsArg,
+    PrecisionOpt,
+    TextOpt,
+    _embed,
+    _fields,
+)
+
+
+def embed(
+    items: ItemsArg = None,
+    out: Annotated[str, typer.Option(
+        "--out", "-o", help="Parquet file to write (id, embedding); never one of the inputs.",
+        show_default=False)] = "",
+    id_field: IdOpt = None,
+    text_field: TextOpt = None,
+    input_format: InputFormatOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_precision: PrecisionOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed the items' texts into a Parquet vector table (columns id and embedding), a chunk
+    at a time: memory stays flat, and a stopped run resumes from the embedding cache. Feed the
+    table to fit or encode with --embedding-field embedding.
+
+    Examples: hrqtok embed items.jsonl --out vectors.parquet;
+    hrqtok embed items.jsonl --out vectors.parquet --embed-precision bfloat16;
+    hrqtok fit vectors.parquet --embedding-field embedding --model m
+    """
+    from hrqtok.pipeline import EmbedSettings, embed_items
+    from hrqtok.sources.items import ItemFields
+    from hrqtok.targets import check_output
+
+    if items is None:
+        raise typer.BadParameter("give an items file, or - for stdin", param_hint="ITEMS")
+    if not out or out == "-":
+        raise typer.BadParameter("name a Parquet file to write", param_hint="--out")
+    with exit_on_errors():
+        check_output(out, inputs=(items,))
+        with progress_bars(quiet) as progress:
+            summary = embed_items(items, out, fields=_fields(id_field, text_field, None) or ItemFields(),
+                                  fmt=input_format.value if input_format else None,
+                                  embed=_embed(embedder, embed_precision) or EmbedSettings(),
+                                  progress=progress)
+    if json_out:
+        import json
+
+        emit(json.dumps(summary))
+    if not quiet:
+        err.print(f"wrote {summary['items']:,} vectors of {summary['dim']} dimensions "
+                  f"({summary['embedder']}) to {summary['out']}")

@@ -4,8 +4,8 @@ h = 32), next to the paper's figures.
 
 For each h, HRQ (`--geometry hyperbolic`) and RQ (`--geometry euclidean`) are fitted through the
 CLI with equal settings and the same seed, so they share the held-out split. Then `hrqtok eval
-hypernyms` scores each model's tokens over --runs seeds of the transformer; HRQ's evaluation
-also scores the random baseline (`--compare`). At each seed every system trains and is scored on
+hypernyms` scores each model's tokens over --runs seeds of the transformer, and random
+multitokens of the same shape (`--baseline random`). At each seed every system trains and is scored on
 the same sample of pairs (--train-pairs / --test-pairs; the whole split when not given).
 
 The table gives recall@10 (mean ± std over runs) with the mean clustered standard error of one
@@ -36,6 +36,7 @@ from pathlib import Path
 from _common import hrqtok
 
 GEOMETRIES = {"HRQ": "hyperbolic", "RQ": "euclidean"}
+SYSTEMS = ("HRQ", "RQ", "random")
 # Table 1 of the HRQ paper, s = 64, k = 3: recall@10 in % by hidden dimension
 PAPER = {"RQ": {4: 71.2, 8: 73.7, 16: 69.8, 32: 67.1}, "HRQ": {4: 79.0, 8: 79.6, 16: 79.1, 32: 78.3}}
 CODEBOOK_SIZE, LEVELS = 64, 3
@@ -60,18 +61,33 @@ def fit(workdir: Path, name: str, h: int, args: argparse.Namespace, env: dict) -
         "--model", str(model), "--force", *shlex.split(args.fit_args), env=env))
 
 
-def evaluate(workdir: Path, name: str, h: int, args: argparse.Namespace, env: dict) -> float:
-    model = workdir / f"{name}-h{h}"
-    out = workdir / f"eval-{name}-h{h}.json"
+def evaluate(workdir: Path, system: str, h: int, args: argparse.Namespace, env: dict) -> float:
+    """One system's runs: HRQ's or RQ's tokens, or random ones of the same shape (scored on
+    HRQ's model directory, whose split RQ's equals: same seed)."""
+    model = workdir / f"{'HRQ' if system == 'random' else system}-h{h}"
+    out = workdir / f"eval-{system}-h{h}.json"
     samples = [f"--{side}-pairs={n}" for side, n in (("train", args.train_pairs),
                                                      ("test", args.test_pairs)) if n]
-    compare = ["--compare"] if name == "HRQ" else []
+    baseline = ["--baseline", "random"] if system == "random" else []
+
+    shared = workdir / f"eval-HRQ-h{h}.json"  # an HRQ evaluation run with --compare
+    if system == "random" and shared.exists() and "random" in json.loads(shared.read_text())[
+            "results"]:
+        return float(shared.with_suffix(".seconds").read_text())
 
     def run() -> None:
-        out.write_text(hrqtok("eval", "hypernyms", "--model", str(model), *compare, "--runs",
+        out.write_text(hrqtok("eval", "hypernyms", "--model", str(model), *baseline, "--runs",
                               str(args.runs), *samples, "--json", *shlex.split(args.eval_args),
                               env=env))
     return timed(out, run)
+
+
+def result_of(workdir: Path, system: str, h: int) -> dict:
+    path = workdir / f"eval-{system}-h{h}.json"
+    if not path.exists():  # random multitokens scored by an HRQ evaluation with --compare
+        path = workdir / f"eval-HRQ-h{h}.json"
+    results = json.loads(path.read_text())["results"]
+    return results["random" if system == "random" else "model"]
 
 
 def cells(result: dict) -> list[str]:
@@ -103,10 +119,12 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hrqtok-table1-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
-    runs = [(name, h) for h in dims for name in GEOMETRIES]
+    fits = [(name, h) for h in dims for name in GEOMETRIES]
+    evaluations = [(system, h) for h in dims for system in SYSTEMS]
     with ThreadPoolExecutor(args.jobs) as pool:
-        fit_seconds = dict(zip(runs, pool.map(lambda r: fit(workdir, *r, args, env), runs)))
-        eval_seconds = dict(zip(runs, pool.map(lambda r: evaluate(workdir, *r, args, env), runs)))
+        fit_seconds = dict(zip(fits, pool.map(lambda r: fit(workdir, *r, args, env), fits)))
+        eval_seconds = dict(zip(evaluations, pool.map(lambda r: evaluate(workdir, *r, args, env),
+                                                      evaluations)))
 
     print(f"{args.root or 'all nouns'}, k = {LEVELS}, s = {CODEBOOK_SIZE}, {args.runs} transformer "
           f"seeds (mean ± std; s.e.: the mean clustered standard error of one run); "
@@ -117,26 +135,22 @@ def main() -> None:
           "random noun | fit min | eval min |")
     print("| --- " * 15 + "|")
     for h in dims:
-        for name in GEOMETRIES:
-            metrics = json.loads((workdir / f"{name}-h{h}" / "metrics.json").read_text())
-            report = json.loads((workdir / f"eval-{name}-h{h}.json").read_text())["results"]
-            systems = [(name, report["model"])] + ([("random", report["random"])]
-                                                  if "random" in report else [])
-            for system, result in systems:
-                fitted = system != "random"
-                collisions = f"{100 * metrics['table']['collisions']['collision_rate']:.1f}"
-                print(" | ".join([
-                    f"| {h}", system, *cells(result),
-                    f"{PAPER[system].get(h, '')}" if fitted else "",
-                    collisions if fitted else "",
-                    *(prefix_shares(metrics) if fitted else ["", "", ""]),
-                    f"{fit_seconds[(name, h)] / 60:.1f}" if fitted else "",
-                    f"{eval_seconds[(name, h)] / 60:.1f}" if fitted else "(with HRQ)"]) + " |")
+        for system in SYSTEMS:
+            fitted = system != "random"
+            metrics = json.loads((workdir / f"{system}-h{h}" / "metrics.json").read_text()
+                                 ) if fitted else {}
+            result = result_of(workdir, system, h)
+            print(" | ".join([
+                f"| {h}", system, *cells(result),
+                f"{PAPER[system].get(h, '')}" if fitted else "",
+                f"{100 * metrics['table']['collisions']['collision_rate']:.1f}" if fitted else "",
+                *(prefix_shares(metrics) if fitted else ["", "", ""]),
+                f"{fit_seconds[(system, h)] / 60:.1f}" if fitted else "",
+                f"{eval_seconds[(system, h)] / 60:.1f}"]) + " |")
     print("\nrecall@10 of HRQ minus RQ, per h (points; the s.e. of a difference of two "
           "independent runs is about √2 × s.e.):")
     for h in dims:
-        recall = {n: json.loads((workdir / f"eval-{n}-h{h}.json").read_text())["results"]["model"]
-                  ["recall@10"]["mean"] for n in GEOMETRIES}
+        recall = {n: result_of(workdir, n, h)["recall@10"]["mean"] for n in GEOMETRIES}
         paper = (f" (paper {PAPER['HRQ'][h] - PAPER['RQ'][h]:+.1f})" if h in PAPER["HRQ"]
                  else "")
         print(f"  h = {h}: {100 * (recall['HRQ'] - recall['RQ']):+.1f}{paper}")

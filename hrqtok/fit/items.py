@@ -95,10 +95,15 @@ def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config
         return report
 
     start = time.perf_counter()
-    summaries = model.quantizer.fit_kmeans(model.latents(vectors), iters=iters,
+    # Lloyd iterations in float64, the codes stored in float32: in float32 the hyperbolic
+    # k-means took other codes on a CPU with other vector instructions (AVX-512 or not);
+    # float64 rounding is too small to flip its assignments
+    model.quantizer.double()
+    summaries = model.quantizer.fit_kmeans(model.latents(vectors).double(), iters=iters,
                                            generator=generator, centroid=train_config.centroid,
                                            balanced_deep=train_config.balanced_kmeans,
                                            progress=level_progress)
+    model.quantizer.float()
     seconds = time.perf_counter() - start
     if progress:
         progress("k-means", levels * iters, levels * iters, {})

@@ -24,6 +24,7 @@ from hrqtok.cli.options import (
     _embed,
     _fields,
 )
+from hrqtok.jsonsafe import dumps
 
 
 def embed(
@@ -58,14 +59,13 @@ def embed(
     with exit_on_errors():
         check_output(out, inputs=(items,))
         with progress_bars(quiet) as progress:
-            summary = embed_items(items, out, fields=_fields(id_field, text_field, None) or ItemFields(),
+            summary = embed_items(items, out,
+                                  fields=_fields(id_field, text_field, None) or ItemFields(),
                                   fmt=input_format.value if input_format else None,
                                   embed=_embed(embedder, embed_precision) or EmbedSettings(),
                                   progress=progress)
     if json_out:
-        import json
-
-        emit(json.dumps(summary))
+        emit(dumps(summary))
     if not quiet:
         err.print(f"wrote {summary['items']:,} vectors of {summary['dim']} dimensions "
                   f"({summary['embedder']}) to {summary['out']}")

@@ -237,11 +237,12 @@ def test_residual_kmeans_fits_level_by_level_with_no_training(name):
     assert [row["phase"] for row in result.log] == ["k-means"] * 3
     assert all(row["objective"] <= row["objective_start"] for row in result.log)
     assert float(model.scale) == pytest.approx(1.0, rel=1e-5)  # unit-norm inputs
-    # level 0 is exactly k-means of the (mapped) inputs with the same generator
-    first = kmeans(model.latents(vectors), 6, manifold=model.quantizer.manifold, iters=40,
-                   generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(model.quantizer.codebooks[0].detach().as_subclass(torch.Tensor),
-                               first.centroids)
+    # level 0 is exactly k-means of the (mapped) inputs with the same generator, in float64
+    first = kmeans(model.latents(vectors).double(), 6, manifold=model.quantizer.manifold,
+                   iters=40, generator=torch.Generator().manual_seed(0))
+    codes = model.quantizer.codebooks[0].detach().as_subclass(torch.Tensor)
+    assert codes.dtype == torch.float32
+    torch.testing.assert_close(codes, first.centroids.float())
     # every level lowers the reconstruction error
     details = model.quantizer.details(model.latents(vectors))
     errors = [float(e.mean()) for e in details.errors]

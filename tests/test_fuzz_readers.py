@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hrqtok.errors import HrqtokError
@@ -216,6 +216,7 @@ VALID_EVENTS = _parquet_bytes(pa.table({"user_id": ["1", "2"], "item_id": ["a", 
 
 @FUZZ
 @given(st.text(max_size=200), edits, st.sampled_from([".tsv", ".csv", ".parquet"]))
+@example("", [(305, 128, 0)], ".parquet")  # a column name that is not UTF-8 (found by the fuzzer)
 def test_interactions(text, changes, suffix):
     sep = "\t" if suffix == ".tsv" else ","
     base = (sep.join(["user_id", "item_id", "timestamp"]) + "\n" + sep.join(["1", "a", "5"]) + "\n"

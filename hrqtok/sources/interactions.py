@@ -152,9 +152,10 @@ def read_interactions(path: str, fields: InteractionFields = InteractionFields()
     if fmt == "parquet":
         try:
             table = pq.read_table(read_bytes_or_path(path))
+            names = table.column_names  # decoded here: a damaged name is not UTF-8
         except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
             raise InputError(f"not a readable Parquet file ({first_line(e)})", source=path) from None
-        table = table.rename_columns([_bare(n) for n in table.column_names])
+        table = table.rename_columns([_bare(n) for n in names])
         offset = 1  # rows count from 1
     else:
         table = read_delimited(path, "\t" if fmt == "tsv" else ",")

@@ -56,11 +56,15 @@ class EmbedSettings:
     batch_size: int = 32
 
 
+def _embedder(settings: EmbedSettings) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
+                                       batch_size=settings.batch_size)
+
+
 def embed_with(texts: list[str], settings: EmbedSettings, *,
                progress: ProgressFn | None = None) -> np.ndarray:
     """Embeddings (n, dim) float32 of ``texts`` through the on-disk cache."""
-    embedder = SentenceTransformerEmbedder(
-        settings.embedder, precision=settings.precision, batch_size=settings.batch_size)
+    embedder = _embedder(settings)
     cache = EmbeddingCache()
     try:
         return embed_texts(texts, embedder, cache=cache, progress=progress)
@@ -78,8 +82,7 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     from hrqtok.atomic import atomic_path
     from hrqtok.store.vectors import VectorWriter
 
-    embedder = SentenceTransformerEmbedder(embed.embedder, precision=embed.precision,
-                                           batch_size=embed.batch_size)
+    embedder = _embedder(embed)
     total = count_records(source, fmt)
     cache = EmbeddingCache()
     try:

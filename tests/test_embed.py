@@ -34,6 +34,22 @@ def test_a_second_run_takes_every_vector_from_the_cache(tmp_path, text_items, fa
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
 
 
+def test_a_stopped_run_resumes_from_the_cache(tmp_path, text_items, fake_embedder):
+    """A bad line stops the run after 5 chunks of 7; once the line is mended, only the texts
+    after those 35 items are embedded."""
+    lines = text_items.read_text().splitlines()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(lines[:40] + [json.dumps({"id": "late", "text": None})]
+                                 + lines[41:]) + "\n")
+    with pytest.raises(InputError):
+        embed_items(str(broken), tmp_path / "v.parquet", chunk_size=7)
+    assert not (tmp_path / "v.parquet").exists()
+    calls = fake_embedder.calls
+    embed_items(str(text_items), tmp_path / "v.parquet", chunk_size=7)
+    texts = read_items(str(text_items)).texts
+    assert fake_embedder.calls - calls == len(set(texts[35:]) - set(texts[:35]))
+
+
 def test_embed_then_fit_and_encode_from_the_table(tmp_path, text_items, fake_embedder):
     vectors = tmp_path / "vectors.parquet"
     result = run("embed", text_items, "--out", vectors, "--json", "-q")
@@ -46,6 +62,11 @@ def test_embed_then_fit_and_encode_from_the_table(tmp_path, text_items, fake_emb
     assert run("fit", text_items, "--model", direct, *TINY_FIT).exit_code == 0
     tokens = [pq.read_table(m / "tokens.parquet") for m in (model, direct)]
     assert tokens[0].equals(tokens[1])  # the same vectors, so the same fit
+    encoded = tmp_path / "encoded.parquet"
+    result = run("encode", vectors, "--model", model, "--out", encoded, "-q")
+    assert result.exit_code == 0, result.output
+    columns = ["id", "tokens"]
+    assert pq.read_table(encoded).select(columns).equals(tokens[0].select(columns))
 
 
 def test_bad_input_writes_nothing_and_keeps_an_old_table(tmp_path, text_items, fake_embedder):

@@ -146,3 +146,19 @@ def test_any_sample_is_an_ordered_subset_of_the_input(tmp_path, n, size, seed):
     rows = [position[item] for item in sampled.ids]
     assert len(rows) == min(n, size) and rows == sorted(set(rows)) and sampled.read == n
     assert np.array_equal(sampled.vectors, whole.vectors[rows])
+
+
+def test_parquet_is_read_in_batches_and_rows_count_across_them(tmp_path):
+    from hrqtok.sources.items import PARQUET_BATCH
+
+    n = PARQUET_BATCH + 500
+    vectors = [[float(i), 0.5] for i in range(n)]
+    vectors[PARQUET_BATCH + 100] = [1.0]  # a row of the second batch
+    path = tmp_path / "v.parquet"
+    pq.write_table(pa.table({"id": [f"i{i}" for i in range(n)], "vec": vectors}), path)
+    with pytest.raises(InputError, match=rf"v\.parquet:{PARQUET_BATCH + 101}: field 'vec' has 1"):
+        read_items(str(path), VECTORS)
+    vectors[PARQUET_BATCH + 100] = [1.0, 2.0]
+    pq.write_table(pa.table({"id": [f"i{i}" for i in range(n)], "vec": vectors}), path)
+    items = read_items(str(path), VECTORS)
+    assert len(items) == n and items.lines[-1] == n and items.vectors[-1, 0] == n - 1

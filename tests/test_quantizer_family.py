@@ -237,8 +237,10 @@ def test_residual_kmeans_fits_level_by_level_with_no_training(name):
     assert [row["phase"] for row in result.log] == ["k-means"] * 3
     assert all(row["objective"] <= row["objective_start"] for row in result.log)
     assert float(model.scale) == pytest.approx(1.0, rel=1e-5)  # unit-norm inputs
-    # level 0 is exactly k-means of the (mapped) inputs with the same generator, in float64
-    first = kmeans(model.latents(vectors).double(), 6, manifold=model.quantizer.manifold,
+    # level 0 is exactly k-means of the (mapped) inputs with the same generator (hyperbolic
+    # k-means in float64)
+    dtype = torch.float64 if name == "hrq-kmeans" else torch.float32
+    first = kmeans(model.latents(vectors).to(dtype), 6, manifold=model.quantizer.manifold,
                    iters=40, generator=torch.Generator().manual_seed(0))
     codes = model.quantizer.codebooks[0].detach().as_subclass(torch.Tensor)
     assert codes.dtype == torch.float32

@@ -95,11 +95,13 @@ def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config
         return report
 
     start = time.perf_counter()
-    # Lloyd iterations in float64, the codes stored in float32: in float32 the hyperbolic
-    # k-means took other codes on a CPU with other vector instructions (AVX-512 or not);
-    # float64 rounding is too small to flip its assignments
-    model.quantizer.double()
-    summaries = model.quantizer.fit_kmeans(model.latents(vectors).double(), iters=iters,
+    # hrq-kmeans runs its Lloyd iterations in float64 and stores the codes in float32: in
+    # float32 its hyperbolic centres took other codes on a CPU with other vector instructions
+    # (AVX-512 or not). Euclidean k-means gave the same codes on both, and float64 would
+    # nearly double its time, so rq-kmeans stays in float32.
+    dtype = torch.float64 if model_config.geometry == "hyperbolic" else torch.float32
+    model.quantizer.to(dtype)
+    summaries = model.quantizer.fit_kmeans(model.latents(vectors).to(dtype), iters=iters,
                                            generator=generator, centroid=train_config.centroid,
                                            balanced_deep=train_config.balanced_kmeans,
                                            progress=level_progress)

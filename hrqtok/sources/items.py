@@ -42,7 +42,7 @@ class Items:
     vectors: np.ndarray | None  # (n, dim) float32, None when texts were given
     source: str  # file name for messages ("<stdin>" for -)
     lines: list[int]  # line (JSONL/CSV) or row (Parquet) of each item, for messages
-    read: int = 0  # items in the input (more than len(ids) when a sample was kept)
+    read: int = 0  # items read from the input so far (more than len(ids) in a sample or a chunk)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -362,13 +362,14 @@ class _Collector:
             hint = {"jsonl": "one JSON object per line", "csv": "a header row and rows",
                     "parquet": "rows"}[fmt]
             raise InputError(f"no items found; expected {hint}", source=self.source)
-        order = np.argsort(self.lines, kind="stable")  # a sample comes back in input order
-        ids, lines = [self.ids[i] for i in order], [self.lines[i] for i in order]
+        ids, lines, texts, vectors = self.ids, self.lines, self.texts, self.vectors
+        if self.reservoir:  # replaced slots: back to input order
+            order = np.argsort(lines, kind="stable")
+            ids, lines, texts, vectors = ([kept[i] for i in order] if kept else kept
+                                          for kept in (ids, lines, texts, vectors))
         if self.fields.embedding_field:
-            return Items(ids, None, np.stack([self.vectors[i] for i in order]), self.source,
-                         lines, len(self.first_line))
-        return Items(ids, [self.texts[i] for i in order], None, self.source, lines,
-                     len(self.first_line))
+            return Items(ids, None, np.stack(vectors), self.source, lines, len(self.first_line))
+        return Items(ids, texts, None, self.source, lines, len(self.first_line))
 
 
 def read_bytes_or_path(path: str | Path):

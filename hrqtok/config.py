@@ -190,6 +190,8 @@ class TrainConfig:
         """HyperVQ's Gumbel-softmax temperature at optimiser step ``step`` (from 0)."""
         return max(self.temperature_max * self.temperature_decay ** step, self.temperature_min)
 
+INITS = ("random", "tree")  # HierarchyTrainConfig.init
+
 
 @dataclass(frozen=True)
 class HierarchyTrainConfig:
@@ -217,10 +219,15 @@ class HierarchyTrainConfig:
     test_fraction: float = 0.15  # held-out share of the closure pairs
     eval_every: int = 10  # epochs between MR/MAP checks in the log (0: only at the end)
     eval_sample: int = 2000  # hyponyms scored by those checks (the final one scores all)
+    # where the node embeddings start: "random" (uniform near the origin, Nickel & Kiela) or
+    # "tree" (a layout of the train pairs' hierarchy, fit.tree_init)
+    init: str = "random"
     seed: int = 0
 
     def __post_init__(self) -> None:
         require_finite(self)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.epochs < 0 or self.burn_in_epochs < 0 or self.tune_epochs < 0:
             raise ValueError("epochs must be >= 0")
         if min(self.batch_size, self.negatives, self.negative_group) < 1:

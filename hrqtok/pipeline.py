@@ -56,7 +56,7 @@ class EmbedSettings:
     batch_size: int = 32
 
 
-def _embedder(settings: EmbedSettings) -> SentenceTransformerEmbedder:
+def make_embedder(settings: EmbedSettings) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
                                        batch_size=settings.batch_size)
 
@@ -64,7 +64,7 @@ def _embedder(settings: EmbedSettings) -> SentenceTransformerEmbedder:
 def embed_with(texts: list[str], settings: EmbedSettings, *,
                progress: ProgressFn | None = None) -> np.ndarray:
     """Embeddings (n, dim) float32 of ``texts`` through the on-disk cache."""
-    embedder = _embedder(settings)
+    embedder = make_embedder(settings)
     cache = EmbeddingCache()
     try:
         return embed_texts(texts, embedder, cache=cache, progress=progress)
@@ -82,7 +82,7 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     from hrqtok.atomic import atomic_path
     from hrqtok.store.vectors import VectorWriter
 
-    embedder = _embedder(embed)
+    embedder = make_embedder(embed)
     total = count_records(source, fmt)
     cache = EmbeddingCache()
     try:
@@ -137,12 +137,12 @@ def fit_items(source: str, *, model_dir: str | Path, options: FitOptions = FitOp
                               inputs=input_record(fields, embed), progress=progress)
     if sample is not None:  # in metrics.json and config.json: both hold this summary
         fitted.metrics["fit"]["sample"] = {"size": sample, "items_read": items.read}
-    _gate(fitted.metrics["table"], limits, where=str(model_dir))
+    quality_gate(fitted.metrics["table"], limits, where=str(model_dir))
     save_fitted(model_dir, fitted, force=force)
     return fitted.metrics
 
 
-def _gate(report: dict, limits: QualityLimits, *, where: str) -> None:
+def quality_gate(report: dict, limits: QualityLimits, *, where: str) -> None:
     """The quality gate: warnings on the `hrqtok` logger, and limits that stop a command before
     it writes anything."""
     for warning in quality_warnings(report):
@@ -177,18 +177,18 @@ def fit_wordnet(*, model_dir: str | Path, options: FitOptions = FitOptions(wordn
     nouns = load_nouns(root)
     model_config, train_config = options.configs(input_dim=0, items=len(nouns))
     fitted = fit_wordnet_nouns(nouns, model_config, train_config, root=root, progress=progress)
-    _gate(fitted.metrics["table"], limits, where=str(model_dir))
+    quality_gate(fitted.metrics["table"], limits, where=str(model_dir))
     save_fitted(model_dir, fitted, force=force)
     return fitted.metrics
 
 
-def _own_items_only(loaded: ModelDir, source: str | None) -> None:
+def refuse_wordnet_items(loaded: ModelDir, source: str | None) -> None:
     if source is not None and loaded.kind == WORDNET:
         raise HrqtokError(f"{loaded.path} is a WordNet model: it has multitokens for its own "
                           "nouns only; leave out ITEMS")
 
 
-def _fields_for(loaded: ModelDir, fields: ItemFields | None) -> ItemFields:
+def fields_for(loaded: ModelDir, fields: ItemFields | None) -> ItemFields:
     """Input fields as given, else as stored at fit time."""
     if fields is not None:
         return fields
@@ -197,7 +197,7 @@ def _fields_for(loaded: ModelDir, fields: ItemFields | None) -> ItemFields:
                       saved.get("embedding_field"))
 
 
-def _embed_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
+def embed_settings_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
     saved = loaded.config.get("embedder") or {}
     if embed is not None:
         return embed
@@ -216,7 +216,7 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     ``beam`` > 1: beam search over residual code paths instead of greedy codes.
     """
     loaded = load_model_dir(model_dir)
-    _own_items_only(loaded, source)
+    refuse_wordnet_items(loaded, source)
     check_beam(loaded.model_config, beam, loaded.config)
     old = loaded.read_table(existing, other_model=existing_other_model) if existing else None
     if source is None:
@@ -232,8 +232,8 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
         # a WordNet model holds its nouns' embeddings, in the order of its table
         ids, codes = fitted.ids, (fitted.codes if beam == 1 else loaded.model.encode(beam=beam).numpy())
     else:
-        items = read_items(source, _fields_for(loaded, fields), fmt=fmt)
-        vectors = item_vectors(items, _embed_for(loaded, embed),
+        items = read_items(source, fields_for(loaded, fields), fmt=fmt)
+        vectors = item_vectors(items, embed_settings_for(loaded, embed),
                                expected_dim=loaded.model_config.input_dim,
                                model_path=loaded.path, progress=progress)
         ids, codes = items.ids, loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
@@ -242,7 +242,7 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     if source is None:  # the fitted items' table was gated at fit: only limits apply
         check_limits(report, limits, where=str(loaded.path))
     else:
-        _gate(report, limits, where=str(source))
+        quality_gate(report, limits, where=str(source))
     return table
 
 
@@ -300,13 +300,13 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
     ``prefix``: also list the items whose multitokens start with these tokens. ``plot``: also
     draw the report's figure there (``metrics.plots``)."""
     loaded = load_model_dir(model_dir)
-    _own_items_only(loaded, source)
+    refuse_wordnet_items(loaded, source)
     cfg = loaded.model_config
     metrics = loaded.metrics()
     if source is not None:
-        item_fields = _fields_for(loaded, fields)
+        item_fields = fields_for(loaded, fields)
         items = read_items(source, item_fields, fmt=fmt)
-        vectors = item_vectors(items, _embed_for(loaded, embed), expected_dim=cfg.input_dim,
+        vectors = item_vectors(items, embed_settings_for(loaded, embed), expected_dim=cfg.input_dim,
                                model_path=loaded.path, progress=progress)
         codes = loaded.model.encode(torch.from_numpy(vectors)).numpy()
         tokens = build_table(items.ids, codes, {})

@@ -26,6 +26,7 @@ from hrqtok.cli.options import (
     EmbeddingOpt,
     Geometry,
     IdOpt,
+    Init,
     ItemsArg,
     MaxCollisionOpt,
     MaxDisambiguationOpt,
@@ -129,6 +130,10 @@ def fit(
     negatives: Annotated[int, typer.Option(min=1, help="With --wordnet: sampled non-hypernyms per pair.")] = 50,
     burn_in_epochs: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs at a low rate before the codebooks start.")] = HierarchyTrainConfig.burn_in_epochs,
+    init: Annotated[Init, typer.Option(
+        help="With --wordnet: where node embeddings start. random: uniform near the origin "
+             "(Nickel & Kiela); tree: a layout of the train pairs' hierarchy, each node in a "
+             "narrowing cone around its nearest train hypernym.")] = Init.random,
     eval_every: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(
@@ -203,7 +208,7 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters",
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
-                 "eval_every", "quantize_weight", "tune_epochs")
+                 "eval_every", "quantize_weight", "tune_epochs", "init")
 
 
 def _given(ctx: typer.Context) -> list[str]:

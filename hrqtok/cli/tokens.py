@@ -88,8 +88,7 @@ def encode(
     hrqtok encode items.jsonl --beam 8 --out tokens.parquet;
     hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet
     """
-    from hrqtok.pipeline import encode_items
-    from hrqtok.store.tables import write_table
+    from hrqtok.catalogue import encode_catalogue
     from hrqtok.targets import check_output
 
     if existing_other_model and existing is None:
@@ -101,15 +100,14 @@ def encode(
         raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")
     with exit_on_errors():
         with progress_bars(quiet) as progress:
-            table = encode_items(
-                model, items, fields=_fields(id_field, text_field, embedding_field),
-                fmt=input_format.value if input_format else None,
+            report = encode_catalogue(
+                model, items, out, fmt, fields=_fields(id_field, text_field, embedding_field),
+                input_format=input_format.value if input_format else None,
                 embed=_embed(embedder, embed_precision), existing=existing,
                 existing_other_model=existing_other_model, beam=beam,
                 limits=_limits(max_collision_rate, max_disambiguation), progress=progress)
-        write_table(table, out, fmt)
     if not quiet and out != "-":
-        err.print(f"wrote {len(table)} multitokens to {out} ({fmt})")
+        err.print(f"wrote {report['items']} multitokens to {out} ({fmt})")
 
 
 def decode(

@@ -30,6 +30,7 @@ from hrqtok.config import HierarchyTrainConfig, ModelConfig
 from hrqtok.fit.codebook_tuning import CodebookTuning
 from hrqtok.fit.contrastive import softmax_ranking_loss
 from hrqtok.fit.revival import revive_dead_codes
+from hrqtok.fit.tree_init import tree_start
 from hrqtok.metrics.ranking import closure_ranking
 from hrqtok.metrics.usage import collision_stats, level_usage
 from hrqtok.models.hierarchy import HierarchyModel
@@ -73,6 +74,10 @@ def fit_hierarchy(pairs: np.ndarray, test: np.ndarray, n_nodes: int, model_confi
     generator = torch.Generator().manual_seed(config.seed)
     model = HierarchyModel(model_config, n_nodes)
     model.reset(generator)
+    if config.init == "tree":
+        model.start_from(tree_start(pairs[~test], n_nodes, model_config.latent_dim,
+                                    curvature=model_config.curvature if model.manifold.name != "euclidean" else None,
+                                    generator=generator))
     loop = HierarchyTraining(model, pairs, test, config, generator, progress)
     stopped = "completed"
     try:

@@ -56,7 +56,8 @@ TRAINED = ", ".join(name for name, entry in QUANTIZERS.items() if entry.trained)
 # one where it does not apply is refused rather than silently ignored.
 MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
     **{name: (lambda w, q: w, "--wordnet") for name in (
-        "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight")},
+        "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight",
+        "init")},
     **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
         "hidden_dims", "sample")},

@@ -13,7 +13,12 @@ def level_usage(codes: np.ndarray, size: int) -> dict:
     perplexity = exp(H) of the code distribution (size when uniform, 1 when collapsed);
     normalised_entropy = H / log(size).
     """
-    counts = np.bincount(codes, minlength=size).astype(np.float64)
+    return usage_from_counts(np.bincount(codes, minlength=size), size)
+
+
+def usage_from_counts(counts: np.ndarray, size: int) -> dict:
+    """``level_usage`` of a level given how many items took each of its ``size`` codes."""
+    counts = np.asarray(counts).astype(np.float64)
     n = counts.sum()
     p = counts[counts > 0] / n if n else np.array([1.0])
     entropy = float(-(p * np.log(p)).sum())

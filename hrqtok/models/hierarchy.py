@@ -48,6 +48,11 @@ class HierarchyModel(nn.Module):
             * INIT_RANGE)
 
     @torch.no_grad()
+    def start_from(self, points: Tensor) -> None:
+        """Start the embeddings at ``points`` (n, latent_dim), kept inside the ball."""
+        self.embeddings.copy_(self.manifold.project(points.to(DTYPE)))
+
+    @torch.no_grad()
     def encode(self, rows: Tensor | None = None, *, beam: int = 1) -> Tensor:
         """Codes (n, levels) of the nodes ``rows`` (all nodes when None)."""
         points = self.embeddings if rows is None else self.embeddings[rows]

@@ -90,16 +90,18 @@ def count_records(path: str, fmt: str | None = None) -> int | None:
 
 
 def item_chunks(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None,
-                size: int = 4096) -> Iterator[Items]:
-    """The items of ``path`` in chunks of ``size``, read and validated as they come (ids are
-    unique over the whole input), so that only one chunk's texts or vectors are held."""
+                size: int = 4096, unique_ids: bool = True) -> Iterator[Items]:
+    """The items of ``path`` in chunks of ``size``, read and validated as they come, so that
+    only one chunk's texts or vectors are held. ``unique_ids``: ids are checked to be unique
+    over the whole input here (a set that grows with it); without, only within a chunk, for
+    callers that check the whole input on disk (``store.bulk``)."""
     fmt = detect_format(path, fmt)
-    reader = _Collector(source_name(path), fields)
+    reader = _Collector(source_name(path), fields, track_ids=unique_ids)
     for line, record in records(path, fmt):
         reader.add(line, record)
         if len(reader.ids) == size:
             yield reader.take()
-    if reader.ids or not reader.first_line:  # an empty input is the usual error
+    if reader.ids or not reader.read:  # an empty input is the usual error
         yield reader.finish(fmt)
 
 
@@ -207,8 +209,10 @@ def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
 
 
     number = 0
-    try:  # record batch by record batch: memory stays that of one batch
-        for batch in pq.ParquetFile(read_bytes_or_path(path)).iter_batches(PARQUET_BATCH):
+    try:  # record batch by record batch: memory stays that of one batch (pre-buffering
+        # would keep every row group read so far: 3 GB for 10^6 768-d vectors)
+        parquet = pq.ParquetFile(read_bytes_or_path(path), pre_buffer=False)
+        for batch in parquet.iter_batches(PARQUET_BATCH):
             for record in batch.to_pylist():
                 number += 1
                 yield number, record
@@ -265,8 +269,10 @@ def parse_vector(value, error) -> np.ndarray:
 class _Collector:
     """Validates records one by one and gathers ids, texts or vectors."""
 
-    def __init__(self, source: str, fields: ItemFields, reservoir: Reservoir | None = None):
+    def __init__(self, source: str, fields: ItemFields, reservoir: Reservoir | None = None,
+                 *, track_ids: bool = True):
         self.source, self.fields, self.reservoir = source, fields, reservoir
+        self.track_ids, self.read = track_ids, 0  # read: records so far
         self.ids: list[str] = []
         self.lines: list[int] = []
         self.texts: list[str] = []
@@ -283,6 +289,7 @@ class _Collector:
             raise self._error(
                 f"duplicate id {item_id!r} in field '{self.fields.id_field}' (first on line "
                 f"{self.first_line[item_id]}); ids must be unique", line)
+        self.read += 1
         self.first_line[item_id] = line
         if self.fields.embedding_field:
             value, kept = self._vector(line, record), self.vectors
@@ -355,6 +362,8 @@ class _Collector:
         """The items gathered since the last take, in input order; the id check goes on."""
         items = self.finish("jsonl")
         self.ids, self.lines, self.texts, self.vectors = [], [], [], []
+        if not self.track_ids:  # ids were checked within this chunk only
+            self.first_line = {}
         return items
 
     def finish(self, fmt: str) -> Items:
@@ -368,8 +377,8 @@ class _Collector:
             ids, lines, texts, vectors = ([kept[i] for i in order] if kept else kept
                                           for kept in (ids, lines, texts, vectors))
         if self.fields.embedding_field:
-            return Items(ids, None, np.stack(vectors), self.source, lines, len(self.first_line))
-        return Items(ids, texts, None, self.source, lines, len(self.first_line))
+            return Items(ids, None, np.stack(vectors), self.source, lines, self.read)
+        return Items(ids, texts, None, self.source, lines, self.read)
 
 
 def read_bytes_or_path(path: str | Path):

@@ -11,6 +11,7 @@ import io
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,59 +117,88 @@ def token_string(tokens: list[int]) -> str:
 def _arrow_table(table: TokenTable):
     import pyarrow as pa
 
-    width = table.tokens.shape[1]
-    flat = pa.array(table.tokens.reshape(-1), type=pa.int32())
-    offsets = pa.array(np.arange(0, len(table) * width + 1, width, dtype=np.int32))
-    schema = pa.schema(
+    columns = [pa.array(table.ids, type=pa.string()), _tokens_array(table.tokens)]
+    return pa.Table.from_arrays(columns, schema=_schema(table.metadata))
+
+
+def _schema(metadata: dict):
+    import pyarrow as pa
+
+    return pa.schema(
         [pa.field("id", pa.string(), nullable=False),
          pa.field("tokens", pa.list_(pa.int32()), nullable=False)],
         metadata={
             f"{META_PREFIX}{k}": json.dumps(v)
-            for k, v in {"format_version": TABLE_FORMAT_VERSION, **table.metadata}.items()
+            for k, v in {"format_version": TABLE_FORMAT_VERSION, **metadata}.items()
         },
     )
-    columns = [pa.array(table.ids, type=pa.string()), pa.ListArray.from_arrays(offsets, flat)]
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _write_body(table: TokenTable, fmt: str, handle) -> None:
-    rows = zip(table.ids, table.tokens.tolist())
-    if fmt == "jsonl":
-        for item_id, tokens in rows:
-            handle.write(json.dumps({"id": item_id, "tokens": tokens}) + "\n")
-    elif fmt == "csv":
+def _tokens_array(tokens: np.ndarray):
+    import pyarrow as pa
+
+    width = tokens.shape[1]
+    flat = pa.array(tokens.reshape(-1), type=pa.int32())
+    offsets = pa.array(np.arange(0, len(tokens) * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, flat)
+
+
+def _write_body(rows: Iterable[tuple[list[str], np.ndarray]], fmt: str, handle) -> None:
+    if fmt == "csv":
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["id", "tokens"])
-        writer.writerows((item_id, " ".join(map(str, tokens))) for item_id, tokens in rows)
-    elif fmt == "strings":
-        for item_id, tokens in rows:
-            handle.write(f"{item_id}\t{token_string(tokens)}\n")
-    else:
-        raise ValueError(f"unknown format {fmt!r}")
+    for ids, tokens in rows:
+        pairs = zip(ids, tokens.tolist())
+        if fmt == "jsonl":
+            handle.writelines(json.dumps({"id": item_id, "tokens": t}) + "\n" for item_id, t in pairs)
+        elif fmt == "csv":
+            writer.writerows((item_id, " ".join(map(str, t))) for item_id, t in pairs)
+        elif fmt == "strings":
+            handle.writelines(f"{item_id}\t{token_string(t)}\n" for item_id, t in pairs)
+        else:
+            raise ValueError(f"unknown format {fmt!r}")
+
+
+def _write_parquet(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict, handle) -> None:
+    """One row group per chunk: a table of one chunk is the file ``pq.write_table`` makes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema(metadata)
+    with pq.ParquetWriter(handle, schema) as writer:
+        for ids, tokens in chunks:
+            writer.write_table(pa.Table.from_arrays(
+                [pa.array(ids, type=pa.string()), _tokens_array(tokens)], schema=schema))
 
 
 def write_table(table: TokenTable, path: str, fmt: str = "parquet") -> None:
     """Write a table to ``path`` ('-' is stdout): atomically for files; written through for
     special targets (``/dev/stdout``, FIFOs, ``>(…)``)."""
-    import pyarrow.parquet as pq
+    write_chunks([(table.ids, table.tokens)], table.metadata, path, fmt)
 
+
+def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict, path: str,
+                 fmt: str = "parquet") -> None:
+    """``write_table`` for a table that comes as (ids, tokens) chunks, in order, with its
+    ``metadata`` known up front; Parquet gets a row group per chunk. Atomic like
+    ``write_table``: a failure part way leaves no file."""
     if path == "-":
-        if fmt == "parquet":
+        if fmt == "parquet":  # Parquet writers seek back: the file is built in memory first
             buffer = io.BytesIO()
-            pq.write_table(_arrow_table(table), buffer)
+            _write_parquet(chunks, metadata, buffer)
             sys.stdout.buffer.write(buffer.getvalue())
             sys.stdout.buffer.flush()
         else:
-            _write_body(table, fmt, sys.stdout)
+            _write_body(chunks, fmt, sys.stdout)
             sys.stdout.flush()
         return
     with atomic_path(path) as target:
         if fmt == "parquet":
             with open(target, "wb") as handle:
-                pq.write_table(_arrow_table(table), handle)
+                _write_parquet(chunks, metadata, handle)
         else:
             with open(target, "w", encoding="utf-8", newline="") as handle:
-                _write_body(table, fmt, handle)
+                _write_body(chunks, fmt, handle)
 
 
 def _fail(path, message: str) -> ArtifactError:

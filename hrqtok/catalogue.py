@@ -1,0 +1,106 @@
+"""`hrqtok encode ITEMS --out F` for catalogues of any size: items are read, embedded (through
+the cache) and encoded a chunk at a time, the token table is built on disk (``store.bulk``) and
+written a row group at a time, so memory does not grow with the catalogue. ITEMS may be a
+Parquet dataset folder. A catalogue that fits in memory gets the table ``pipeline.encode_items``
+makes, byte for byte (up to ``OUTPUT_ROWS`` rows the Parquet file too; past that it holds the
+same rows in more row groups).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from hrqtok.errors import InputError
+from hrqtok.metrics.bulk_report import bulk_table_report
+from hrqtok.metrics.quality import QualityLimits
+from hrqtok.metrics.reports import table_report
+from hrqtok.pipeline import (
+    EmbedSettings,
+    check_beam,
+    embed_settings_for,
+    encode_items,
+    fields_for,
+    make_embedder,
+    quality_gate,
+    refuse_wordnet_items,
+)
+from hrqtok.sources.datasets import input_files
+from hrqtok.sources.embedder import EmbeddingCache, ProgressFn, embed_texts
+from hrqtok.sources.items import ItemFields, count_records, item_chunks
+from hrqtok.store.bulk import BulkTable
+from hrqtok.store.model_dir import ModelDir, load_model_dir, table_metadata
+from hrqtok.store.tables import write_chunks, write_table
+
+INPUT_ROWS = 4096  # items read, embedded and encoded at a time
+OUTPUT_ROWS = 65536  # rows per Parquet row group (and per chunk of text output)
+
+
+def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: str = "parquet",
+                     *, fields: ItemFields | None = None, input_format: str | None = None,
+                     embed: EmbedSettings | None = None, existing: str | Path | None = None,
+                     existing_other_model: bool = False, beam: int = 1,
+                     limits: QualityLimits = QualityLimits(), scratch: str | Path | None = None,
+                     partitions: int | None = None, progress: ProgressFn | None = None) -> dict:
+    """Encode ``source`` (a file, ``-``, or a Parquet dataset folder; the fitted items when
+    None) with the model at ``model_dir`` and write the token table to ``out`` in ``fmt``.
+    Scratch files go under ``scratch`` (default: the system's temporary folder). Returns the
+    table report (``metrics.reports.table_report``'s figures)."""
+    loaded = load_model_dir(model_dir)
+    config = loaded.model_config
+    if source is None:  # the fitted items' table is the model's own, already in memory
+        table = encode_items(model_dir, None, existing=existing, beam=beam, limits=limits,
+                             existing_other_model=existing_other_model, progress=progress)
+        write_table(table, out, fmt)
+        return table_report(table, config.codebook_size)
+    refuse_wordnet_items(loaded, source)
+    check_beam(config, beam, loaded.config)
+    # the earlier table is read (and checked) whole: its rows are one int32 row per item
+    old = loaded.read_table(existing, other_model=existing_other_model) if existing else None
+    fields = fields_for(loaded, fields)
+    files = input_files(source)
+    counts = [count_records(f, input_format) for f in files]
+    total = None if None in counts else sum(counts)
+    with tempfile.TemporaryDirectory(prefix="hrqtok-encode-", dir=scratch) as folder:
+        with BulkTable(Path(folder), config.levels, id_field=fields.id_field,
+                       expected_rows=total, partitions=partitions) as table:
+            _encode_into(table, files, loaded, fields, input_format, embed, beam, total, progress)
+            table.finish(old)
+        report = bulk_table_report(table, config.codebook_size)
+        quality_gate(report, limits, where=str(source))
+        metadata = {**table_metadata(loaded.fingerprint, config, beam),
+                    "disambiguation_size": report["collisions"]["disambiguation_size"]}
+        write_chunks(table.chunks(OUTPUT_ROWS), metadata, out, fmt)
+    return report
+
+
+def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: ItemFields,
+                 input_format: str | None, embed: EmbedSettings | None, beam: int,
+                 total: int | None, progress: ProgressFn | None) -> None:
+    """Pass 1: every chunk of every file read, embedded (texts) and encoded into ``table``."""
+    config = loaded.model_config
+    embedder = cache = None
+    try:
+        for file in files:
+            for items in item_chunks(file, fields, fmt=input_format, size=INPUT_ROWS,
+                                     unique_ids=False):
+                if items.vectors is not None:
+                    vectors = items.vectors
+                else:
+                    if embedder is None:
+                        embedder, cache = make_embedder(embed_settings_for(loaded, embed)), EmbeddingCache()
+                    vectors = embed_texts(items.texts, embedder, cache=cache)
+                if vectors.shape[1] != config.input_dim:
+                    raise InputError(
+                        f"vectors have {vectors.shape[1]} dimensions but the model at "
+                        f"{loaded.path} was fitted on {config.input_dim}; use the same embedder "
+                        "or --embedding-field as at fit", source=items.source, line=items.lines[0])
+                codes = loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
+                table.add(items.ids, codes, source=items.source, lines=items.lines)
+                if progress:
+                    progress("encode", table.rows, max(total or 0, table.rows), None)
+    finally:
+        if cache is not None:
+            cache.close()

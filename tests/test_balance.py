@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 import hrqtok
 from hrqtok.config import ModelConfig
 from hrqtok.geometry import Euclidean, PoincareBall
-from hrqtok.quantize import balance
+from hrqtok.quantize import balance as sinkhorn
 from hrqtok.quantize.balance import balanced_assignment
 from hrqtok.quantize.build import build_quantizer
 from hrqtok.quantize.kmeans import kmeans
@@ -53,12 +53,12 @@ def test_scaled_sinkhorn_gives_the_log_domain_codes(seed):
     n, s = [(300, 16), (1000, 64), (97, 8), (2048, 256)][seed % 4]
     costs = torch.cdist(torch.randn(n, 6, generator=g), torch.randn(s, 6, generator=g)) ** 2
     c = costs.double() - costs.double().min(dim=1, keepdim=True).values
-    log_kernel = -c / (balance.SINKHORN_EPSILON * float(c.std()))
-    fast = balance._scaled_sinkhorn(log_kernel, balance.SINKHORN_ITERS)
-    slow = balance._log_sinkhorn(log_kernel, balance.SINKHORN_ITERS)
+    log_kernel = -c / (sinkhorn.SINKHORN_EPSILON * float(c.std()))
+    fast = sinkhorn._scaled_sinkhorn(log_kernel, sinkhorn.SINKHORN_ITERS)
+    slow = sinkhorn._log_sinkhorn(log_kernel, sinkhorn.SINKHORN_ITERS)
     # equal up to a per-row constant, to rounding
     torch.testing.assert_close(fast - fast[:, :1], slow - slow[:, :1], rtol=0, atol=1e-6)
-    assert torch.equal(balance.capacity_rounding(fast), balance.capacity_rounding(slow))
+    assert torch.equal(sinkhorn.capacity_rounding(fast), sinkhorn.capacity_rounding(slow))
 
 
 def test_scalings_out_of_range_fall_back_to_the_log_domain(monkeypatch):
@@ -70,7 +70,7 @@ def test_scalings_out_of_range_fall_back_to_the_log_domain(monkeypatch):
         overflowed.append(True)
         return torch.full_like(log_kernel, float("inf"))
 
-    monkeypatch.setattr(balance, "_scaled_sinkhorn", overflowing)
+    monkeypatch.setattr(sinkhorn, "_scaled_sinkhorn", overflowing)
     assert torch.equal(balanced_assignment(costs), expected) and overflowed
 
 

@@ -1,4 +1,4 @@
-"""`hrqtok encode ITEMS --out F` for catalogues of any size: items are read, embedded (through
+"""`hrqtok encode ITEMS --out F` and `hrqtok inspect ITEMS` for catalogues of any size: items are read, embedded (through
 the cache) and encoded a chunk at a time, the token table is built on disk (``store.bulk``) and
 written a row group at a time, so memory does not grow with the catalogue. ITEMS may be a
 Parquet dataset folder. A catalogue that fits in memory gets the table ``pipeline.encode_items``
@@ -16,13 +16,15 @@ import torch
 from hrqtok.errors import InputError
 from hrqtok.metrics.bulk_report import bulk_table_report
 from hrqtok.metrics.quality import QualityLimits
-from hrqtok.metrics.reports import table_report
+from hrqtok.metrics.reports import VectorStats, table_report
 from hrqtok.pipeline import (
     EmbedSettings,
     check_beam,
     embed_settings_for,
     encode_items,
     fields_for,
+    inspect_model,
+    inspect_report,
     make_embedder,
     quality_gate,
     refuse_wordnet_items,
@@ -36,6 +38,35 @@ from hrqtok.store.tables import write_chunks, write_table
 
 INPUT_ROWS = 4096  # items read, embedded and encoded at a time
 OUTPUT_ROWS = 65536  # rows per Parquet row group (and per chunk of text output)
+
+
+def inspect_catalogue(model_dir: str | Path, source: str | None = None, *,
+                      fields: ItemFields | None = None, input_format: str | None = None,
+                      embed: EmbedSettings | None = None, table: str | Path | None = None,
+                      prefix: list[int] | None = None, plot: str | Path | None = None,
+                      scratch: str | Path | None = None, partitions: int | None = None,
+                      progress: ProgressFn | None = None) -> dict:
+    """``pipeline.inspect_model``, streamed for ITEMS: the table and vector figures of a
+    catalogue of any size, a chunk at a time. ``--prefix`` and ``--plot`` need the whole
+    table, so with them (or without ITEMS) the in-memory report is made."""
+    if source is None or prefix is not None or plot is not None:
+        return inspect_model(model_dir, source, fields=fields, fmt=input_format, embed=embed,
+                             table=table, prefix=prefix, plot=plot, progress=progress)
+    loaded = load_model_dir(model_dir)
+    refuse_wordnet_items(loaded, source)
+    fields = fields_for(loaded, fields)
+    files = input_files(source)
+    counts = [count_records(f, input_format) for f in files]
+    total = None if None in counts else sum(counts)
+    stats = VectorStats()
+    with tempfile.TemporaryDirectory(prefix="hrqtok-inspect-", dir=scratch) as folder:
+        with BulkTable(Path(folder), loaded.model_config.levels, id_field=fields.id_field,
+                       expected_rows=total, partitions=partitions) as bulk:
+            _encode_into(bulk, files, loaded, fields, input_format, embed, 1, total, progress,
+                         stats)
+            bulk.finish()
+        report = bulk_table_report(bulk, loaded.model_config.codebook_size)
+    return inspect_report(loaded, report, stats.report())
 
 
 def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: str = "parquet",
@@ -78,8 +109,10 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
 
 def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: ItemFields,
                  input_format: str | None, embed: EmbedSettings | None, beam: int,
-                 total: int | None, progress: ProgressFn | None) -> None:
-    """Pass 1: every chunk of every file read, embedded (texts) and encoded into ``table``."""
+                 total: int | None, progress: ProgressFn | None,
+                 stats: VectorStats | None = None) -> None:
+    """Pass 1: every chunk of every file read, embedded (texts) and encoded into ``table``
+    (and into ``stats``' sums when given)."""
     config = loaded.model_config
     embedder = cache = None
     try:
@@ -98,6 +131,8 @@ def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: I
                         f"{loaded.path} was fitted on {config.input_dim}; use the same embedder "
                         "or --embedding-field as at fit", source=items.source, line=items.lines[0])
                 codes = loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
+                if stats is not None:
+                    stats.add(loaded.model, vectors)
                 table.add(items.ids, codes, source=items.source, lines=items.lines)
                 if progress:
                     progress("encode", table.rows, max(total or 0, table.rows), None)

@@ -321,6 +321,15 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
         from hrqtok.metrics.plots import plot_report
 
         report["plot"] = plot_report(loaded, tokens, plot)
+    extra = {"prefix": prefix_items(tokens, prefix, texts)} if prefix is not None else {}
+    return inspect_report(loaded, report, vector_stats, extra)
+
+
+def inspect_report(loaded: ModelDir, report: dict, vector_stats: dict | None,
+                   extra: dict | None = None) -> dict:
+    """The inspect report around a table report and vector statistics (``extra``: the
+    --prefix listing)."""
+    cfg = loaded.model_config
     return {
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": loaded.kind,
                   **{k: getattr(cfg, k) for k in ("quantizer", "geometry", "levels", "codebook_size",
@@ -328,10 +337,10 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
                   "fit": loaded.config.get("fit", {})},
         **report,
         "quality": quality_report(report),
-        **({"prefix": prefix_items(tokens, prefix, texts)} if prefix is not None else {}),
+        **(extra or {}),
         "codebooks": codebook_report(loaded.model),
         "vectors": vector_stats,
-        **({"hierarchy": metrics.get("hierarchy")} if loaded.kind == WORDNET else {}),
+        **({"hierarchy": loaded.metrics().get("hierarchy")} if loaded.kind == WORDNET else {}),
     }
 
 

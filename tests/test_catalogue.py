@@ -135,3 +135,28 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, fitted):
     result = run("encode", tmp_path / "empty", "--model", fitted, "--out", tmp_path / "t.parquet")
     assert result.exit_code == 1
     assert "is a folder without .parquet files" in result.stderr
+
+
+def test_streamed_inspect_of_items_equals_the_in_memory_report(tmp_path, fitted, vector_items,
+                                                               monkeypatch):
+    import math
+
+    from hrqtok.catalogue import inspect_catalogue
+    from hrqtok.pipeline import inspect_model
+
+    monkeypatch.setattr(catalogue, "INPUT_ROWS", 11)
+    memory = inspect_model(fitted, str(vector_items))
+    streamed = inspect_catalogue(fitted, str(vector_items), partitions=3)
+    vectors_memory, vectors_streamed = memory.pop("vectors"), streamed.pop("vectors")
+    assert streamed == memory  # codes, collisions, prefixes, quality verdict, codebooks
+    for group in ("latent_norm", "reconstruction"):
+        for key, value in vectors_memory[group].items():
+            assert math.isclose(vectors_streamed[group][key], value, rel_tol=1e-5, abs_tol=1e-7), key
+
+
+def test_inspect_reads_a_parquet_dataset_folder(tmp_path, fitted, vector_items):
+    folder = tmp_path / "vectors"
+    parquet_dataset(folder, vector_items, 3)
+    result = run("inspect", folder, "--model", fitted, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["items"] == 120

@@ -186,17 +186,17 @@ def inspect(
 
     Examples: hrqtok inspect;  hrqtok inspect --json | jq .collisions;  hrqtok inspect new.jsonl
     """
-    from hrqtok.pipeline import inspect_model
+    from hrqtok.catalogue import inspect_catalogue
     from hrqtok.targets import check_output
 
     with exit_on_errors():
         if plot is not None:
             check_output(plot, inputs=(items, table), managed=(model,))
         with progress_bars(quiet) as progress:
-            report = inspect_model(model, items, fields=_fields(id_field, text_field, embedding_field),
-                                   fmt=input_format.value if input_format else None,
-                                   table=table, prefix=_prefix(prefix), plot=plot,
-                                   progress=progress)
+            report = inspect_catalogue(
+                model, items, fields=_fields(id_field, text_field, embedding_field),
+                input_format=input_format.value if input_format else None,
+                table=table, prefix=_prefix(prefix), plot=plot, progress=progress)
         if json_out:
             emit(dumps(report))
     if not json_out:

@@ -24,35 +24,58 @@ def table_report(table: TokenTable, codebook_size: int) -> dict:
     }
 
 
-def _spread(values: np.ndarray) -> dict:
-    mean, std = float(values.mean()), float(values.std())
+def _spread(mean: float, std: float) -> dict:
     if mean > 0:
         return {"mean": mean, "std": std, "cv": std / mean}
     return {"mean": mean, "std": std, "cv": None, "cv_undefined": "every latent norm is 0"}
 
 
-@torch.no_grad()
-def vector_report(model: ItemModel, vectors: np.ndarray) -> dict:
+class VectorStats:
+    """``vector_report``'s figures gathered a chunk of items at a time (float64 sums)."""
+
+    def __init__(self):
+        self.n = self.entries = 0
+        self.sums = np.zeros(5)  # Σ norm, Σ norm², Σ squared error, Σ cosine, Σ latent distance
+
+    @torch.no_grad()
+    def add(self, model: ItemModel, vectors: np.ndarray) -> None:
+        x = torch.from_numpy(vectors)
+        latents = model.latents(x)
+        norms = model.manifold.logmap0(latents).norm(dim=-1).double()
+        details = model.quantizer.details(latents)
+        x_hat = model.decode_codes(details.codes)
+        quantized = model.quantizer.decode_codes(details.codes)
+        errors = (x - x_hat).pow(2).double()
+        self.sums += [float(norms.sum()), float(norms.pow(2).sum()), float(errors.sum()),
+                      float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum()),
+                      float(model.quantizer.distance(latents, quantized).double().sum())]
+        self.n += len(x)
+        self.entries += errors.numel()
+
+    def report(self) -> dict:
+        n = max(self.n, 1)
+        mean = self.sums[0] / n
+        std = float(np.sqrt(max(self.sums[1] / n - mean * mean, 0.0)))
+        return {
+            "latent_norm": _spread(float(mean), std),
+            "reconstruction": {
+                "mse": float(self.sums[2] / max(self.entries, 1)),
+                "squared_error": float(self.sums[2] / n),
+                "cosine": float(self.sums[3] / n),
+                "latent_distance": float(self.sums[4] / n),
+            },
+        }
+
+
+def vector_report(model: ItemModel, vectors: np.ndarray, *, chunk: int = 4096) -> dict:
     """Latent norms (‖log0 z‖ on the ball, ‖z‖ in Euclidean space) and reconstruction quality
-    of items through their codes."""
-    x = torch.from_numpy(vectors)
-    latents = model.latents(x)
-    tangent = model.manifold.logmap0(latents)
-    details = model.quantizer.details(latents)
-    x_hat = model.decode_codes(details.codes)
-    quantized = model.quantizer.decode_codes(details.codes)
-    return {
-        "latent_norm": _spread(tangent.norm(dim=-1).numpy()),
-        "reconstruction": {
-            "mse": float((x - x_hat).pow(2).mean()),
-            "squared_error": float((x - x_hat).pow(2).sum(-1).mean()),
-            "cosine": float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).mean()),
-            "latent_distance": float(model.quantizer.distance(latents, quantized).mean()),
-        },
-    }
+    of items through their codes, ``chunk`` items at a time."""
+    stats = VectorStats()
+    for start in range(0, len(vectors), chunk):
+        stats.add(model, vectors[start:start + chunk])
+    return stats.report()
 
 
-@torch.no_grad()
 def codebook_report(model) -> list[dict]:
     """Radii of each level's codes: Euclidean norm, and distance from 0 on the ball."""
     out = []

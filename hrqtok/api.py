@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig
+from hrqtok.devices import resolve_device
 from hrqtok.errors import ArtifactError, InputError
 from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
 from hrqtok.fit.items import ProgressFn
@@ -85,12 +86,16 @@ class Tokenizer:
     # --- building ------------------------------------------------------------------------------
     @classmethod
     def fit(cls, vectors: Any, *, ids: Any = None, column: str | None = None,
-            progress: ProgressFn | None = None, **options: Any) -> Tokenizer:
+            device: str = "auto", progress: ProgressFn | None = None,
+            **options: Any) -> Tokenizer:
         """Fit on ``vectors`` (n, dim): a numpy array or torch tensor of any float dtype, a
         list of lists, or a pyarrow / pandas / polars table (its "id" column gives the ids;
         ``column`` names the vector column when there are several). ``options`` are the
         `hrqtok fit` options by name: quantizer="hrq", levels=3, codebook_size=256,
-        latent_dim=32, epochs=200, seed=0, … Ids default to "0" … "n-1"."""
+        latent_dim=32, epochs=200, seed=0, … Ids default to "0" … "n-1". ``device``: where
+        training runs ("auto": the GPU when torch sees one; the tokenizer comes back on the
+        CPU)."""
+        device = resolve_device(device)
         x, found = as_vectors(vectors, column=column)
         item_ids = as_ids(ids, len(x), found)
         fit_options = _options(False, options)
@@ -100,25 +105,27 @@ class Tokenizer:
         # the CLI then reads new items' vectors from this field
         inputs = input_record(ItemFields(embedding_field=column or "embedding"), None)
         return cls._from_fitted(fit_item_vectors(x, item_ids, model_config, train_config,
-                                                 inputs=inputs, progress=progress))
+                                                 inputs=inputs, device=device,
+                                                 progress=progress))
 
     @classmethod
     def fit_texts(cls, texts: list[str], *, ids: Any = None, embedder: str = DEFAULT_EMBEDDER,
-                  precision: str = "float32", batch_size: int = 32,
+                  precision: str = "float32", batch_size: int = 32, device: str = "auto",
                   progress: ProgressFn | None = None, **options: Any) -> Tokenizer:
         """Embed ``texts`` with the sentence model ``embedder`` (the packaged MPNet by default,
         through the embedding cache), then ``fit`` on the vectors. The saved model remembers
         the embedder, so `hrqtok encode items.jsonl` embeds new items the same way."""
         from hrqtok.pipeline import EmbedSettings, embed_with, input_record
 
+        device = resolve_device(device)
         settings = EmbedSettings(embedder, precision, batch_size)
-        x = embed_with(list(texts), settings, progress=progress)
+        x = embed_with(list(texts), settings, device=device, progress=progress)
         item_ids = as_ids(ids, len(x), None)
         model_config, train_config = _options(False, options).configs(input_dim=x.shape[1],
                                                                       items=len(x))
         return cls._from_fitted(fit_item_vectors(
             x, item_ids, model_config, train_config,
-            inputs=input_record(ItemFields(), settings), progress=progress))
+            inputs=input_record(ItemFields(), settings), device=device, progress=progress))
 
     @classmethod
     def fit_wordnet(cls, *, root: str | None = None, progress: ProgressFn | None = None,
@@ -185,13 +192,15 @@ class Tokenizer:
     # --- encoding and decoding -----------------------------------------------------------------
     def encode(self, vectors: Any = None, *, ids: Any = None, column: str | None = None,
                beam: int = 1, existing: TokenTable | str | Path | None = None,
-               existing_other_model: bool = False) -> TokenTable:
+               existing_other_model: bool = False, device: str = "auto") -> TokenTable:
         """Multitokens of ``vectors`` (any container ``fit`` takes), or of the fitted items
         when None: a TokenTable with ``ids`` and ``tokens`` (n, k + 1) int32, the last token
         disambiguating items that share k codes. ``beam`` > 1: beam search over code paths.
-        ``existing``: an earlier table (or its file) whose ids keep their multitokens."""
+        ``existing``: an earlier table (or its file) whose ids keep their multitokens.
+        ``device``: where the vectors are encoded (the tokenizer stays on the CPU)."""
         from hrqtok.pipeline import check_beam
 
+        device = resolve_device(device)
         check_beam(self.model_config, beam, self.config)
         if isinstance(existing, (str, Path)):
             existing = self._view().read_table(existing, other_model=existing_other_model)
@@ -215,12 +224,15 @@ class Tokenizer:
                 raise InputError(f"vectors have {x.shape[1]} dimensions but this tokenizer was "
                                  f"fitted on {self.model_config.input_dim}", source="vectors")
             ids_ = as_ids(ids, len(x), found)
-            codes = self.model.encode(torch.from_numpy(x), beam=beam).numpy()
+            try:
+                codes = self.model.to(device).encode(torch.from_numpy(x), beam=beam).numpy()
+            finally:
+                self.model.cpu()
         return build_table(ids_, codes, table_metadata(self.fingerprint, self.model_config, beam),
                            existing)
 
     def encode_texts(self, texts: list[str], *, ids: Any = None, beam: int = 1,
-                     progress: ProgressFn | None = None) -> TokenTable:
+                     device: str = "auto", progress: ProgressFn | None = None) -> TokenTable:
         """Embed ``texts`` with the embedder this tokenizer was fitted with, then ``encode``."""
         from hrqtok.pipeline import EmbedSettings, embed_with
 
@@ -229,8 +241,8 @@ class Tokenizer:
             raise InputError("this tokenizer was fitted on given vectors, not texts: embed "
                              "them yourself and call encode()")
         x = embed_with(list(texts), EmbedSettings(record["spec"], record["precision"]),
-                       progress=progress)
-        return self.encode(x, ids=ids, beam=beam)
+                       device=device, progress=progress)
+        return self.encode(x, ids=ids, beam=beam, device=device)
 
     def decode(self, tokens: Any, *, vectors: bool = False,
                table: TokenTable | str | Path | None = None) -> list[str | None] | np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from hrqtok.devices import resolve_device
 from hrqtok.errors import InputError
 from hrqtok.metrics.bulk_report import bulk_table_report
 from hrqtok.metrics.quality import QualityLimits
@@ -45,13 +46,15 @@ def inspect_catalogue(model_dir: str | Path, source: str | None = None, *,
                       embed: EmbedSettings | None = None, table: str | Path | None = None,
                       prefix: list[int] | None = None, plot: str | Path | None = None,
                       scratch: str | Path | None = None, partitions: int | None = None,
-                      progress: ProgressFn | None = None) -> dict:
+                      device: str = "auto", progress: ProgressFn | None = None) -> dict:
     """``pipeline.inspect_model``, streamed for ITEMS: the table and vector figures of a
     catalogue of any size, a chunk at a time. ``--prefix`` and ``--plot`` need the whole
     table, so with them (or without ITEMS) the in-memory report is made."""
     if source is None or prefix is not None or plot is not None:
         return inspect_model(model_dir, source, fields=fields, fmt=input_format, embed=embed,
-                             table=table, prefix=prefix, plot=plot, progress=progress)
+                             table=table, prefix=prefix, plot=plot, device=device,
+                             progress=progress)
+    device = resolve_device(device)
     loaded = load_model_dir(model_dir)
     refuse_wordnet_items(loaded, source)
     fields = fields_for(loaded, fields)
@@ -62,10 +65,11 @@ def inspect_catalogue(model_dir: str | Path, source: str | None = None, *,
     with tempfile.TemporaryDirectory(prefix="hrqtok-inspect-", dir=scratch) as folder:
         with BulkTable(Path(folder), loaded.model_config.levels, id_field=fields.id_field,
                        expected_rows=total, partitions=partitions) as bulk:
-            _encode_into(bulk, files, loaded, fields, input_format, embed, 1, total, progress,
-                         stats)
+            _encode_into(bulk, files, loaded, fields, input_format, embed, 1, total, device,
+                         progress, stats)
             bulk.finish()
         report = bulk_table_report(bulk, loaded.model_config.codebook_size)
+    loaded.model.cpu()  # the codebook report reads it
     return inspect_report(loaded, report, stats.report())
 
 
@@ -74,16 +78,20 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
                      embed: EmbedSettings | None = None, existing: str | Path | None = None,
                      existing_other_model: bool = False, beam: int = 1,
                      limits: QualityLimits = QualityLimits(), scratch: str | Path | None = None,
-                     partitions: int | None = None, progress: ProgressFn | None = None) -> dict:
+                     partitions: int | None = None, device: str = "auto",
+                     progress: ProgressFn | None = None) -> dict:
     """Encode ``source`` (a file, ``-``, or a Parquet dataset folder; the fitted items when
     None) with the model at ``model_dir`` and write the token table to ``out`` in ``fmt``.
     Scratch files go under ``scratch`` (default: the system's temporary folder). Returns the
-    table report (``metrics.reports.table_report``'s figures)."""
+    table report (``metrics.reports.table_report``'s figures). ``device``: where embedding and
+    encoding run (``hrqtok.devices``)."""
+    device = resolve_device(device)
     loaded = load_model_dir(model_dir)
     config = loaded.model_config
     if source is None:  # the fitted items' table is the model's own, already in memory
         table = encode_items(model_dir, None, existing=existing, beam=beam, limits=limits,
-                             existing_other_model=existing_other_model, progress=progress)
+                             existing_other_model=existing_other_model, device=device,
+                             progress=progress)
         write_table(table, out, fmt)
         return table_report(table, config.codebook_size)
     refuse_wordnet_items(loaded, source)
@@ -97,7 +105,8 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
     with tempfile.TemporaryDirectory(prefix="hrqtok-encode-", dir=scratch) as folder:
         with BulkTable(Path(folder), config.levels, id_field=fields.id_field,
                        expected_rows=total, partitions=partitions) as table:
-            _encode_into(table, files, loaded, fields, input_format, embed, beam, total, progress)
+            _encode_into(table, files, loaded, fields, input_format, embed, beam, total, device,
+                         progress)
             table.finish(old)
         report = bulk_table_report(table, config.codebook_size)
         quality_gate(report, limits, where=str(source))
@@ -109,11 +118,12 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
 
 def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: ItemFields,
                  input_format: str | None, embed: EmbedSettings | None, beam: int,
-                 total: int | None, progress: ProgressFn | None,
+                 total: int | None, device: torch.device, progress: ProgressFn | None,
                  stats: VectorStats | None = None) -> None:
-    """Pass 1: every chunk of every file read, embedded (texts) and encoded into ``table``
-    (and into ``stats``' sums when given)."""
+    """Pass 1: every chunk of every file read, embedded (texts) and encoded on ``device`` into
+    ``table`` (and into ``stats``' sums when given)."""
     config = loaded.model_config
+    loaded.model.to(device)
     embedder = cache = None
     try:
         for file in files:
@@ -123,7 +133,8 @@ def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: I
                     vectors = items.vectors
                 else:
                     if embedder is None:
-                        embedder, cache = make_embedder(embed_settings_for(loaded, embed)), EmbeddingCache()
+                        embedder = make_embedder(embed_settings_for(loaded, embed), device)
+                        cache = EmbeddingCache()
                     vectors = embed_texts(items.texts, embedder, cache=cache)
                 if vectors.shape[1] != config.input_dim:
                     raise InputError(

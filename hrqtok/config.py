@@ -266,6 +266,7 @@ class Seq2SeqConfig:
     learning_rate: float = 1e-3  # Adam
     beam: int = 10  # beams per query = the k of recall@k
     seed: int = 0
+    device: str = "auto"  # where it trains and generates (hrqtok.devices; the CLI stores the resolved one)
 
     def __post_init__(self) -> None:
         require_finite(self)

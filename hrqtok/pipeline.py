@@ -12,6 +12,7 @@ import torch
 
 from hrqtok.atomic import is_special
 from hrqtok.config import ModelConfig
+from hrqtok.devices import resolve_device
 from hrqtok.errors import HrqtokError, InputError, OptionError
 from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
 from hrqtok.fit.options import FitOptions
@@ -56,15 +57,16 @@ class EmbedSettings:
     batch_size: int = 32
 
 
-def make_embedder(settings: EmbedSettings) -> SentenceTransformerEmbedder:
+def make_embedder(settings: EmbedSettings, device: str = "auto") -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
-                                       batch_size=settings.batch_size)
+                                       batch_size=settings.batch_size,
+                                       device=str(resolve_device(device)))
 
 
-def embed_with(texts: list[str], settings: EmbedSettings, *,
+def embed_with(texts: list[str], settings: EmbedSettings, *, device: str = "auto",
                progress: ProgressFn | None = None) -> np.ndarray:
     """Embeddings (n, dim) float32 of ``texts`` through the on-disk cache."""
-    embedder = make_embedder(settings)
+    embedder = make_embedder(settings, device)
     cache = EmbeddingCache()
     try:
         return embed_texts(texts, embedder, cache=cache, progress=progress)
@@ -74,7 +76,8 @@ def embed_with(texts: list[str], settings: EmbedSettings, *,
 
 def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields(),
                 fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
-                chunk_size: int = 4096, progress: ProgressFn | None = None) -> dict:
+                chunk_size: int = 4096, device: str = "auto",
+                progress: ProgressFn | None = None) -> dict:
     """Embed the items' texts into a vector table at ``out`` (Parquet: id, embedding), a chunk
     at a time, so memory does not grow with the input. Every vector also goes to the
     embedding cache as it is made: a run that is stopped leaves no file, and the next run
@@ -82,7 +85,7 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     from hrqtok.atomic import atomic_path
     from hrqtok.store.vectors import VectorWriter
 
-    embedder = make_embedder(embed)
+    embedder = make_embedder(embed, device)
     total = count_records(source, fmt)
     cache = EmbeddingCache()
     try:
@@ -105,12 +108,13 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
 
 
 def item_vectors(items: Items, settings: EmbedSettings, *, expected_dim: int | None = None,
-                 model_path: Path | None = None, progress: ProgressFn | None = None) -> np.ndarray:
+                 model_path: Path | None = None, device: str = "auto",
+                 progress: ProgressFn | None = None) -> np.ndarray:
     """The items' vectors: given ones, or embeddings through the on-disk cache."""
     if items.vectors is not None:
         vectors = items.vectors
     else:
-        vectors = embed_with(items.texts, settings, progress=progress)
+        vectors = embed_with(items.texts, settings, device=device, progress=progress)
     if expected_dim is not None and vectors.shape[1] != expected_dim:
         raise InputError(
             f"vectors have {vectors.shape[1]} dimensions but the model at {model_path} was "
@@ -123,18 +127,21 @@ def fit_items(source: str, *, model_dir: str | Path, options: FitOptions = FitOp
               fields: ItemFields = ItemFields(), fmt: str | None = None,
               embed: EmbedSettings = EmbedSettings(), force: bool = False,
               limits: QualityLimits = QualityLimits(), sample: int | None = None,
-              progress: ProgressFn | None = None) -> dict:
+              device: str = "auto", progress: ProgressFn | None = None) -> dict:
     """Read items, embed them, fit the model ``options`` describe, write the model directory.
     Returns the metrics written to metrics.json. ``force``: replace an existing model at
     ``model_dir`` (anything else there is always refused, before any work). ``sample``: fit
     on a uniform sample of that many items, drawn with the fit's seed (only they are
-    embedded; the token table is theirs, and `encode` tokenizes the rest)."""
+    embedded; the token table is theirs, and `encode` tokenizes the rest). ``device``:
+    where embedding and training run (``hrqtok.devices``)."""
     check_model_target(model_dir, force=force, inputs=(source,))
+    device = resolve_device(device)
     items = read_items(source, fields, fmt=fmt, sample=sample, seed=options.seed)
-    vectors = item_vectors(items, embed, progress=progress)
+    vectors = item_vectors(items, embed, device=device, progress=progress)
     model_config, train_config = options.configs(input_dim=int(vectors.shape[1]), items=len(items))
     fitted = fit_item_vectors(vectors, items.ids, model_config, train_config,
-                              inputs=input_record(fields, embed), progress=progress)
+                              inputs=input_record(fields, embed), device=device,
+                              progress=progress)
     if sample is not None:  # in metrics.json and config.json: both hold this summary
         fitted.metrics["fit"]["sample"] = {"size": sample, "items_read": items.read}
     quality_gate(fitted.metrics["table"], limits, where=str(model_dir))
@@ -166,13 +173,17 @@ def save_fitted(model_dir: str | Path, fitted: Fitted, *, force: bool = False) -
 
 def fit_wordnet(*, model_dir: str | Path, options: FitOptions = FitOptions(wordnet=True),
                 root: str | None = None, force: bool = False,
-                limits: QualityLimits = QualityLimits(),
+                limits: QualityLimits = QualityLimits(), device: str = "cpu",
                 progress: ProgressFn | None = None) -> dict:
     """Train node embeddings and (H)RQ codebooks on the WordNet noun closure (all nouns, or
     the subtree under ``root``); write the model directory with the nouns, the split pairs and
-    every noun's multitoken. Returns the metrics written to metrics.json."""
+    every noun's multitoken. Returns the metrics written to metrics.json. It runs on the CPU:
+    ``device`` "auto" means the CPU here, and a CUDA device is refused."""
     from hrqtok.sources.wordnet import load_nouns
 
+    if device != "auto" and resolve_device(device).type != "cpu":
+        raise OptionError("--device", "the WordNet fit runs on the CPU only (its per-batch "
+                                      "sparse updates are not ported to CUDA); use --device cpu")
     check_model_target(model_dir, force=force)
     nouns = load_nouns(root)
     model_config, train_config = options.configs(input_dim=0, items=len(nouns))
@@ -207,7 +218,7 @@ def embed_settings_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSe
 def encode_items(model_dir: str | Path, source: str | None = None, *, fields: ItemFields | None = None,
                  fmt: str | None = None, embed: EmbedSettings | None = None,
                  existing: str | Path | None = None, existing_other_model: bool = False,
-                 beam: int = 1, limits: QualityLimits = QualityLimits(),
+                 beam: int = 1, limits: QualityLimits = QualityLimits(), device: str = "auto",
                  progress: ProgressFn | None = None) -> TokenTable:
     """Token table of ``source`` items, or of the fitted items when ``source`` is None.
 
@@ -215,6 +226,7 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     it must come from this model unless ``existing_other_model``.
     ``beam`` > 1: beam search over residual code paths instead of greedy codes.
     """
+    device = resolve_device(device)
     loaded = load_model_dir(model_dir)
     refuse_wordnet_items(loaded, source)
     check_beam(loaded.model_config, beam, loaded.config)
@@ -235,7 +247,8 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
         items = read_items(source, fields_for(loaded, fields), fmt=fmt)
         vectors = item_vectors(items, embed_settings_for(loaded, embed),
                                expected_dim=loaded.model_config.input_dim,
-                               model_path=loaded.path, progress=progress)
+                               model_path=loaded.path, device=device, progress=progress)
+        loaded.model.to(device)
         ids, codes = items.ids, loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
     table = build_table(ids, codes, table_metadata(loaded.fingerprint, loaded.model_config, beam), old)
     report = table_report(table, loaded.model_config.codebook_size)
@@ -294,11 +307,12 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
                   fields: ItemFields | None = None, fmt: str | None = None,
                   embed: EmbedSettings | None = None, table: str | Path | None = None,
                   prefix: list[int] | None = None, plot: str | Path | None = None,
-                  progress: ProgressFn | None = None) -> dict:
+                  device: str = "auto", progress: ProgressFn | None = None) -> dict:
     """The inspect report: the fitted items' (or ``source`` items') codes, geometry and
     reconstruction, the codebooks, the quality gate's verdict and the training summary.
     ``prefix``: also list the items whose multitokens start with these tokens. ``plot``: also
     draw the report's figure there (``metrics.plots``)."""
+    device = resolve_device(device)
     loaded = load_model_dir(model_dir)
     refuse_wordnet_items(loaded, source)
     cfg = loaded.model_config
@@ -307,10 +321,11 @@ def inspect_model(model_dir: str | Path, source: str | None = None, *,
         item_fields = fields_for(loaded, fields)
         items = read_items(source, item_fields, fmt=fmt)
         vectors = item_vectors(items, embed_settings_for(loaded, embed), expected_dim=cfg.input_dim,
-                               model_path=loaded.path, progress=progress)
-        codes = loaded.model.encode(torch.from_numpy(vectors)).numpy()
+                               model_path=loaded.path, device=device, progress=progress)
+        codes = loaded.model.to(device).encode(torch.from_numpy(vectors)).numpy()
         tokens = build_table(items.ids, codes, {})
         vector_stats = vector_report(loaded.model, vectors)
+        loaded.model.cpu()  # the codebook report and the plot read it
         texts = _texts_for_prefix(items, item_fields, source, fmt) if prefix is not None else {}
     else:
         tokens = loaded.read_table(table) if table else loaded.table()

@@ -17,8 +17,9 @@ class FakeEmbedder:
 
     calls = 0
 
-    def __init__(self, spec="fake", *, precision="float32", batch_size=32, dim=48):
+    def __init__(self, spec="fake", *, precision="float32", batch_size=32, dim=48, device="cpu"):
         self.identity = f"fake-{dim}"
+        self.device = device
         self.dim = dim
 
     def embed(self, texts):

@@ -16,11 +16,13 @@ from hrqtok.cli.console import (
     progress_bars,
 )
 from hrqtok.cli.options import (
+    DeviceOpt,
     EmbedderOpt,
     IdOpt,
     ItemsArg,
     PrecisionOpt,
     TextOpt,
+    _device,
     _embed,
     _fields,
 )
@@ -37,6 +39,7 @@ def embed(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -56,6 +59,7 @@ def embed(
         raise typer.BadParameter("give an items file, or - for stdin", param_hint="ITEMS")
     if not out or out == "-":
         raise typer.BadParameter("name a Parquet file to write", param_hint="--out")
+    device = _device(device)
     with exit_on_errors():
         check_output(out, inputs=(items,))
         with progress_bars(quiet) as progress:
@@ -63,7 +67,7 @@ def embed(
                                   fields=_fields(id_field, text_field, None) or ItemFields(),
                                   fmt=input_format.value if input_format else None,
                                   embed=_embed(embedder, embed_precision) or EmbedSettings(),
-                                  progress=progress)
+                                  device=device, progress=progress)
     if json_out:
         emit(dumps(summary))
     if not quiet:

@@ -21,6 +21,7 @@ from hrqtok.cli.console import (
     exit_on_errors,
     progress_bars,
 )
+from hrqtok.cli.options import DeviceOpt, _device
 from hrqtok.config import MAX_SEED, NEXT_ITEM, Seq2SeqConfig
 from hrqtok.evaluation.histories import MAX_EVENTS, MIN_EVENTS
 from hrqtok.jsonsafe import dumps
@@ -92,6 +93,7 @@ def eval_hypernyms(
         min=1, help="Score a sample of this many held-out pairs, drawn with the run's seed "
                     "(default: all).", show_default=False)] = None,
     seed: EvalSeedOpt = 0,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -107,7 +109,7 @@ def eval_hypernyms(
     systems = _systems(baseline, compare)
     config = _seq2seq(d_model=d_model, heads=heads, layers=layers, feedforward=feedforward,
                       dropout=dropout, epochs=epochs, batch_size=batch_size,
-                      learning_rate=learning_rate, beam=beam, seed=seed)
+                      learning_rate=learning_rate, beam=beam, seed=seed, device=_device(device))
     with exit_on_errors(), progress_bars(quiet) as progress:
         report = evaluate_hypernyms(model, config, systems=systems, runs=runs,
                                     train_pairs=train_pairs, test_pairs=test_pairs,
@@ -161,6 +163,7 @@ def eval_next_item(
     dropout: DropoutOpt = NEXT_ITEM.dropout,
     beam: Annotated[int, typer.Option(min=10, help="Beam width (metrics are @5 and @10).")] = NEXT_ITEM.beam,
     seed: EvalSeedOpt = 0,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -183,7 +186,7 @@ def eval_next_item(
         raise typer.BadParameter(f"must be >= --min-events ({min_events})", param_hint="--max-events")
     config = _seq2seq(d_model=d_model, heads=heads, layers=layers, feedforward=feedforward,
                       dropout=dropout, epochs=epochs, batch_size=batch_size,
-                      learning_rate=learning_rate, beam=beam, seed=seed)
+                      learning_rate=learning_rate, beam=beam, seed=seed, device=_device(device))
     with exit_on_errors():
         if movielens_100k:
             events = read_interactions(interactions_path(), FIELDS, fmt="tsv")

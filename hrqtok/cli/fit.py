@@ -22,6 +22,7 @@ from hrqtok.cli.options import (
     Balance,
     Centroid,
     CodePoint,
+    DeviceOpt,
     EmbedderOpt,
     EmbeddingOpt,
     Geometry,
@@ -34,6 +35,7 @@ from hrqtok.cli.options import (
     Quantizer,
     TextOpt,
     _codebook_size,
+    _device,
     _embed,
     _fields,
     _limits,
@@ -152,6 +154,7 @@ def fit(
                     "item is still read and checked, only the sample is embedded, and the "
                     "token table is the sample's (`encode` does the rest).",
         show_default=False)] = None,
+    device: DeviceOpt = "auto",
     max_collision_rate: MaxCollisionOpt = None,
     max_disambiguation: MaxDisambiguationOpt = None,
     json_out: JsonOpt = False,
@@ -171,6 +174,7 @@ def fit(
         raise typer.BadParameter("give an items file, - for stdin, or --wordnet", param_hint="ITEMS")
     from hrqtok.pipeline import EmbedSettings, fit_items, fit_wordnet
 
+    resolved = _device(device)
     given = _given(ctx)
     train = {name: value.value if isinstance(value, Enum) else value
              for name, value in ctx.params.items() if name in given and name in TRAIN_OPTIONS}
@@ -188,15 +192,15 @@ def fit(
         with progress_bars(quiet) as progress:
             if wordnet:
                 metrics = fit_wordnet(model_dir=model, options=options, root=root, force=force,
-                                      limits=limits,
-                                      progress=progress)
+                                      limits=limits, device=device, progress=progress)
             else:
                 metrics = fit_items(
                     items, model_dir=model, options=options,
                     fields=_fields(id_field, text_field, embedding_field) or ItemFields(),
                     fmt=input_format.value if input_format else None,
                     embed=_embed(embedder, embed_precision) or EmbedSettings(),
-                    force=force, limits=limits, sample=sample, progress=progress)
+                    force=force, limits=limits, sample=sample, device=resolved,
+                    progress=progress)
         if json_out:
             emit(dumps(metrics))
     if not quiet:

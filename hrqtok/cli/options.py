@@ -34,6 +34,20 @@ EmbedderOpt = Annotated[Optional[str], typer.Option(
     help=f"Sentence model: name, folder or hub name (default: {DEFAULT_EMBEDDER}, packaged).")]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     help="Embedder precision; bfloat16 is ~3x faster on CPU.")]
+DeviceOpt = Annotated[str, typer.Option(
+    help="Where the work runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda "
+         "or cuda:N.")]
+
+
+def _device(text: str) -> str:
+    """--device, checked before any work: the torch device's name (auto resolved)."""
+    from hrqtok.devices import resolve_device
+    from hrqtok.errors import OptionError
+
+    try:
+        return str(resolve_device(text))
+    except OptionError as e:
+        raise typer.BadParameter(str(e).removeprefix("--device: "), param_hint="--device") from None
 
 
 def _mode_help(name: str, text: str = "") -> str:

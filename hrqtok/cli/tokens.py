@@ -19,6 +19,7 @@ from hrqtok.cli.console import (
     progress_bars,
 )
 from hrqtok.cli.options import (
+    DeviceOpt,
     EmbedderOpt,
     EmbeddingOpt,
     IdOpt,
@@ -28,6 +29,7 @@ from hrqtok.cli.options import (
     OutputFormat,
     PrecisionOpt,
     TextOpt,
+    _device,
     _embed,
     _fields,
     _limits,
@@ -78,6 +80,7 @@ def encode(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    device: DeviceOpt = "auto",
     max_collision_rate: MaxCollisionOpt = None,
     max_disambiguation: MaxDisambiguationOpt = None,
     quiet: QuietOpt = False,
@@ -93,6 +96,7 @@ def encode(
 
     if existing_other_model and existing is None:
         raise typer.BadParameter("needs --existing", param_hint="--existing-other-model")
+    device = _device(device)
     with exit_on_errors():
         check_output(out, inputs=(items, existing), managed=(model,))
     fmt = _output_format(out, format)
@@ -105,7 +109,8 @@ def encode(
                 input_format=input_format.value if input_format else None,
                 embed=_embed(embedder, embed_precision), existing=existing,
                 existing_other_model=existing_other_model, beam=beam,
-                limits=_limits(max_collision_rate, max_disambiguation), progress=progress)
+                limits=_limits(max_collision_rate, max_disambiguation), device=device,
+                progress=progress)
     if not quiet and out != "-":
         err.print(f"wrote {report['items']} multitokens to {out} ({fmt})")
 
@@ -180,6 +185,7 @@ def inspect(
     prefix: Annotated[Optional[str], typer.Option(
         help="List the items whose multitokens start with these tokens, e.g. 12 or 12,40 "
              "(with their texts when ITEMS is given).", show_default=False)] = None,
+    device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Report codebook usage, prefix tree, collisions, latent geometry and reconstruction.
@@ -189,6 +195,7 @@ def inspect(
     from hrqtok.catalogue import inspect_catalogue
     from hrqtok.targets import check_output
 
+    device = _device(device)
     with exit_on_errors():
         if plot is not None:
             check_output(plot, inputs=(items, table), managed=(model,))
@@ -196,7 +203,8 @@ def inspect(
             report = inspect_catalogue(
                 model, items, fields=_fields(id_field, text_field, embedding_field),
                 input_format=input_format.value if input_format else None,
-                table=table, prefix=_prefix(prefix), plot=plot, progress=progress)
+                table=table, prefix=_prefix(prefix), plot=plot, device=device,
+                progress=progress)
         if json_out:
             emit(dumps(report))
     if not json_out:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.config import Seq2SeqConfig
+from hrqtok.devices import resolve_device
 from hrqtok.evaluation.vocabulary import BOS, PAD, PrefixTrie
 
 
@@ -121,24 +122,26 @@ def train_seq2seq(sources: np.ndarray, targets: np.ndarray, vocabulary_size: int
     (higher is better), the model is scored every ``validate_every`` epochs and after the last,
     and the best-scoring weights are the ones returned."""
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    model = Seq2Seq(config, vocabulary_size, max(sources.shape[1], targets.shape[1]))
+    generator = torch.Generator().manual_seed(config.seed)  # on the CPU: the same batches anywhere
+    device = resolve_device(config.device)
+    model = Seq2Seq(config, vocabulary_size, max(sources.shape[1], targets.shape[1])).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    source, target = torch.from_numpy(sources), torch.from_numpy(targets)
-    lengths = (source != PAD).sum(1)  # sources are left-padded: PAD only at the start
+    lengths = torch.from_numpy((sources != PAD).sum(1))  # left-padded: PAD only at the start
+    source, target = torch.from_numpy(sources).to(device), torch.from_numpy(targets).to(device)
     training = Training(model, [])
     best_score, best_state = float("-inf"), None
     for epoch in range(1, config.epochs + 1):
         model.train()
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
         for batch in _length_batches(lengths, config.batch_size, generator):
-            logits = model(source[batch, -int(lengths[batch].max()):], target[batch])
+            longest, batch = int(lengths[batch].max()), batch.to(device)
+            logits = model(source[batch, -longest:], target[batch])
             loss = nn.functional.cross_entropy(logits.flatten(0, 1), target[batch].flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
-        training.losses.append(total / max(len(source), 1))
+            total += loss.detach().double() * len(batch)
+        training.losses.append(float(total) / max(len(source), 1))
         info = {"loss": training.losses[-1]}
         if validate and (epoch % validate_every == 0 or epoch == config.epochs):
             model.eval()
@@ -169,13 +172,14 @@ def _length_batches(lengths: Tensor, size: int, generator: torch.Generator) -> l
 def beam_search(model: Seq2Seq, sources: np.ndarray, trie: PrefixTrie, *, width: int,
                 batch_size: int = 256, progress: ProgressFn | None = None) -> np.ndarray:
     """The ``width`` most likely multitokens in ``trie`` for each source, best first:
-    (n, width, L) vocabulary ids, a row of PAD where fewer than ``width`` exist."""
+    (n, width, L) vocabulary ids, a row of PAD where fewer than ``width`` exist. It runs on
+    the model's device."""
     length = len(trie.steps)
     out = np.full((len(sources), width, length), PAD, dtype=np.int64)
-    source = torch.from_numpy(sources)
+    source = torch.from_numpy(sources).to(next(model.parameters()).device)
     for start in range(0, len(source), batch_size):
         out[start:start + batch_size] = _beam_batch(model, source[start:start + batch_size], trie,
-                                                    width, length).numpy()
+                                                    width, length).cpu().numpy()
         if progress:
             progress("generate", min(start + batch_size, len(source)), len(source), {})
     return out
@@ -186,15 +190,17 @@ def _beam_batch(model: Seq2Seq, source: Tensor, trie: PrefixTrie, width: int, le
     longest = int((source != PAD).sum(1).max()) if b else 0
     memory, padding = model.encode(source[:, -max(longest, 1):])  # sources are left-padded
     cache = model.cross_cache(memory)
-    beams = torch.full((b * width, 1), BOS, dtype=torch.long)
-    scores = torch.full((b, width), float("-inf"))
+    device = source.device
+    beams = torch.full((b * width, 1), BOS, dtype=torch.long, device=device)
+    scores = torch.full((b, width), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one live beam to start with
     for t in range(length):
         logits = model.decode_next(cache, padding, beams)
-        log_p = logits.log_softmax(-1).masked_fill(~trie.allowed(beams[:, 1:]), float("-inf"))
+        allowed = trie.allowed(beams[:, 1:].cpu()).to(device)  # the trie lives on the CPU
+        log_p = logits.log_softmax(-1).masked_fill(~allowed, float("-inf"))
         total = (scores.reshape(-1, 1) + log_p).reshape(b, -1)  # (b, width * V)
         scores, flat = total.topk(width, dim=1)
-        parent = flat // log_p.shape[1] + torch.arange(b).unsqueeze(1) * width
+        parent = flat // log_p.shape[1] + torch.arange(b, device=device).unsqueeze(1) * width
         beams = torch.cat([beams[parent.reshape(-1)], (flat % log_p.shape[1]).reshape(-1, 1)], 1)
     result = beams[:, 1:].reshape(b, width, length)
     return result.masked_fill(scores.isinf().unsqueeze(-1), PAD)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig, to_dict
+from hrqtok.devices import CPU
 from hrqtok.fit.hierarchy import fit_hierarchy
 from hrqtok.fit.items import ProgressFn, fit_model
 from hrqtok.metrics.hierarchy import hierarchy_report
@@ -37,14 +38,15 @@ class Fitted:
 
 def fit_item_vectors(vectors: np.ndarray, ids: list[str], model_config: ModelConfig,
                      train_config: TrainConfig, *, inputs: dict | None = None,
-                     progress: ProgressFn | None = None) -> Fitted:
+                     device: torch.device = CPU, progress: ProgressFn | None = None) -> Fitted:
     """Train (or k-means-fit) an item model on ``vectors`` (n, input_dim) float32, the items
     ``ids``, and measure it. ``inputs``: how the vectors were read and embedded, recorded in
     the config ("input", "embedder"). Ctrl-C stops training cleanly with the best weights so
-    far."""
+    far. Training runs on ``device``; the model comes back on the CPU, which encodes the
+    fitted items (as `hrqtok encode --device cpu` would)."""
     x = torch.from_numpy(vectors)
     start = time.perf_counter()
-    result = fit_model(x, model_config, train_config, progress=progress)
+    result = fit_model(x, model_config, train_config, device=device, progress=progress)
     seconds = time.perf_counter() - start
     codes = result.model.encode(x).numpy()
     epochs = sum(row["phase"] in ("warm-up", "train") for row in result.log)

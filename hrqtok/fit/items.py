@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from hrqtok.config import ModelConfig, TrainConfig
+from hrqtok.devices import CPU
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.fit.spread import spread_loss
 from hrqtok.metrics.usage import collision_stats, level_usage
@@ -52,17 +53,21 @@ def fit_model(
     model_config: ModelConfig,
     train_config: TrainConfig,
     *,
+    device: torch.device = CPU,
     progress: ProgressFn | None = None,
 ) -> FitResult:
     """Train an (H)RQ-VAE on ``vectors`` (n, input_dim) float32 (Ctrl-C stops cleanly), or
-    fit a residual k-means tokenizer when the config asks for one."""
+    fit a residual k-means tokenizer when the config asks for one. The work runs on
+    ``device``; the returned model is on the CPU. Random draws come from a CPU generator, so
+    the split and the batches are the same on every device."""
     if not model_config.trained:
-        return fit_residual_kmeans(vectors, model_config, train_config, progress=progress)
+        return fit_residual_kmeans(vectors, model_config, train_config, device=device,
+                                   progress=progress)
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
     train_rows, val_rows = split_rows(len(vectors), train_config.validation_fraction, generator)
-    train_x, val_x = vectors[train_rows], vectors[val_rows]
-    model = HRQVAE(model_config)
+    train_x, val_x = vectors[train_rows].to(device), vectors[val_rows].to(device)
+    model = HRQVAE(model_config).to(device)
     model.standardise_to(train_x)
     optimizer = geoopt.optim.RiemannianAdam(model.parameters(), lr=train_config.learning_rate)
     loop = ItemTraining(model, optimizer, train_x, val_x, train_config, generator, progress)
@@ -73,17 +78,19 @@ def fit_model(
         stopped = loop.train()
     except KeyboardInterrupt:
         stopped = "interrupted"
-    model = loop.finish(refit=stopped != "interrupted")  # Ctrl-C: out at once
+    model = loop.finish(refit=stopped != "interrupted").cpu()  # Ctrl-C: out at once
     return FitResult(model, loop.log, loop.best_epoch, stopped, train_rows.numpy(),
                      val_rows.numpy(), loop.refit)
 
 
 def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config: TrainConfig,
-                        *, progress: ProgressFn | None = None) -> FitResult:
+                        *, device: torch.device = CPU,
+                        progress: ProgressFn | None = None) -> FitResult:
     """rq-kmeans / hrq-kmeans: residual k-means on all of ``vectors``, level by level, with
     at most ``kmeans_iters`` Lloyd iterations each. The log has one row per level."""
     generator = torch.Generator().manual_seed(train_config.seed)
-    model = ResidualKMeans(model_config)
+    model = ResidualKMeans(model_config).to(device)
+    vectors = vectors.to(device)
     model.scale.fill_(float(vectors.norm(dim=-1).mean()) or 1.0)
     iters, levels = train_config.kmeans_iters, model_config.levels
 
@@ -106,6 +113,7 @@ def fit_residual_kmeans(vectors: Tensor, model_config: ModelConfig, train_config
                                            balanced_deep=train_config.balanced_kmeans,
                                            progress=level_progress)
     model.quantizer.float()
+    model.cpu()
     seconds = time.perf_counter() - start
     if progress:
         progress("k-means", levels * iters, levels * iters, {})
@@ -139,7 +147,7 @@ class ItemTraining:
         """One pass over shuffled training batches; returns mean losses."""
         self.model.train()
         order = torch.randperm(len(self.train_x), generator=self.generator)
-        totals = np.zeros(4)
+        totals = torch.zeros(4, dtype=torch.float64, device=self.train_x.device)  # no sync per step
         weight = self.config.spread_weight
         choice = self.model.quantizer.choice
         annealed = quantize and choice.temperature is not None  # HyperVQ's Gumbel sampling
@@ -147,15 +155,15 @@ class ItemTraining:
             if annealed:
                 choice.temperature = self.config.temperature(self.steps)
                 self.steps += 1
-            out = self.model(self.train_x[batch], quantize=quantize)
+            out = self.model(self.train_x[batch.to(self.train_x.device)], quantize=quantize)
             spread = (spread_loss(out.inputs, out.latent, self.model.manifold) if weight
                       else out.loss.new_zeros(()))
             self.optimizer.zero_grad(set_to_none=True)
             (out.loss + weight * spread).backward()
             self.optimizer.step()
-            totals += len(batch) * np.array([out.loss.item(), out.reconstruction_loss.item(),
-                                             out.quantization_loss.item(), spread.item()])
-        loss, reconstruction, quantization, spread = totals / max(len(self.train_x), 1)
+            totals += len(batch) * torch.stack([out.loss, out.reconstruction_loss,
+                                                out.quantization_loss, spread]).detach().double()
+        loss, reconstruction, quantization, spread = (totals / max(len(self.train_x), 1)).tolist()
         row = {"loss": loss, "reconstruction": reconstruction, "quantization": quantization,
                "spread": spread}
         if annealed:
@@ -210,7 +218,7 @@ class ItemTraining:
         held_out = self.val_x if len(self.val_x) else self.train_x
         out = self.model(held_out)
         self._details = self.model.quantizer.details(self.model.latents(self.train_x))
-        codes = self._details.codes.numpy()
+        codes = self._details.codes.cpu().numpy()
         size = self.model.config.codebook_size
         usage = [level_usage(codes[:, i], size) for i in range(codes.shape[1])]
         return {
@@ -247,12 +255,12 @@ class ItemTraining:
         level choice's ``refit_from``: level 2, or level 1 for HyperVQ's MLR levels."""
         quantizer = self.model.quantizer
         latents = self.model.latents(self.train_x)
-        before = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]
+        before = collision_stats(quantizer.encode(latents).cpu().numpy())["collision_rate"]
         state = copy.deepcopy(quantizer.state_dict())
         quantizer.initialise(latents, iters=self.config.kmeans_iters, generator=self.generator,
                              balanced_deep=self.config.balanced_kmeans,
                              from_level=quantizer.choice.refit_from)
-        after = collision_stats(quantizer.encode(latents).numpy())["collision_rate"]
+        after = collision_stats(quantizer.encode(latents).cpu().numpy())["collision_rate"]
         kept = after < before
         if not kept:
             quantizer.load_state_dict(state)

@@ -191,7 +191,7 @@ class Euclidean(Manifold):
 
     def midpoint(self, x: Tensor, groups: Tensor, count: int) -> Tensor:
         counts = torch.bincount(groups, minlength=count).unsqueeze(-1)
-        sums = torch.zeros(count, x.shape[1], dtype=x.dtype).index_add_(0, groups, x)
+        sums = torch.zeros(count, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, groups, x)
         return sums / counts.clamp_min(1).to(x.dtype)
 
 

@@ -228,8 +228,8 @@ def einstein_midpoint(x: Tensor, groups: Tensor, count: int, *, c: float) -> Ten
     x2 = c * x.pow(2).sum(-1, keepdim=True)
     klein = 2 * x / (1 + x2)
     gamma = 1 / (1 - c * klein.pow(2).sum(-1, keepdim=True)).clamp_min(MIN_NORM).sqrt()
-    sums = torch.zeros(count, x.shape[1], dtype=x.dtype).index_add_(0, groups, gamma * klein)
-    weights = torch.zeros(count, 1, dtype=x.dtype).index_add_(0, groups, gamma)
+    sums = x.new_zeros(count, x.shape[1]).index_add_(0, groups, gamma * klein)
+    weights = x.new_zeros(count, 1).index_add_(0, groups, gamma)
     mean = sums / weights.clamp_min(MIN_NORM)  # a convex combination: inside the Klein ball
     k2 = (c * mean.pow(2).sum(-1, keepdim=True)).clamp_max(1.0)
     return project(mean / (1 + (1 - k2).sqrt()), c=c)

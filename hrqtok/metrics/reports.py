@@ -39,7 +39,7 @@ class VectorStats:
 
     @torch.no_grad()
     def add(self, model: ItemModel, vectors: np.ndarray) -> None:
-        x = torch.from_numpy(vectors)
+        x = torch.from_numpy(vectors).to(model.device)
         latents = model.latents(x)
         norms = model.manifold.logmap0(latents).norm(dim=-1).double()
         details = model.quantizer.details(latents)

@@ -10,6 +10,7 @@ picks one from a config.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -35,7 +36,9 @@ class ModelOutput(NamedTuple):
 
 class ItemModel(nn.Module):
     """Shared shape of item models: ``latent`` maps inputs to the quantizer's space,
-    ``reconstruct`` maps quantized latents back to the inputs' space."""
+    ``reconstruct`` maps quantized latents back to the inputs' space. The batch methods
+    (``latents``, ``encode``, ``decode_codes``) take inputs on any device and run on the
+    model's; ``encode`` returns codes on the CPU."""
 
     config: ModelConfig
     quantizer: nn.Module
@@ -51,19 +54,28 @@ class ItemModel(nn.Module):
     def reconstruct(self, z: Tensor) -> Tensor:
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     @torch.no_grad()
     def latents(self, x: Tensor) -> Tensor:
-        """Latents of many items, in batches."""
+        """Latents of many items, in batches, on the model's device."""
+        x = x.to(self.device)
         return torch.cat([self.latent(b) for b in x.split(ENCODE_BATCH)]) if len(x) else x
 
     @torch.no_grad()
     def encode(self, x: Tensor, *, beam: int = 1) -> Tensor:
-        """x: (n, input_dim) -> codes (n, levels) int64 (see ResidualQuantizer.encode)."""
-        return self.quantizer.encode(self.latents(x), beam=beam)
+        """x: (n, input_dim) -> codes (n, levels) int64 on the CPU (see
+        ResidualQuantizer.encode)."""
+        return self.quantizer.encode(self.latents(x), beam=beam).cpu()
 
     @torch.no_grad()
     def decode_codes(self, codes: Tensor) -> Tensor:
-        """codes: (n, levels) -> reconstructed inputs (n, input_dim)."""
+        """codes: (n, levels) -> reconstructed inputs (n, input_dim), on the model's device."""
+        codes = codes.to(self.device)
         return torch.cat([
             self.reconstruct(self.quantizer.decode_codes(b)) for b in codes.split(ENCODE_BATCH)
         ])
@@ -126,7 +138,7 @@ class HRQVAE(ItemModel):
             quantized, codes, quantization_loss = self.quantizer(z)
         else:  # autoencoder warm-up
             quantized = z
-            codes = torch.empty(x.shape[0], 0, dtype=torch.long)
+            codes = torch.empty(x.shape[0], 0, dtype=torch.long, device=x.device)
             quantization_loss = x.new_zeros(())
         x_std_hat = self._decode(quantized)
         reconstruction_loss = (x_std - x_std_hat).pow(2).sum(-1).mean()

@@ -36,15 +36,16 @@ def kmeans_plus_plus(x: Tensor, k: int, *, manifold: Manifold,
                      generator: torch.Generator) -> Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii 2007). x: (n, d) -> (k, d), k <= n."""
     n = x.shape[0]
-    first = torch.randint(n, (1,), generator=generator)
+    # draws come from the CPU generator (the same on every device), indices go to x's device
+    first = torch.randint(n, (1,), generator=generator).to(x.device)
     centroids = [x[first]]
     closest = manifold.squared_dist(x, x[first])
     for _ in range(1, k):
         total = closest.sum()
         if total <= 0:  # every point already coincides with a centroid
-            pick = torch.randint(n, (1,), generator=generator)
+            pick = torch.randint(n, (1,), generator=generator).to(x.device)
         else:
-            pick = torch.multinomial(closest / total, 1, generator=generator)
+            pick = torch.multinomial((closest / total).cpu(), 1, generator=generator).to(x.device)
         centroids.append(x[pick])
         closest = torch.minimum(closest, manifold.squared_dist(x, x[pick]))
     return torch.cat(centroids)
@@ -52,7 +53,7 @@ def kmeans_plus_plus(x: Tensor, k: int, *, manifold: Manifold,
 
 def _cluster_cost(x: Tensor, assign: Tensor, centres: Tensor, manifold: Manifold) -> Tensor:
     """(k,) summed squared distance from each cluster's points to its centre."""
-    return torch.zeros(len(centres), dtype=x.dtype).index_add_(
+    return torch.zeros(len(centres), dtype=x.dtype, device=x.device).index_add_(
         0, assign, manifold.squared_dist(x, centres[assign]))
 
 
@@ -67,7 +68,7 @@ def _means(x: Tensor, assign: Tensor, centroids: Tensor, manifold: Manifold,
     counts = torch.bincount(assign, minlength=k).unsqueeze(-1)
     means = manifold.midpoint(x, assign, k)
     if centroid == "frechet" and not manifold.flat:
-        rate = torch.ones(k, 1, dtype=x.dtype)
+        rate = torch.ones(k, 1, dtype=x.dtype, device=x.device)
         cost = _cluster_cost(x, assign, means, manifold)
         for _ in range(KARCHER_STEPS):
             tangent = manifold.logmap(means[assign], x)
@@ -139,9 +140,9 @@ def kmeans(x: Tensor, k: int, *, manifold: Manifold, iters: int, generator: torc
             break
         assign = new_assign
     if k_real < k:
-        extra = x[torch.randint(n, (k - k_real,), generator=generator)]
+        extra = x[torch.randint(n, (k - k_real,), generator=generator).to(x.device)]
         scale = x.std() if n > 1 else x.abs().mean()
-        noise = torch.randn(extra.shape, generator=generator, dtype=x.dtype) * 1e-2 * scale
+        noise = torch.randn(extra.shape, generator=generator, dtype=x.dtype).to(x.device) * 1e-2 * scale
         extra = extra + noise
         centroids = torch.cat([centroids, manifold.project(extra)])
     return KMeansResult(centroids, objective, done)

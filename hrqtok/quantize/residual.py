@@ -203,7 +203,7 @@ class ResidualQuantizer(nn.Module):
                              "reconstruction loss; they have no closed-form gradients")
         if not self.manifold.flat and not self.geodesic_loss:
             raise ValueError("closed-form gradients need the geodesic quantization loss")
-        share = (torch.full((len(x),), 1.0 / max(len(x), 1), dtype=x.dtype) if weights is None
+        share = (x.new_full((len(x),), 1.0 / max(len(x), 1)) if weights is None
                  else weights / weights.sum()).unsqueeze(-1)
         codes, chosen, grads = [], [], []
         loss, grad_x = x.new_zeros(()), torch.zeros_like(x)
@@ -271,7 +271,7 @@ class ResidualQuantizer(nn.Module):
             _, flat = keys.reshape(n, width * size).topk(min(beam, width * size), dim=1,
                                                          largest=False)
             parent, code = flat // size, flat % size
-            rows = torch.arange(n).unsqueeze(1)
+            rows = torch.arange(n, device=residual.device).unsqueeze(1)
             paths = torch.cat([paths[rows, parent], code.unsqueeze(-1)], -1)
             return residual[rows, parent], points[code]
 

@@ -36,12 +36,14 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model by name, folder or packaged copy; loaded on first use."""
 
     def __init__(self, spec: str = packaged.DEFAULT_EMBEDDER, *, precision: str = "float32",
-                 batch_size: int = 32):
+                 batch_size: int = 32, device: str = "cpu"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
         self.spec = spec
         self.precision = precision
         self.batch_size = batch_size
+        # a torch device name; the cache key leaves it out (devices differ in rounding only)
+        self.device = device
         self.target, name = packaged.resolve(spec)
         self.identity = name if precision == "float32" else f"{name}@{precision}"
         self._model = None
@@ -61,7 +63,7 @@ class SentenceTransformerEmbedder:
         hf_logging.disable_progress_bar()  # hrqtok draws its own progress on stderr
         hf_logging.set_verbosity_error()
         try:
-            model = SentenceTransformer(self.target, device="cpu")
+            model = SentenceTransformer(self.target, device=str(self.device))
         except Exception as e:  # a damaged folder fails in many ways inside transformers
             raise HrqtokError(
                 f"cannot load embedding model {self.spec!r} ({type(e).__name__}: "

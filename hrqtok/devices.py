@@ -20,9 +20,9 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         return name
     name = (name or "auto").strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda") if torch.cuda.is_available() else CPU
     if name == "cpu":
-        return torch.device("cpu")
+        return CPU
     kind, colon, index = name.partition(":")
     if kind != "cuda" or (colon and not index.isdigit()):
         raise OptionError("--device", f"expected one of {', '.join(DEVICES)} or cuda:N, "

@@ -87,9 +87,9 @@ def test_the_device_reaches_the_embedder(tmp_path, text_items, fake_embedder, mo
     seen = []
     original = fake_embedder.__init__
 
-    def spy(self, *args, device="cpu", **kwargs):
+    def spy(self, *args, device=None, **kwargs):  # None: the pipeline did not pass one
         seen.append(device)
-        original(self, *args, device=device, **kwargs)
+        original(self, *args, **kwargs)
 
     monkeypatch.setattr(fake_embedder, "__init__", spy)
     result = run("embed", text_items, "--out", tmp_path / "v.parquet", "--device", "cpu",

@@ -22,7 +22,6 @@ from hrqtok.cli.options import (
     Balance,
     Centroid,
     CodePoint,
-    DeviceOpt,
     EmbedderOpt,
     EmbeddingOpt,
     Geometry,
@@ -154,7 +153,9 @@ def fit(
                     "item is still read and checked, only the sample is embedded, and the "
                     "token table is the sample's (`encode` does the rest).",
         show_default=False)] = None,
-    device: DeviceOpt = "auto",
+    device: Annotated[str, typer.Option(
+        help="Where the work runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda "
+             "or cuda:N. With --wordnet: the CPU only.")] = "auto",
     max_collision_rate: MaxCollisionOpt = None,
     max_disambiguation: MaxDisambiguationOpt = None,
     json_out: JsonOpt = False,

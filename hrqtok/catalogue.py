@@ -9,12 +9,16 @@ same rows in more row groups).
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hrqtok.devices import resolve_device
-from hrqtok.errors import InputError
+from hrqtok.engines import RaySettings, work_chunks
+from hrqtok.engines.work import EmbedWork, EncodeWork
+from hrqtok.errors import OptionError
 from hrqtok.metrics.bulk_report import bulk_table_report
 from hrqtok.metrics.quality import QualityLimits
 from hrqtok.metrics.reports import VectorStats, table_report
@@ -31,8 +35,8 @@ from hrqtok.pipeline import (
     refuse_wordnet_items,
 )
 from hrqtok.sources.datasets import input_files
-from hrqtok.sources.embedder import EmbeddingCache, ProgressFn, embed_texts
-from hrqtok.sources.items import ItemFields, count_records, item_chunks
+from hrqtok.sources.embedder import ProgressFn, embedding_cache_path
+from hrqtok.sources.items import ItemFields, count_records
 from hrqtok.store.bulk import BulkTable
 from hrqtok.store.model_dir import ModelDir, load_model_dir, table_metadata
 from hrqtok.store.tables import write_chunks, write_table
@@ -79,12 +83,17 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
                      existing_other_model: bool = False, beam: int = 1,
                      limits: QualityLimits = QualityLimits(), scratch: str | Path | None = None,
                      partitions: int | None = None, device: str = "auto",
+                     engine: RaySettings | None = None,
                      progress: ProgressFn | None = None) -> dict:
     """Encode ``source`` (a file, ``-``, or a Parquet dataset folder; the fitted items when
     None) with the model at ``model_dir`` and write the token table to ``out`` in ``fmt``.
     Scratch files go under ``scratch`` (default: the system's temporary folder). Returns the
     table report (``metrics.reports.table_report``'s figures). ``device``: where embedding and
-    encoding run (``hrqtok.devices``)."""
+    encoding run (``hrqtok.devices``; with ``engine``, on each Ray actor). ``engine``: encode
+    on a Ray cluster (``engines.ray_data``) rather than in this process."""
+    if engine is not None and source is None:
+        raise OptionError("--engine", "ray encodes ITEMS; the fitted items' table is the "
+                                      "model's own, encoded without Ray")
     device = resolve_device(device)
     loaded = load_model_dir(model_dir)
     config = loaded.model_config
@@ -106,7 +115,7 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
         with BulkTable(Path(folder), config.levels, id_field=fields.id_field,
                        expected_rows=total, partitions=partitions) as table:
             _encode_into(table, files, loaded, fields, input_format, embed, beam, total, device,
-                         progress)
+                         progress, engine=engine)
             table.finish(old)
         report = bulk_table_report(table, config.codebook_size)
         quality_gate(report, limits, where=str(source))
@@ -118,35 +127,38 @@ def encode_catalogue(model_dir: str | Path, source: str | None, out: str, fmt: s
 
 def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: ItemFields,
                  input_format: str | None, embed: EmbedSettings | None, beam: int,
-                 total: int | None, device: torch.device, progress: ProgressFn | None,
-                 stats: VectorStats | None = None) -> None:
+                 total: int | None, device: torch.device | str, progress: ProgressFn | None,
+                 stats: VectorStats | None = None, engine: RaySettings | None = None) -> None:
     """Pass 1: every chunk of every file read, embedded (texts) and encoded on ``device`` into
-    ``table`` (and into ``stats``' sums when given)."""
-    config = loaded.model_config
-    loaded.model.to(device)
-    embedder = cache = None
-    try:
-        for file in files:
-            for items in item_chunks(file, fields, fmt=input_format, size=INPUT_ROWS,
-                                     unique_ids=False):
-                if items.vectors is not None:
-                    vectors = items.vectors
-                else:
-                    if embedder is None:
-                        embedder = make_embedder(embed_settings_for(loaded, embed), device)
-                        cache = EmbeddingCache()
-                    vectors = embed_texts(items.texts, embedder, cache=cache)
-                if vectors.shape[1] != config.input_dim:
-                    raise InputError(
-                        f"vectors have {vectors.shape[1]} dimensions but the model at "
-                        f"{loaded.path} was fitted on {config.input_dim}; use the same embedder "
-                        "or --embedding-field as at fit", source=items.source, line=items.lines[0])
-                codes = loaded.model.encode(torch.from_numpy(vectors), beam=beam).numpy()
-                if stats is not None:
-                    stats.add(loaded.model, vectors)
-                table.add(items.ids, codes, source=items.source, lines=items.lines)
-                if progress:
-                    progress("encode", table.rows, max(total or 0, table.rows), None)
-    finally:
-        if cache is not None:
-            cache.close()
+    ``table`` (and into ``stats``' sums when given), here or on the Ray actors of ``engine``
+    (each on a GPU of its own when ``device`` is a CUDA one)."""
+    gpu = engine is not None and str(device).startswith("cuda")
+    embedding = EmbedWork(partial(make_embedder, embed_settings_for(loaded, embed)),
+                          embedding_cache_path(), "cuda" if gpu else str(device))
+    work = EncodeWork(str(Path(loaded.path).resolve()), loaded.fingerprint,
+                      loaded.model_config.input_dim, beam, embedding, model=loaded.model)
+    if stats is not None:
+        work = _Measured(work, stats)
+    for chunk in work_chunks(files, input_format, fields, work, chunk_rows=INPUT_ROWS,
+                             engine=engine, total=total, gpu=gpu):
+        table.add(chunk.ids, chunk.values, source=chunk.source, lines=chunk.lines)
+        if progress:
+            progress("encode", table.rows, max(total or 0, table.rows), None)
+
+
+class _Measured:
+    """Encode work that also adds every chunk's vectors to ``stats`` (streamed inspect)."""
+
+    def __init__(self, work: EncodeWork, stats: VectorStats):
+        self.work, self.stats = work, stats
+
+    def setup(self) -> None:
+        self.work.setup()
+
+    def __call__(self, items) -> np.ndarray:
+        vectors = self.work.vectors(items)
+        self.stats.add(self.work.model, vectors)
+        return self.work.codes(vectors)
+
+    def close(self) -> None:
+        self.work.close()

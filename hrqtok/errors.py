@@ -8,10 +8,20 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     return (lines[0] if lines else type(error).__name__)[:limit]
 
 
+def _rebuilt(kind: type, args: tuple, state: dict) -> BaseException:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class HrqtokError(Exception):
     """Base class: a problem with the user's data or artefacts, not a bug."""
 
     exit_code = 1
+
+    def __reduce__(self):  # Ray workers send errors back pickled; __init__ takes other args
+        return _rebuilt, (type(self), self.args, self.__dict__)
 
 
 class InputError(HrqtokError):

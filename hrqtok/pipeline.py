@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch
 from hrqtok.atomic import is_special
 from hrqtok.config import ModelConfig
 from hrqtok.devices import resolve_device
+from hrqtok.engines import RaySettings, work_chunks
+from hrqtok.engines.work import EmbedWork
 from hrqtok.errors import HrqtokError, InputError, OptionError
 from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
 from hrqtok.fit.options import FitOptions
@@ -23,17 +26,19 @@ from hrqtok.metrics.quality import (
     quality_warnings,
 )
 from hrqtok.metrics.reports import codebook_report, table_report, vector_report
+from hrqtok.sources.datasets import input_files
 from hrqtok.sources.embedder import (
     EmbeddingCache,
     ProgressFn,
     SentenceTransformerEmbedder,
     embed_texts,
+    embedding_cache_path,
 )
 from hrqtok.sources.items import (
+    IdRegister,
     ItemFields,
     Items,
     count_records,
-    item_chunks,
     read_items,
 )
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
@@ -76,31 +81,37 @@ def embed_with(texts: list[str], settings: EmbedSettings, *, device: str = "auto
 
 def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields(),
                 fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
-                chunk_size: int = 4096, device: str = "auto",
+                chunk_size: int = 4096, device: str = "auto", engine: RaySettings | None = None,
                 progress: ProgressFn | None = None) -> dict:
     """Embed the items' texts into a vector table at ``out`` (Parquet: id, embedding), a chunk
-    at a time, so memory does not grow with the input. Every vector also goes to the
-    embedding cache as it is made: a run that is stopped leaves no file, and the next run
-    takes those vectors from the cache. Returns a summary."""
+    at a time, so memory does not grow with the input. ``source``: a file, ``-``, or a folder
+    of Parquet files. Every vector also goes to the embedding cache as it is made: a run that
+    is stopped leaves no file, and the next run takes those vectors from the cache.
+    ``engine``: embed on the actors of a Ray cluster (``engines.ray_data``); the file is the
+    same. Returns a summary."""
     from hrqtok.atomic import atomic_path
     from hrqtok.store.vectors import VectorWriter
 
-    embedder = make_embedder(embed, device)
-    total = count_records(source, fmt)
-    cache = EmbeddingCache()
-    try:
-        with atomic_path(out) as target:
-            writer = VectorWriter(target, embedder.identity)
-            try:
-                for items in item_chunks(source, fields, fmt=fmt, size=chunk_size):
-                    vectors = embed_texts(items.texts, embedder, cache=cache)
-                    writer.write(items.ids, vectors)
-                    if progress:
-                        progress("embed", writer.rows, max(total or 0, writer.rows), None)
-            finally:
-                writer.close()
-    finally:
-        cache.close()
+    gpu = engine is not None and str(resolve_device(device)).startswith("cuda")
+    device = "cuda" if gpu else str(resolve_device(device))  # Ray: each actor its own GPU
+    embedder = make_embedder(embed, device)  # names the model; loads it on first use
+    work = EmbedWork(partial(make_embedder, embed), embedding_cache_path(), device,
+                     embedder=embedder)
+    files = input_files(source)
+    counts = [count_records(file, fmt) for file in files]
+    total = None if None in counts else sum(counts)
+    seen = IdRegister(fields.id_field)
+    with atomic_path(out) as target:
+        writer = VectorWriter(target, embedder.identity)
+        try:
+            for chunk in work_chunks(files, fmt, fields, work, chunk_rows=chunk_size,
+                                     engine=engine, total=total, gpu=gpu):
+                seen.add_all(chunk.ids, chunk.source, chunk.lines)
+                writer.write(chunk.ids, chunk.values)
+                if progress:
+                    progress("embed", writer.rows, max(total or 0, writer.rows), None)
+        finally:
+            writer.close()
     if progress:  # the line count was an upper bound
         progress("embed", writer.rows, writer.rows, None)
     return {"items": writer.rows, "dim": writer.dim, "embedder": embedder.identity,

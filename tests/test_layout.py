@@ -16,6 +16,7 @@ LAYERS = [
     {"store"},
     {"metrics"},
     {"fit", "evaluation"},
+    {"engines"},  # where the per-chunk work runs: here, or on Ray actors
     {"pipeline"},
     {"catalogue"},  # streamed encode, over the pipeline's helpers
     {"api"},

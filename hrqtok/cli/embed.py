@@ -18,12 +18,17 @@ from hrqtok.cli.console import (
 from hrqtok.cli.options import (
     DeviceOpt,
     EmbedderOpt,
+    Engine,
+    EngineOpt,
     IdOpt,
     ItemsArg,
     PrecisionOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
     TextOpt,
     _device,
     _embed,
+    _engine,
     _fields,
 )
 from hrqtok.jsonsafe import dumps
@@ -40,6 +45,9 @@ def embed(
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -49,6 +57,7 @@ def embed(
 
     Examples: hrqtok embed items.jsonl --out vectors.parquet;
     hrqtok embed items.jsonl --out vectors.parquet --embed-precision bfloat16;
+    hrqtok embed items.jsonl --out vectors.parquet --engine ray --ray-workers 4;
     hrqtok fit vectors.parquet --embedding-field embedding --model m
     """
     from hrqtok.pipeline import EmbedSettings, embed_items
@@ -60,6 +69,7 @@ def embed(
     if not out or out == "-":
         raise typer.BadParameter("name a Parquet file to write", param_hint="--out")
     device = _device(device)
+    ray = _engine(engine, ray_address, ray_workers)
     with exit_on_errors():
         check_output(out, inputs=(items,))
         with progress_bars(quiet) as progress:
@@ -67,7 +77,7 @@ def embed(
                                   fields=_fields(id_field, text_field, None) or ItemFields(),
                                   fmt=input_format.value if input_format else None,
                                   embed=_embed(embedder, embed_precision) or EmbedSettings(),
-                                  device=device, progress=progress)
+                                  device=device, engine=ray, progress=progress)
     if json_out:
         emit(dumps(summary))
     if not quiet:

@@ -39,6 +39,32 @@ DeviceOpt = Annotated[str, typer.Option(
          "or cuda:N.")]
 
 
+Engine = Enum("Engine", {e: e for e in ("local", "ray")}, type=str)
+EngineOpt = Annotated[Engine, typer.Option(
+    help="Where items are embedded and encoded: local (this process) or ray (the actors of a "
+         "Ray cluster; files only, not stdin).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    help="With --engine ray: the cluster to join (auto: the one `ray start` made here; "
+         "ray://host:10001 for a remote head). Default: a local cluster for this run.",
+    show_default=False)]
+RayWorkersOpt = Annotated[Optional[int], typer.Option(
+    min=1, help="With --engine ray: actors in the pool, each loading the model once "
+                "(default: one per CPU of the cluster; the CPUs are shared among them).",
+    show_default=False)]
+
+
+def _engine(engine, address: str | None, workers: int | None):
+    """--engine and its --ray-* options: None for the local engine, else RaySettings."""
+    from hrqtok.engines import RaySettings
+
+    if engine.value == "local":
+        for name, value in (("--ray-address", address), ("--ray-workers", workers)):
+            if value is not None:
+                raise typer.BadParameter("needs --engine ray", param_hint=name)
+        return None
+    return RaySettings(address=address, workers=workers)
+
+
 def _device(text: str) -> str:
     """--device, checked before any work: the torch device's name (auto resolved)."""
     from hrqtok.devices import resolve_device

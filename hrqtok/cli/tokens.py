@@ -22,15 +22,20 @@ from hrqtok.cli.options import (
     DeviceOpt,
     EmbedderOpt,
     EmbeddingOpt,
+    Engine,
+    EngineOpt,
     IdOpt,
     ItemsArg,
     MaxCollisionOpt,
     MaxDisambiguationOpt,
     OutputFormat,
     PrecisionOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
     TextOpt,
     _device,
     _embed,
+    _engine,
     _fields,
     _limits,
 )
@@ -81,6 +86,9 @@ def encode(
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
     max_collision_rate: MaxCollisionOpt = None,
     max_disambiguation: MaxDisambiguationOpt = None,
     quiet: QuietOpt = False,
@@ -89,7 +97,8 @@ def encode(
 
     Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head;
     hrqtok encode items.jsonl --beam 8 --out tokens.parquet;
-    hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet
+    hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet;
+    hrqtok encode vectors/ --engine ray --ray-address auto --out tokens.parquet
     """
     from hrqtok.catalogue import encode_catalogue
     from hrqtok.targets import check_output
@@ -97,6 +106,10 @@ def encode(
     if existing_other_model and existing is None:
         raise typer.BadParameter("needs --existing", param_hint="--existing-other-model")
     device = _device(device)
+    ray = _engine(engine, ray_address, ray_workers)
+    if ray is not None and items is None:
+        raise typer.BadParameter("ray encodes ITEMS; the fitted items' table is the model's "
+                                 "own (leave --engine out)", param_hint="--engine")
     with exit_on_errors():
         check_output(out, inputs=(items, existing), managed=(model,))
     fmt = _output_format(out, format)
@@ -110,7 +123,7 @@ def encode(
                 embed=_embed(embedder, embed_precision), existing=existing,
                 existing_other_model=existing_other_model, beam=beam,
                 limits=_limits(max_collision_rate, max_disambiguation), device=device,
-                progress=progress)
+                engine=ray, progress=progress)
     if not quiet and out != "-":
         err.print(f"wrote {report['items']} multitokens to {out} ({fmt})")
 

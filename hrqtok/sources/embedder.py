@@ -87,6 +87,11 @@ class SentenceTransformerEmbedder:
         return out.float().cpu().numpy().astype(np.float32)
 
 
+def embedding_cache_path() -> Path:
+    """Where the embedding cache lives (an absolute path, for workers in other folders)."""
+    return (cache_dir() / "embeddings.sqlite").absolute()
+
+
 class EmbeddingCache:
     """SQLite table of vectors keyed by (model identity, sha256 of the text).
 
@@ -95,7 +100,7 @@ class EmbeddingCache:
     let several processes share it."""
 
     def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path else cache_dir() / "embeddings.sqlite"
+        self.path = Path(path) if path else embedding_cache_path()
         self._db: sqlite3.Connection | None = None
         self._writable = True
         try:

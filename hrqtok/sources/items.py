@@ -20,6 +20,7 @@ import numpy as np
 from hrqtok.atomic import is_special
 from hrqtok.errors import InputError, first_line
 from hrqtok.sources.sample import Reservoir
+from hrqtok.sources.vector_values import parse_vector
 
 FORMATS = ("jsonl", "parquet", "csv")
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -96,12 +97,27 @@ def item_chunks(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None
     over the whole input here (a set that grows with it); without, only within a chunk, for
     callers that check the whole input on disk (``store.bulk``)."""
     fmt = detect_format(path, fmt)
-    reader = _Collector(source_name(path), fields, track_ids=unique_ids)
-    for line, record in records(path, fmt):
-        reader.add(line, record)
-        if len(reader.ids) == size:
+    yield from record_chunks(records(path, fmt), source_name(path), fields, fmt=fmt, size=size,
+                             unique_ids=unique_ids)
+
+
+def record_chunks(numbered: Iterable[tuple[int, dict]], source: str, fields: ItemFields, *,
+                  fmt: str, size: int = 4096, unique_ids: bool = True,
+                  part: bool = False) -> Iterator[Items]:
+    """``item_chunks`` over (line, record) pairs. ``part``: the records are one part of an
+    input (``sources.splits``): no records is no chunk rather than an error, and before a bad
+    record's error the chunk read so far is yielded (the caller's id check sees it first)."""
+    reader = _Collector(source, fields, track_ids=unique_ids)
+    try:
+        for line, record in numbered:
+            reader.add(line, record)
+            if len(reader.ids) == size:
+                yield reader.take()
+    except InputError:
+        if part and reader.ids:
             yield reader.take()
-    if reader.ids or not reader.read:  # an empty input is the usual error
+        raise
+    if reader.ids or not (reader.read or part):  # an empty input is the usual error
         yield reader.finish(fmt)
 
 
@@ -116,7 +132,7 @@ def records(path: str, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
     fmt = detect_format(path, fmt)
     source = source_name(path)
     check_readable(path, source)
-    reader = {"jsonl": _jsonl_records, "parquet": _parquet_records, "csv": _csv_records}[fmt]
+    reader = {"jsonl": _jsonl_records, "parquet": _parquet_records, "csv": csv_records}[fmt]
     yield from reader(path, source)
 
 
@@ -142,9 +158,11 @@ def text_lines(path: str, source: str) -> Iterator[tuple[int, str]]:
             handle.close()
 
 
-def decode_lines(raw_lines: Iterable[bytes], source: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) of UTF-8 byte lines; a bad byte is an InputError naming its line."""
-    for number, raw in enumerate(raw_lines, start=1):
+def decode_lines(raw_lines: Iterable[bytes], source: str,
+                 start: int = 1) -> Iterator[tuple[int, str]]:
+    """(line number, text) of UTF-8 byte lines, the first numbered ``start``; a bad byte is an
+    InputError naming its line."""
+    for number, raw in enumerate(raw_lines, start=start):
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as e:
@@ -154,7 +172,12 @@ def decode_lines(raw_lines: Iterable[bytes], source: str) -> Iterator[tuple[int,
 
 
 def _jsonl_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
-    for number, text in text_lines(path, source):
+    yield from jsonl_records(text_lines(path, source), source)
+
+
+def jsonl_records(numbered: Iterable[tuple[int, str]], source: str) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of numbered JSONL lines; blank lines are skipped."""
+    for number, text in numbered:
         if not text.strip():
             continue
         try:
@@ -175,7 +198,7 @@ def _jsonl_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
 CSV_FIELD_LIMIT = 2**31 - 1  # long descriptions are fine; the default limit is 128 KB
 
 
-def _csv_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
+def csv_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
     numbers: list[int] = [0]
 
@@ -204,15 +227,21 @@ def _csv_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
 
 
 def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
+    yield from parquet_records(read_bytes_or_path(path), source)
+
+
+def parquet_records(readable, source: str, row_groups: range | None = None,
+                    first_row: int = 0) -> Iterator[tuple[int, dict]]:
+    """(row number, record) of a Parquet file's rows (of ``row_groups`` only, the first of
+    them row ``first_row + 1``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-
-    number = 0
+    number = first_row
     try:  # record batch by record batch: memory stays that of one batch (pre-buffering
         # would keep every row group read so far: 3 GB for 10^6 768-d vectors)
-        parquet = pq.ParquetFile(read_bytes_or_path(path), pre_buffer=False)
-        for batch in parquet.iter_batches(PARQUET_BATCH):
+        parquet = pq.ParquetFile(readable, pre_buffer=False)
+        for batch in parquet.iter_batches(PARQUET_BATCH, row_groups=row_groups):
             for record in batch.to_pylist():
                 number += 1
                 yield number, record
@@ -220,50 +249,26 @@ def _parquet_records(path: str, source: str) -> Iterator[tuple[int, dict]]:
         raise InputError(f"not a readable Parquet file ({first_line(e)})", source=source) from None
 
 
-def parse_vector(value, error) -> np.ndarray:
-    """A flat, non-empty list of finite numbers (or, from CSV, a string of them) as float32;
-    ``error(message)`` makes the exception to raise. Booleans and texts are not numbers, and a
-    value that overflows float32 is refused rather than turned into infinity."""
-    if isinstance(value, str):  # CSV cells: "[0.1, 0.2]" or "0.1 0.2"
-        text = value.strip()
-        try:
-            if text.startswith("["):
-                array = np.asarray(json.loads(text))
-            else:
-                array = np.asarray(text.replace(",", " ").split(), dtype=np.float64)
-        except (json.JSONDecodeError, ValueError, RecursionError, OverflowError):
-            raise error("is not a list of numbers") from None
-    else:
-        if not isinstance(value, (list, tuple)):
-            raise error(f"must be a list of numbers, found {type(value).__name__}")
-        try:
-            array = np.asarray(value)
-        except (ValueError, OverflowError):
-            raise error("must be a flat list of numbers") from None
-    if array.ndim != 1 or array.size == 0:
-        raise error("must be a non-empty flat list of numbers")
-    if array.dtype.kind == "b":
-        raise error("holds true/false values, not numbers")
-    if array.dtype.kind == "O":  # mixed types, or integers beyond 64 bits
-        for position, v in enumerate(array):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise error(f"holds {type(v).__name__} at position {position}, not a number")
-        try:
-            array = np.asarray([float(v) for v in array])
-        except OverflowError:
-            raise error("holds a number too large for a vector") from None
-    elif array.dtype.kind not in "iuf":
-        raise error(f"holds {array.dtype.kind in 'US' and 'text' or array.dtype}, not a number")
-    vector = array.astype(np.float64)
-    if not np.isfinite(vector).all():
-        bad = int(np.flatnonzero(~np.isfinite(vector))[0])
-        raise error(f"holds NaN or infinity (at position {bad})")
-    with np.errstate(over="ignore"):
-        single = vector.astype(np.float32)
-    if not np.isfinite(single).all():
-        bad = int(np.flatnonzero(~np.isfinite(single))[0])
-        raise error(f"holds {vector[bad]:g} at position {bad}, beyond float32's range (±3.4e38)")
-    return single
+class IdRegister:
+    """The ids seen so far, each with where it first was: the duplicate-id check over an input
+    read a chunk at a time (one file or several)."""
+
+    def __init__(self, id_field: str):
+        self.id_field = id_field
+        self.first: dict[str, tuple[str, int]] = {}  # id -> (source, line)
+
+    def add(self, item_id: str, source: str, line: int) -> None:
+        if item_id in self.first:
+            first_source, first_at = self.first[item_id]
+            where = f"line {first_at}" if first_source == source else \
+                f"{first_source} line {first_at}"
+            raise InputError(f"duplicate id {item_id!r} in field '{self.id_field}' (first on "
+                             f"{where}); ids must be unique", source=source, line=line)
+        self.first[item_id] = (source, line)
+
+    def add_all(self, ids: list[str], source: str, lines: list[int]) -> None:
+        for item_id, line in zip(ids, lines):
+            self.add(item_id, source, line)
 
 
 class _Collector:
@@ -277,7 +282,7 @@ class _Collector:
         self.lines: list[int] = []
         self.texts: list[str] = []
         self.vectors: list[np.ndarray] = []
-        self.first_line: dict[str, int] = {}
+        self.seen = IdRegister(fields.id_field)
         self.dim_line, self.dim = 0, 0  # the first vector's line and length
 
     def _error(self, message: str, line: int) -> InputError:
@@ -285,12 +290,8 @@ class _Collector:
 
     def add(self, line: int, record: dict) -> None:
         item_id = self._id(line, record)
-        if item_id in self.first_line:
-            raise self._error(
-                f"duplicate id {item_id!r} in field '{self.fields.id_field}' (first on line "
-                f"{self.first_line[item_id]}); ids must be unique", line)
+        self.seen.add(item_id, self.source, line)
         self.read += 1
-        self.first_line[item_id] = line
         if self.fields.embedding_field:
             value, kept = self._vector(line, record), self.vectors
         else:
@@ -363,7 +364,7 @@ class _Collector:
         items = self.finish("jsonl")
         self.ids, self.lines, self.texts, self.vectors = [], [], [], []
         if not self.track_ids:  # ids were checked within this chunk only
-            self.first_line = {}
+            self.seen = IdRegister(self.fields.id_field)
         return items
 
     def finish(self, fmt: str) -> Items:

@@ -47,13 +47,26 @@ def check_writable_folder(path: Path, option: str) -> None:
 
 def check_output(path: str | Path, *, option: str = "--out",
                  inputs: Iterable[str | Path | None] = (),
-                 managed: Iterable[str | Path | None] = ()) -> None:
+                 managed: Iterable[str | Path | None] = (), folders: bool = False) -> None:
     """Refuse an output path that would replace an input or a file inside a ``managed`` folder
     (a model directory), that names a folder, or that cannot be written. ``-`` and special
-    targets (``/dev/stdout``, FIFOs, ``>(…)``) are written through and always allowed."""
+    targets (``/dev/stdout``, FIFOs, ``>(…)``) are written through and always allowed.
+    ``folders``: a path ending in ``/`` or naming a folder asks for a folder of files, which
+    must hold no input and not overlap a managed folder (what it may already hold is the
+    writer's to check: ``store.token_folders.check_replaceable``)."""
     if str(path) == STDIO or is_special(path):
         return
     real = _real(path)
+    if folders and (str(path).endswith(("/", os.sep)) or real.is_dir()):
+        inputs = [given for given in inputs if given is not None]
+        check_inputs_outside(path, inputs, option)
+        for folder in managed:
+            if folder is not None and (_inside(real, _real(folder)) or
+                                       _inside(_real(folder), real)):
+                raise OptionError(option, f"{path} and the model directory {folder} overlap; "
+                                          "write the tokens somewhere else")
+        check_writable_folder(real, option)
+        return
     if real.is_dir():
         raise OptionError(option, f"{path} is a folder; name a file (e.g. {Path(path) / 'tokens.parquet'})")
     for given in inputs:

@@ -110,13 +110,16 @@ def test_out_never_replaces_an_input(tmp_path, fitted, vector_items):
 
 def test_out_that_cannot_be_written_is_refused_before_work(tmp_path, fitted):
     (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("mine")  # a user's folder: not a token folder
     (tmp_path / "file").write_text("x")
-    for out, words in ((tmp_path / "folder", "is a folder"),
-                       (tmp_path / "file" / "t.parquet", "is a file, not a folder")):
+    for out, words in ((tmp_path / "folder", "holds notes.txt, which is not a token table part"),
+                       (tmp_path / "file" / "t.parquet", "is a file, not a folder"),
+                       (f"{tmp_path / 'file'}/", "is a file; a folder of part files")):
         result = run("encode", "--model", fitted, "--out", out)
         assert result.exit_code == 2
         _one_error_line(result, words)
     assert (tmp_path / "file").read_text() == "x"
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["notes.txt"]
     unknown = run("encode", "--model", fitted, "--out", tmp_path / "t.tsv")
     assert unknown.exit_code == 2 and "--format" in unknown.stderr
 

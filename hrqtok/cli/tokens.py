@@ -51,7 +51,14 @@ def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
     """--format, else the suffix of --out; stdout and special targets (FIFOs, >(…)) without a
     known suffix get JSONL. An unknown suffix is refused rather than guessed."""
     from hrqtok.atomic import is_special
+    from hrqtok.store.token_folders import names_a_folder
 
+    if out != "-" and names_a_folder(out):
+        if fmt not in (None, OutputFormat.parquet):
+            raise typer.BadParameter(f"{out} names a folder, which holds Parquet part files, "
+                                     f"not {fmt.value}; name a file for {fmt.value}",
+                                     param_hint="--format")
+        return "parquet"
     if fmt is not None:
         return fmt.value
     suffix = Path(out).suffix.lower()
@@ -68,7 +75,8 @@ def encode(
     items: ItemsArg = None,
     model: ModelOpt = Path("hrqtok-model"),
     out: Annotated[str, typer.Option(
-        "--out", "-o", help="Output file, - for stdout, or a FIFO; never one of the inputs.")] = "-",
+        "--out", "-o", help="Output file, - for stdout, a FIFO, or a folder (DIR/) of Parquet "
+                            "part files; never one of the inputs.")] = "-",
     format: Annotated[Optional[OutputFormat], typer.Option(
         "--format", help="Output format (default: from --out's suffix; jsonl for stdout).")] = None,
     existing: Annotated[Optional[Path], typer.Option(
@@ -98,9 +106,10 @@ def encode(
     Examples: hrqtok encode --out tokens.parquet;  hrqtok encode more.jsonl --out - | head;
     hrqtok encode items.jsonl --beam 8 --out tokens.parquet;
     hrqtok encode <(zcat items.jsonl.gz) --out tokens.parquet;
-    hrqtok encode vectors/ --engine ray --ray-address auto --out tokens.parquet
+    hrqtok encode vectors/ --engine ray --ray-address auto --out tokens/
     """
     from hrqtok.catalogue import encode_catalogue
+    from hrqtok.store.token_folders import check_replaceable, names_a_folder
     from hrqtok.targets import check_output
 
     if existing_other_model and existing is None:
@@ -111,7 +120,9 @@ def encode(
         raise typer.BadParameter("ray encodes ITEMS; the fitted items' table is the model's "
                                  "own (leave --engine out)", param_hint="--engine")
     with exit_on_errors():
-        check_output(out, inputs=(items, existing), managed=(model,))
+        check_output(out, inputs=(items, existing), managed=(model,), folders=True)
+        if names_a_folder(out):
+            check_replaceable(out)
     fmt = _output_format(out, format)
     if fmt == "parquet" and out == "-" and sys.stdout.isatty():
         raise typer.BadParameter("refusing to write Parquet to a terminal", param_hint="--out")

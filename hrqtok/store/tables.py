@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hrqtok.atomic import atomic_path
-from hrqtok.errors import ArtifactError, first_line
+from hrqtok.errors import ArtifactError, OptionError, first_line
 from hrqtok.sources.items import read_bytes_or_path
 
 TABLE_FORMAT_VERSION = 1
@@ -181,7 +181,16 @@ def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
                  fmt: str = "parquet") -> None:
     """``write_table`` for a table that comes as (ids, tokens) chunks, in order, with its
     ``metadata`` known up front; Parquet gets a row group per chunk. Atomic like
-    ``write_table``: a failure part way leaves no file."""
+    ``write_table``: a failure part way leaves no file. A ``path`` ending in ``/`` (or an
+    existing folder) gets Parquet part files (``store.token_folders``)."""
+    from hrqtok.store.token_folders import names_a_folder, write_folder
+
+    if path != "-" and names_a_folder(path):
+        if fmt != "parquet":
+            raise OptionError("--out", f"{path} names a folder, which holds Parquet part "
+                                       f"files, not {fmt}; name a file for {fmt}")
+        write_folder(chunks, metadata, path)
+        return
     if path == "-":
         if fmt == "parquet":  # Parquet writers seek back: the file is built in memory first
             buffer = io.BytesIO()
@@ -272,11 +281,16 @@ def _tokens_column(arrow, path, meta: dict) -> np.ndarray:
 
 def read_table(path: str | Path, *, data: bytes | None = None) -> TokenTable:
     """Read and check a Parquet token table written by hrqtok (a file, ``-`` or a FIFO; or
-    ``data`` already read, named ``path`` in messages). Every problem is an ArtifactError
-    naming the file and, where there is one, the row."""
+    ``data`` already read, named ``path`` in messages; or a folder of part files that
+    `encode --out DIR/` wrote). Every problem is an ArtifactError naming the file and, where
+    there is one, the row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if data is None and str(path) != "-" and Path(path).is_dir():
+        from hrqtok.store.token_folders import read_folder
+
+        return read_folder(path)
     try:
         arrow = pq.read_table(pa.BufferReader(data) if data is not None else read_bytes_or_path(path))
         return _from_arrow(arrow, path)

@@ -1,0 +1,132 @@
+"""A token table as a folder of Parquet part files (`encode --out tokens/`), the shape Spark,
+Ray Data and pyarrow.dataset read and write: ``part-00000.parquet``, ``part-00001.parquet``, …,
+each with the table's schema and metadata and at most ``PART_ROWS`` rows, the rows in order
+across the parts. The folder is written beside its place and swapped in whole
+(``atomic.atomic_dir``), so a reader sees the old parts or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from hrqtok.atomic import atomic_dir
+from hrqtok.errors import ArtifactError, OptionError, first_line
+
+PART_ROWS = 1 << 20  # rows per part file (16 row groups of encode's 65,536)
+PART_NAME = re.compile(r"part-\d{5}\.parquet")
+
+
+def names_a_folder(path: str | Path) -> bool:
+    """Whether ``--out`` asks for a folder: a path ending in ``/``, or an existing folder."""
+    return str(path).endswith(("/", os.sep)) or os.path.isdir(path)
+
+
+def part_files(folder: str | Path) -> list[Path]:
+    """The part files of a token folder, in order."""
+    return sorted(p for p in Path(folder).iterdir() if PART_NAME.fullmatch(p.name))
+
+
+def check_replaceable(folder: str | Path, option: str = "--out") -> None:
+    """A folder may receive a token table when it is new, empty, or a token folder hrqtok
+    wrote (only part files with hrqtok's metadata): anything else is the user's."""
+    import pyarrow.parquet as pq
+
+    from hrqtok.store.tables import META_PREFIX
+
+    folder = Path(folder)  # "DIR/" as DIR: with the slash, a file at DIR would seem absent
+    if not os.path.lexists(folder):
+        return
+    if not folder.is_dir():
+        raise OptionError(option, f"{folder} is a file; a folder of part files needs a new "
+                                  "path or a token folder written by hrqtok")
+    for entry in sorted(Path(folder).iterdir()):
+        hrqtok_part = False
+        if entry.is_file() and not entry.is_symlink() and PART_NAME.fullmatch(entry.name):
+            try:
+                keys = pq.read_schema(entry).metadata or {}
+                hrqtok_part = any(k.decode("utf-8", "replace").startswith(META_PREFIX)
+                                  for k in keys)
+            except Exception:  # a damaged or foreign file: not ours to replace
+                hrqtok_part = False
+        if not hrqtok_part:
+            raise OptionError(option, f"{folder} holds {entry.name}, which is not a token "
+                                      "table part written by hrqtok; name a new or empty folder")
+
+
+def write_folder(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
+                 folder: str | Path, *, part_rows: int | None = None) -> None:
+    """Write (ids, tokens) chunks as part files of at most ``part_rows`` rows, a row group
+    per chunk (cut where a part is full), then swap the folder in. An empty table is one
+    part without rows, so the folder still says what it holds. ``part_rows``: default
+    ``PART_ROWS``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hrqtok.store.tables import _schema, _tokens_array
+
+    check_replaceable(folder)
+    schema = _schema(metadata)
+    with atomic_dir(folder) as target:
+        writer, current = None, -1
+        try:
+            for part, ids, tokens in _pieces(chunks, part_rows or PART_ROWS):
+                if part != current:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(target / f"part-{part:05d}.parquet", schema)
+                    current = part
+                writer.write_table(pa.Table.from_arrays(
+                    [pa.array(ids, type=pa.string()), _tokens_array(tokens)], schema=schema))
+            if writer is None:
+                writer = pq.ParquetWriter(target / "part-00000.parquet", schema)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def _pieces(chunks: Iterable[tuple[list[str], np.ndarray]], part_rows: int):
+    """(part number, ids, tokens) of the chunks, each cut where its part is full."""
+    part, in_part = 0, 0
+    for ids, tokens in chunks:
+        start = 0
+        while start < len(ids):
+            if in_part == part_rows:
+                part, in_part = part + 1, 0
+            stop = min(len(ids), start + part_rows - in_part)
+            yield part, ids[start:stop], tokens[start:stop]
+            in_part += stop - start
+            start = stop
+
+
+def read_folder(folder: str | Path):
+    """The token table of a folder of part files, checked as one table (``tables.read_table``
+    checks each row and the ids over all parts); the parts must share their metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hrqtok.store.tables import _from_arrow
+
+    parts = part_files(folder)
+    if not parts:
+        raise ArtifactError(f"{folder}: a folder without part-NNNNN.parquet files; name a "
+                            "token table file or a folder written by `hrqtok encode --out DIR/`")
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part))
+        except (pa.ArrowException, OSError) as e:
+            raise ArtifactError(f"{part}: not a readable Parquet token table "
+                                f"({first_line(e)})") from None
+        if tables[-1].schema.metadata != tables[0].schema.metadata:
+            raise ArtifactError(f"{part}: its metadata differs from {parts[0].name}'s; the "
+                                "parts come from different encodes: encode again")
+    try:
+        whole = pa.concat_tables(tables)
+    except pa.ArrowException as e:
+        raise ArtifactError(f"{folder}: parts with different columns ({first_line(e)})") from None
+    return _from_arrow(whole, folder)

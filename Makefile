@@ -52,7 +52,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-bench: setup
+# the benchmarks' reference peers, kept out of `setup`: neither the tool nor its tests need them
+$(STAMPS)/bench: pyproject.toml $(STAMPS)/package
+	$(PIP) install -e '.[bench]'
+	@touch $@
+
+bench: setup $(STAMPS)/bench
 	$(PY) benchmarks/bench_search.py
 	$(PY) benchmarks/bench_encode.py
 	$(PY) benchmarks/bench_fit.py

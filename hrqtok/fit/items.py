@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-import geoopt
 import numpy as np
 import torch
 from torch import Tensor
 
 from hrqtok.config import ModelConfig, TrainConfig
 from hrqtok.devices import CPU
+from hrqtok.fit.optimizers import SplitAdam
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.fit.spread import spread_loss
 from hrqtok.metrics.usage import collision_stats, level_usage
@@ -69,7 +69,7 @@ def fit_model(
     train_x, val_x = vectors[train_rows].to(device), vectors[val_rows].to(device)
     model = HRQVAE(model_config).to(device)
     model.standardise_to(train_x)
-    optimizer = geoopt.optim.RiemannianAdam(model.parameters(), lr=train_config.learning_rate)
+    optimizer = SplitAdam(model.parameters(), lr=train_config.learning_rate)
     loop = ItemTraining(model, optimizer, train_x, val_x, train_config, generator, progress)
     stopped = "completed"
     try:

@@ -10,7 +10,7 @@ from hrqtok.quantize.residual import ResidualDetails, ResidualQuantizer
 
 @torch.no_grad()
 def revive_dead_codes(quantizer: ResidualQuantizer, details: ResidualDetails,
-                      optimizer: torch.optim.Optimizer) -> list[int]:
+                      optimizer) -> list[int]:
     """Move each level's unused codes onto the residuals that level quantizes worst
     (``details`` from quantizer.details over the training set). Returns counts per level."""
     revived = []

@@ -1,0 +1,76 @@
+"""The item fit's optimiser (hrqtok.fit.optimizers.SplitAdam): fused Adam on the flat weights
+and RiemannianAdam on the ball's points make the steps geoopt's RiemannianAdam makes on all of
+them (it is Adam where the space is flat), and dead-code revival still finds every moment."""
+
+from __future__ import annotations
+
+import geoopt
+import pytest
+import torch
+
+from hrqtok.config import ModelConfig
+from hrqtok.fit.optimizers import SplitAdam, on_a_curved_manifold
+from hrqtok.fit.revival import revive_dead_codes
+from hrqtok.store.model_dir import build_model
+
+
+@pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
+def test_split_steps_match_riemannian_adam_on_every_parameter(geometry):
+    torch.manual_seed(0)
+    config = ModelConfig(geometry=geometry, input_dim=24, hidden_dims=(16,), latent_dim=4,
+                         levels=2, codebook_size=8)
+    reference, split = build_model(config), build_model(config)
+    split.load_state_dict(reference.state_dict())
+    optimisers = (geoopt.optim.RiemannianAdam(reference.parameters(), lr=1e-2),
+                  SplitAdam(split.parameters(), lr=1e-2))
+    x = torch.nn.functional.normalize(torch.randn(64, 24), dim=-1)
+    for _ in range(20):
+        for model, optimiser in zip((reference, split), optimisers):
+            out = model(x, quantize=True)
+            optimiser.zero_grad()
+            out.loss.backward()
+            optimiser.step()
+    curved = [name for name, p in split.named_parameters() if on_a_curved_manifold(p)]
+    assert bool(curved) == (geometry == "hyperbolic")  # biases and codebooks on the ball
+    for (name, a), b in zip(reference.named_parameters(), split.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+        assert b.abs().sum() > 0
+
+
+def test_state_holds_the_moments_of_both_kinds_of_parameter():
+    flat = torch.nn.Parameter(torch.ones(3, 2))
+    ball = geoopt.ManifoldParameter(torch.full((3, 2), 0.1), manifold=geoopt.PoincareBall())
+    optimiser = SplitAdam([flat, ball], lr=0.1)
+    assert [type(o) for o in optimiser.optimizers] == [torch.optim.Adam,
+                                                       geoopt.optim.RiemannianAdam]
+    (flat.sum() + ball.pow(2).sum()).backward()
+    optimiser.step()
+    for parameter in (flat, ball):
+        moments = [v for v in optimiser.state[parameter].values()
+                   if torch.is_tensor(v) and v.shape == parameter.shape]
+        assert len(moments) == 2 and all(m.abs().sum() > 0 for m in moments)
+    optimiser.zero_grad()
+    assert flat.grad is None and ball.grad is None
+
+
+@pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
+def test_revived_codes_lose_their_moments(geometry):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(geometry=geometry, input_dim=24, hidden_dims=(16,),
+                                    latent_dim=4, levels=2, codebook_size=8))
+    optimiser = SplitAdam(model.parameters(), lr=1e-2)
+    x = torch.nn.functional.normalize(torch.randn(64, 24), dim=-1)
+    out = model(x, quantize=True)
+    out.loss.backward()
+    optimiser.step()
+    [codebook] = list(model.quantizer.level_parameters(0))
+    moments = [v for v in optimiser.state[codebook].values()
+               if torch.is_tensor(v) and v.shape == codebook.shape]
+    assert len(moments) == 2 and all(m[1:].abs().sum() > 0 for m in moments)
+    before = [m.clone() for m in moments]
+    details = model.quantizer.details(model.latents(x))
+    details.codes[:, 0] = 0  # every code of level 0 but the first is dead
+    revived = revive_dead_codes(model.quantizer, details, optimiser)
+    assert revived[0] == 7
+    for moment, kept in zip(moments, before):
+        assert moment[1:].abs().sum() == 0 and torch.equal(moment[0], kept[0])

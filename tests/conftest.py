@@ -93,6 +93,20 @@ TINY_FIT = ["--levels", "2", "--codebook-size", "8", "--latent-dim", "4", "--hid
             "--epochs", "6", "--warmup-epochs", "2", "--batch-size", "32", "--quiet"]
 
 
+@pytest.fixture
+def fitted(tmp_path, vector_items):
+    """A tiny model fitted on ``vector_items`` through the CLI."""
+    from typer.testing import CliRunner
+
+    from hrqtok.cli import app
+
+    model = tmp_path / "model"
+    result = CliRunner().invoke(app, ["fit", str(vector_items), "--model", str(model),
+                                      "--embedding-field", "vec", *TINY_FIT])
+    assert result.exit_code == 0, result.output
+    return model
+
+
 def tree_parents(branching=3, depth=3):
     """Direct parents of a complete tree (row 0 is the root), breadth first."""
     parents, level = [[]], [0]

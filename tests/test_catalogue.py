@@ -18,21 +18,12 @@ from hrqtok.cli import app
 from hrqtok.errors import InputError
 from hrqtok.pipeline import encode_items
 from hrqtok.store.tables import read_table, write_table
-from tests.conftest import TINY_FIT
 
 runner = CliRunner()
 
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def fitted(tmp_path, vector_items):
-    model = tmp_path / "model"
-    result = run("fit", vector_items, "--model", model, "--embedding-field", "vec", *TINY_FIT)
-    assert result.exit_code == 0, result.output
-    return model
 
 
 def rows_of(path):

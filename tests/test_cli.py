@@ -17,14 +17,6 @@ def run(*args, input=None):
     return runner.invoke(app, [str(a) for a in args], input=input)
 
 
-@pytest.fixture
-def fitted(tmp_path, vector_items):
-    model = tmp_path / "model"
-    result = run("fit", vector_items, "--model", model, "--embedding-field", "vec", *TINY_FIT)
-    assert result.exit_code == 0, result.output
-    return model
-
-
 def test_fit_writes_a_complete_model_directory(fitted):
     names = {p.name for p in fitted.iterdir()}
     assert names == {"config.json", "model.safetensors", "train_log.jsonl", "metrics.json", "tokens.parquet"}

@@ -15,11 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
-from typer.testing import CliRunner
 
 from hrqtok import catalogue
 from hrqtok.catalogue import encode_catalogue
-from hrqtok.cli import app
 from hrqtok.engines import RaySettings
 from hrqtok.engines.ray_data import MAX_PART_ROWS, part_rows, run_chunks
 from hrqtok.engines.work import EmbedWork, EncodeWork
@@ -29,13 +27,9 @@ from hrqtok.sources.embedder import embedding_cache_path
 from hrqtok.sources.items import ItemFields
 from hrqtok.store.model_dir import load_model_dir
 from tests.conftest import TINY_FIT
+from tests.test_cli import run
 
-runner = CliRunner()
 SMALL_PARTS = RaySettings(workers=2, split_rows=13)  # 120 items: 10 parts over 2 actors
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,14 +39,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def fitted(tmp_path, vector_items):
-    model = tmp_path / "model"
-    result = run("fit", vector_items, "--model", model, "--embedding-field", "vec", *TINY_FIT)
-    assert result.exit_code == 0, result.output
-    return model
 
 
 def rows_of(path):

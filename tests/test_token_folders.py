@@ -10,30 +10,14 @@ import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from hrqtok import catalogue
 from hrqtok.catalogue import encode_catalogue
-from hrqtok.cli import app
 from hrqtok.errors import ArtifactError, InputError, OptionError
 from hrqtok.store import token_folders
 from hrqtok.store.tables import build_table, read_table
 from hrqtok.store.token_folders import read_folder, write_folder
-from tests.conftest import TINY_FIT
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def fitted(tmp_path, vector_items):
-    model = tmp_path / "model"
-    result = run("fit", vector_items, "--model", model, "--embedding-field", "vec", *TINY_FIT)
-    assert result.exit_code == 0, result.output
-    return model
+from tests.test_cli import run
 
 
 def tree(folder):

@@ -124,12 +124,24 @@ def test_a_duplicate_id_across_parts_is_the_local_error(tmp_path, fitted, vector
                                "on line 4); ids must be unique")
 
 
-def test_a_file_without_rows_in_a_dataset_is_the_local_error(tmp_path, fitted, vector_items):
+def test_a_file_without_rows_in_a_dataset_is_the_local_error(tmp_path, fitted, vector_items,
+                                                             monkeypatch):
     folder = inputs("folder", tmp_path, vector_items)
     empty = folder / "b" / "part-1.parquet"
     pq.write_table(pq.read_table(empty).slice(0, 0), empty)
-    code, line = _same_error_both_ways(tmp_path, fitted, folder)
-    assert (code, line) == (1, f"Error: {empty}: no items found; expected rows")
+    monkeypatch.chdir(tmp_path)  # named as given: a relative path stays relative
+    code, line = _same_error_both_ways(tmp_path, fitted, "dataset")
+    assert (code, line) == (1, "Error: dataset/b/part-1.parquet: no items found; expected rows")
+
+
+def test_an_actor_that_cannot_set_up_stops_the_run_with_its_error(fitted, vector_items):
+    loaded = load_model_dir(fitted)
+    embedding = EmbedWork(partial(make_embedder, EmbedSettings()), embedding_cache_path())
+    work = EncodeWork(str(fitted), "0" * 64, 16, 1, embedding)  # not the model's fingerprint
+    with pytest.raises(ArtifactError, match="the model changed while encoding"):
+        list(run_chunks([str(vector_items)], None, ItemFields("id", ("text",), "vec"), work,
+                        chunk_rows=50, settings=RaySettings(workers=2)))
+    assert loaded.fingerprint != "0" * 64
 
 
 def test_texts_are_embedded_by_the_actors_into_the_drivers_cache(tmp_path, text_items):

@@ -23,7 +23,7 @@ import numpy as np
 
 from hrqtok.engines.work import Chunk
 from hrqtok.errors import HrqtokError, OptionError, first_line
-from hrqtok.sources.items import ItemFields, record_chunks, source_name
+from hrqtok.sources.items import ItemFields, record_chunks
 from hrqtok.sources.splits import Split, check_cuttable, plan_splits, split_chunks
 
 MAX_PART_ROWS = 65536  # records per part at most: a task of seconds (vectors) to minutes (texts)
@@ -120,7 +120,7 @@ def _in_order(chunks, splits: list[Split], fmt: str | None, fields: ItemFields) 
     items is reported when the input reaches its end, as a local run would."""
     last_split = {split.path: i for i, split in enumerate(splits)}
     pending = list(dict.fromkeys(split.path for split in splits))  # files not yet seen
-    for batch in chunks.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in _cluster_checked(chunks.iter_batches(batch_size=None, batch_format="numpy")):
         for blob in batch["chunk"]:
             chunk: Chunk = pickle.loads(blob)
             path = splits[chunk.split].path
@@ -135,9 +135,24 @@ def _in_order(chunks, splits: list[Split], fmt: str | None, fields: ItemFields) 
         _no_items(splits[last_split[pending[0]]], fields)
 
 
+def _cluster_checked(batches: Iterator[dict]) -> Iterator[dict]:
+    """The batches, with the cluster's own failures (an actor, worker or node lost, memory
+    exhausted) as one HrqtokError line rather than Ray's traceback; errors of the work itself
+    come back inside the chunks."""
+    from ray import exceptions
+
+    lost = (exceptions.RayActorError, exceptions.WorkerCrashedError, exceptions.NodeDiedError,
+            exceptions.ObjectLostError, exceptions.OutOfMemoryError, exceptions.RaySystemError)
+    try:
+        yield from batches
+    except lost as e:
+        raise HrqtokError(f"--engine ray: the cluster failed ({type(e).__name__}: "
+                          f"{first_line(e)}); run again, or with --engine local") from None
+
+
 def _no_items(split: Split, fields: ItemFields) -> None:
     """Raise the error a whole read of an empty file raises."""
-    for _ in record_chunks([], source_name(split.path), fields, fmt=split.fmt):
+    for _ in record_chunks([], split.source, fields, fmt=split.fmt):
         pass
 
 
@@ -149,17 +164,25 @@ class _Actor:
 
         torch.set_num_threads(threads)  # the actors share the machine's cores
         self.work, self.fields, self.chunk_rows = work, fields, chunk_rows
-        self.work.setup()
+        self.setup_error: HrqtokError | None = None
+        try:  # a failed setup goes back with the first part, as its error, not as Ray's
+            self.work.setup()
+        except HrqtokError as error:
+            self.setup_error = error
 
     def __call__(self, batch: dict) -> Iterator[dict]:
         index = int(batch["index"][0])
         split = Split(str(batch["path"][0]), str(batch["source"][0]), str(batch["fmt"][0]),
                       int(batch["start"][0]), int(batch["stop"][0]), int(batch["before"][0]))
+        if self.setup_error is not None:
+            yield _batch(Chunk(index, split.source, [], [], error=self.setup_error))
+            return
         try:
             for items in split_chunks(split, self.fields, self.chunk_rows):
                 yield _batch(Chunk(index, items.source, items.ids, items.lines,
                                    self.work(items)))
-        except HrqtokError as error:  # bad input, or a model that cannot load: the driver's
+        except (HrqtokError, OSError) as error:  # bad input, a model that cannot load, a file
+            # gone: the driver raises it where a local run would
             yield _batch(Chunk(index, split.source, [], [], error=error))
 
 

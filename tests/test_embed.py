@@ -35,8 +35,9 @@ def test_a_second_run_takes_every_vector_from_the_cache(tmp_path, text_items, fa
 
 
 def test_a_stopped_run_resumes_from_the_cache(tmp_path, text_items, fake_embedder):
-    """A bad line stops the run after 5 chunks of 7; once the line is mended, only the texts
-    after those 35 items are embedded."""
+    """A bad line (41) stops the run after 5 chunks of 7 and the 5 items read before it (they
+    are handed over before the error, so an earlier repeated id is reported first); once the
+    line is mended, only the texts after those 40 items are embedded."""
     lines = text_items.read_text().splitlines()
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n".join(lines[:40] + [json.dumps({"id": "late", "text": None})]
@@ -47,7 +48,7 @@ def test_a_stopped_run_resumes_from_the_cache(tmp_path, text_items, fake_embedde
     calls = fake_embedder.calls
     embed_items(str(text_items), tmp_path / "v.parquet", chunk_size=7)
     texts = read_items(str(text_items)).texts
-    assert fake_embedder.calls - calls == len(set(texts[35:]) - set(texts[:35]))
+    assert fake_embedder.calls - calls == len(set(texts[40:]) - set(texts[:40]))
 
 
 def test_embed_then_fit_and_encode_from_the_table(tmp_path, text_items, fake_embedder):

@@ -105,8 +105,9 @@ def record_chunks(numbered: Iterable[tuple[int, dict]], source: str, fields: Ite
                   fmt: str, size: int = 4096, unique_ids: bool = True,
                   part: bool = False) -> Iterator[Items]:
     """``item_chunks`` over (line, record) pairs. ``part``: the records are one part of an
-    input (``sources.splits``): no records is no chunk rather than an error, and before a bad
-    record's error the chunk read so far is yielded (the caller's id check sees it first)."""
+    input (``sources.splits``): no records is no chunk rather than an error. Without
+    ``unique_ids`` the chunk read so far is yielded before a bad record's error, so that the
+    caller's id check sees a repeated id on an earlier line first, as a whole read would."""
     reader = _Collector(source, fields, track_ids=unique_ids)
     try:
         for line, record in numbered:
@@ -114,7 +115,7 @@ def record_chunks(numbered: Iterable[tuple[int, dict]], source: str, fields: Ite
             if len(reader.ids) == size:
                 yield reader.take()
     except InputError:
-        if part and reader.ids:
+        if not unique_ids and reader.ids:
             yield reader.take()
         raise
     if reader.ids or not (reader.read or part):  # an empty input is the usual error

@@ -4,14 +4,13 @@ same line numbers, and stop at the same first error with the same message. Both 
 over the whole input as the engines' callers do (an IdRegister over the chunks)."""
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hrqtok.errors import InputError, OptionError
@@ -19,19 +18,16 @@ from hrqtok.sources.items import IdRegister, ItemFields, item_chunks
 from hrqtok.sources.splits import plan_splits, split_chunks
 
 FIELDS = ItemFields("id", ("text",), None)
-SCRATCH = Path(tempfile.mkdtemp(prefix="hrqtok-splits-"))
-CASES = settings(max_examples=150, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+CASES = settings(max_examples=150, deadline=None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _scratch():
-    yield
-    shutil.rmtree(SCRATCH, ignore_errors=True)
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("splits")
 
 
-def _file(content: bytes, suffix: str) -> str:
-    handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False, dir=SCRATCH)
+def _file(folder: Path, content: bytes, suffix: str) -> str:
+    handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False, dir=folder)
     handle.write(content)
     handle.close()
     return handle.name
@@ -84,9 +80,9 @@ jsonl_line = st.one_of(
 @example(lines=[b'{"id": "x0", "text": "0"}', b'{"id": "c", "text": "w"}\r',
                 b'{"id": "c", "text": "w"}\r', b'{"id": "a"'], bom=False, last_newline=False,
          rows=1, size=2)
-def test_jsonl_parts_read_like_the_whole_file(lines, bom, last_newline, rows, size):
+def test_jsonl_parts_read_like_the_whole_file(scratch, lines, bom, last_newline, rows, size):
     content = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines)
-    path = _file(content + (b"\n" if last_newline and lines else b""), ".jsonl")
+    path = _file(scratch, content + (b"\n" if last_newline and lines else b""), ".jsonl")
     ids, numbers, error = whole_read(path, size)
     got_ids, got_numbers, got_error = read_in_parts(path, rows, size)
     if error is not None and "no items found" in error:
@@ -98,12 +94,12 @@ def test_jsonl_parts_read_like_the_whole_file(lines, bom, last_newline, rows, si
 @CASES
 @given(groups=st.lists(st.integers(0, 5), min_size=1, max_size=6), rows=st.integers(1, 9),
        size=st.integers(1, 4), bad_row=st.one_of(st.none(), st.integers(0, 30)))
-def test_parquet_parts_follow_row_groups_and_number_rows_like_the_whole_file(groups, rows, size,
-                                                                           bad_row):
+def test_parquet_parts_follow_row_groups_and_number_rows_like_the_whole_file(scratch, groups, rows,
+                                                                           size, bad_row):
     records = [{"id": f"r{i}", "text": f"t{i}"} for i in range(sum(groups))]
     if bad_row is not None and bad_row < len(records):
         records[bad_row]["text"] = ""  # an empty text: an error naming the row
-    path = _file(b"", ".parquet")
+    path = _file(scratch, b"", ".parquet")
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])
     with pq.ParquetWriter(path, schema) as writer:
         start = 0

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hrqtok.devices import resolve_device
-from hrqtok.engines import RaySettings, work_chunks
+from hrqtok.engines import RaySettings, work_chunks, work_device
 from hrqtok.engines.work import EmbedWork, EncodeWork
 from hrqtok.errors import OptionError
 from hrqtok.metrics.bulk_report import bulk_table_report
@@ -132,9 +132,9 @@ def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: I
     """Pass 1: every chunk of every file read, embedded (texts) and encoded on ``device`` into
     ``table`` (and into ``stats``' sums when given), here or on the Ray actors of ``engine``
     (each on a GPU of its own when ``device`` is a CUDA one)."""
-    gpu = engine is not None and str(device).startswith("cuda")
+    device, gpu = work_device(device, engine)
     embedding = EmbedWork(partial(make_embedder, embed_settings_for(loaded, embed)),
-                          embedding_cache_path(), "cuda" if gpu else str(device))
+                          embedding_cache_path(), device)
     work = EncodeWork(str(Path(loaded.path).resolve()), loaded.fingerprint,
                       loaded.model_config.input_dim, beam, embedding, model=loaded.model)
     if stats is not None:

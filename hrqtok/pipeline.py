@@ -14,7 +14,7 @@ import torch
 from hrqtok.atomic import is_special
 from hrqtok.config import ModelConfig
 from hrqtok.devices import resolve_device
-from hrqtok.engines import RaySettings, work_chunks
+from hrqtok.engines import RaySettings, work_chunks, work_device
 from hrqtok.engines.work import EmbedWork
 from hrqtok.errors import HrqtokError, InputError, OptionError
 from hrqtok.fit.fitted import Fitted, fit_item_vectors, fit_wordnet_nouns
@@ -92,8 +92,7 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     from hrqtok.atomic import atomic_path
     from hrqtok.store.vectors import VectorWriter
 
-    gpu = engine is not None and str(resolve_device(device)).startswith("cuda")
-    device = "cuda" if gpu else str(resolve_device(device))  # Ray: each actor its own GPU
+    device, gpu = work_device(device, engine)
     embedder = make_embedder(embed, device)  # names the model; loads it on first use
     work = EmbedWork(partial(make_embedder, embed), embedding_cache_path(), device,
                      embedder=embedder)

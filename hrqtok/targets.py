@@ -45,6 +45,11 @@ def check_writable_folder(path: Path, option: str) -> None:
                                   "(or it is on a read-only filesystem)")
 
 
+def names_a_folder(path: str | Path) -> bool:
+    """Whether an output path asks for a folder: it ends in ``/``, or is an existing folder."""
+    return str(path).endswith(("/", os.sep)) or os.path.isdir(path)
+
+
 def check_output(path: str | Path, *, option: str = "--out",
                  inputs: Iterable[str | Path | None] = (),
                  managed: Iterable[str | Path | None] = (), folders: bool = False) -> None:
@@ -57,7 +62,7 @@ def check_output(path: str | Path, *, option: str = "--out",
     if str(path) == STDIO or is_special(path):
         return
     real = _real(path)
-    if folders and (str(path).endswith(("/", os.sep)) or real.is_dir()):
+    if folders and names_a_folder(path):
         inputs = [given for given in inputs if given is not None]
         check_inputs_outside(path, inputs, option)
         for folder in managed:

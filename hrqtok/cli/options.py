@@ -39,7 +39,7 @@ DeviceOpt = Annotated[str, typer.Option(
          "or cuda:N.")]
 
 
-Engine = Enum("Engine", {e: e for e in ("local", "ray")}, type=str)
+Engine = Enum("Engine", {e: e for e in ("local", "ray")}, type=str)  # hrqtok.engines
 EngineOpt = Annotated[Engine, typer.Option(
     help="Where items are embedded and encoded: local (this process) or ray (the actors of a "
          "Ray cluster; files only, not stdin).")]

@@ -51,7 +51,7 @@ def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
     """--format, else the suffix of --out; stdout and special targets (FIFOs, >(…)) without a
     known suffix get JSONL. An unknown suffix is refused rather than guessed."""
     from hrqtok.atomic import is_special
-    from hrqtok.store.token_folders import names_a_folder
+    from hrqtok.targets import names_a_folder
 
     if out != "-" and names_a_folder(out):
         if fmt not in (None, OutputFormat.parquet):
@@ -109,8 +109,8 @@ def encode(
     hrqtok encode vectors/ --engine ray --ray-address auto --out tokens/
     """
     from hrqtok.catalogue import encode_catalogue
-    from hrqtok.store.token_folders import check_replaceable, names_a_folder
-    from hrqtok.targets import check_output
+    from hrqtok.store.token_folders import check_replaceable
+    from hrqtok.targets import check_output, names_a_folder
 
     if existing_other_model and existing is None:
         raise typer.BadParameter("needs --existing", param_hint="--existing-other-model")

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from hrqtok.devices import resolve_device
 from hrqtok.engines.local import local_chunks
 from hrqtok.engines.ray_data import RaySettings, run_chunks
 from hrqtok.engines.work import Chunk
 from hrqtok.sources.items import ItemFields
 
-ENGINES = ("local", "ray")
+
+def work_device(device: str, engine: RaySettings | None) -> tuple[str, bool]:
+    """(the torch device the work runs on, whether each Ray actor needs a GPU of its own):
+    ``device`` resolved here; on Ray a CUDA device is "cuda", the GPU that Ray gives the actor."""
+    resolved = str(resolve_device(device))
+    gpu = engine is not None and resolved.startswith("cuda")
+    return ("cuda" if gpu else resolved), gpu
 
 
 def work_chunks(files: list[str], fmt: str | None, fields: ItemFields, work, *, chunk_rows: int,

@@ -33,7 +33,8 @@ PARTS_PER_WORKER = 4  # at least, when the input is large enough: the pool stays
 @dataclass(frozen=True)
 class RaySettings:
     """``address``: a running cluster (``auto``: the one ``ray start`` made on this machine);
-    None joins the cluster this process already joined, else starts a local one for the run.
+    None starts a local one for the run. A process that already called ``ray.init()`` uses
+    that cluster, whatever ``address`` says.
     ``workers``: actors in the pool (default: one per CPU of the cluster). ``split_rows``:
     records per part (default: the input shared out as ``PARTS_PER_WORKER`` parts per
     worker, at most ``MAX_PART_ROWS``)."""
@@ -104,7 +105,7 @@ def run_chunks(files: list[str], fmt: str | None, fields: ItemFields, work, *, c
             _Actor, fn_constructor_args=(work, fields, chunk_rows, threads), batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(workers, len(splits))),
             num_cpus=threads, num_gpus=1 if gpu else 0)
-        yield from _in_order(chunks, splits, fmt, fields)
+        yield from _in_order(chunks, splits, fields)
 
 
 def part_rows(total: int | None, workers: int) -> int:
@@ -115,7 +116,7 @@ def part_rows(total: int | None, workers: int) -> int:
     return min(MAX_PART_ROWS, max(1, math.ceil(total / (workers * PARTS_PER_WORKER))))
 
 
-def _in_order(chunks, splits: list[Split], fmt: str | None, fields: ItemFields) -> Iterator[Chunk]:
+def _in_order(chunks, splits: list[Split], fields: ItemFields) -> Iterator[Chunk]:
     """The actors' chunks, with the check a whole read makes per file: a file that gave no
     items is reported when the input reaches its end, as a local run would."""
     last_split = {split.path: i for i, split in enumerate(splits)}
@@ -124,7 +125,7 @@ def _in_order(chunks, splits: list[Split], fmt: str | None, fields: ItemFields) 
         for blob in batch["chunk"]:
             chunk: Chunk = pickle.loads(blob)
             path = splits[chunk.split].path
-            while pending and last_split[pending[0]] < chunk.split:
+            if pending and last_split[pending[0]] < chunk.split:  # passed a file's end
                 _no_items(splits[last_split[pending[0]]], fields)
             if pending and pending[0] == path and chunk.error is None:
                 pending.pop(0)

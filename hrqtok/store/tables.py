@@ -183,7 +183,8 @@ def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
     ``metadata`` known up front; Parquet gets a row group per chunk. Atomic like
     ``write_table``: a failure part way leaves no file. A ``path`` ending in ``/`` (or an
     existing folder) gets Parquet part files (``store.token_folders``)."""
-    from hrqtok.store.token_folders import names_a_folder, write_folder
+    from hrqtok.store.token_folders import write_folder
+    from hrqtok.targets import names_a_folder
 
     if path != "-" and names_a_folder(path):
         if fmt != "parquet":

@@ -21,11 +21,6 @@ PART_ROWS = 1 << 20  # rows per part file (16 row groups of encode's 65,536)
 PART_NAME = re.compile(r"part-\d{5}\.parquet")
 
 
-def names_a_folder(path: str | Path) -> bool:
-    """Whether ``--out`` asks for a folder: a path ending in ``/``, or an existing folder."""
-    return str(path).endswith(("/", os.sep)) or os.path.isdir(path)
-
-
 def part_files(folder: str | Path) -> list[Path]:
     """The part files of a token folder, in order."""
     return sorted(p for p in Path(folder).iterdir() if PART_NAME.fullmatch(p.name))

@@ -26,7 +26,8 @@ class Chunk:
     ids: list
     lines: list[int]
     values: np.ndarray | None = None  # codes or vectors, a row per item
-    error: HrqtokError | None = None  # the Ray engine: raised at this point of the input
+    # the Ray engine: raised at this point of the input (bad data, or an OSError as locally)
+    error: HrqtokError | OSError | None = None
 
 
 @dataclass

@@ -56,7 +56,7 @@ def baseline_step(table, batch, sampler, lr, c):
 class _AutogradQuantizerLoop(HierarchyTraining):
     """fit's step with the (H)RQ loss differentiated by autograd through forward()."""
 
-    def quantizer_step(self, ends, index, rows, grads):
+    def quantizer_step(self, ends, index, grads):
         nodes, counts = torch.unique(ends, return_counts=True)
         points = self.model.embeddings.detach().index_select(0, nodes).requires_grad_()
         loss = self.model.quantizer(points, counts.to(points.dtype)).loss * len(ends)
@@ -64,7 +64,6 @@ class _AutogradQuantizerLoop(HierarchyTraining):
         (self.config.quantize_weight * loss).backward()
         self.codebook_optimizer.step()
         index.append(nodes)
-        rows.append(points.detach())
         grads.append(points.grad)
         return loss.item()
 

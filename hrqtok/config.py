@@ -191,6 +191,7 @@ class TrainConfig:
         return max(self.temperature_max * self.temperature_decay ** step, self.temperature_min)
 
 INITS = ("random", "tree")  # HierarchyTrainConfig.init
+NODE_OPTIMIZERS = ("rsgd", "rmsprop")  # HierarchyTrainConfig.node_optimizer
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,10 @@ class HierarchyTrainConfig:
     burn_in_factor: float = 0.01  # learning rate multiplier during burn-in (paper: 0.01)
     final_factor: float = 0.01  # the rate decays linearly to this share of it by the last epoch
     batch_size: int = 512  # pairs per step; the loss is summed over a batch's pairs
-    learning_rate: float = 0.1  # Riemannian SGD rate of the node embeddings, per pair
+    # how nodes step (fit.node_steps): "rmsprop" scales each node's Riemannian SGD step by its
+    # own running gradient size, "rsgd" is plain Riemannian SGD (Nickel & Kiela)
+    node_optimizer: str = "rmsprop"
+    learning_rate: float = 0.1  # node step rate (rsgd: per pair; rmsprop: ~ a step's length)
     max_step: float = 1.0  # longest step a node's embedding may take, in manifold length
     codebook_learning_rate: float = 1e-2  # RiemannianAdam rate of the codebooks
     negatives: int = 50  # sampled non-hypernyms of u per pair
@@ -228,6 +232,9 @@ class HierarchyTrainConfig:
         require_finite(self)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.node_optimizer not in NODE_OPTIMIZERS:
+            raise ValueError(f"node optimizer must be one of {NODE_OPTIMIZERS}, "
+                             f"got {self.node_optimizer!r}")
         if self.epochs < 0 or self.burn_in_epochs < 0 or self.tune_epochs < 0:
             raise ValueError("epochs must be >= 0")
         if min(self.batch_size, self.negatives, self.negative_group) < 1:

@@ -41,7 +41,8 @@ def test_sampler_masks_every_hypernym_and_the_anchor(seed):
 
 @pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
 def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
-    config = HierarchyTrainConfig(batch_size=16, negatives=5, negative_group=4, max_step=1e9)
+    config = HierarchyTrainConfig(batch_size=16, negatives=5, negative_group=4, max_step=1e9,
+                                  node_optimizer="rsgd")
     from hrqtok.models.hierarchy import HierarchyModel
 
     model = HierarchyModel(_model_config(geometry_name), 40)
@@ -144,6 +145,21 @@ def test_a_step_never_moves_a_node_further_than_max_step():
     loop.step(torch.from_numpy(PAIRS), 100.0, quantize=False)  # the root is in 39 pairs
     moved = geometry.dist(before, model.embeddings.detach(), c=1.0)
     assert moved.max() <= 1.01e-3 and moved.max() > 0.9e-3
+
+
+@pytest.mark.parametrize("weight,calls", [(0.0, 0), (0.1, 5 * 7)])
+def test_the_quantizer_step_runs_only_with_a_quantize_weight(monkeypatch, weight, calls):
+    """At W = 0 the (H)RQ term moves nothing, so it is not computed (5 epochs of 7 steps)."""
+    seen = []
+    step = HierarchyTraining.quantizer_step
+    monkeypatch.setattr(HierarchyTraining, "quantizer_step",
+                        lambda self, *a: seen.append(1) or step(self, *a))
+    config = HierarchyTrainConfig(epochs=5, burn_in_epochs=1, batch_size=16, negatives=5,
+                                  negative_group=4, eval_every=0, tune_epochs=0,
+                                  quantize_weight=weight)
+    result = fit_hierarchy(PAIRS, np.zeros(len(PAIRS), dtype=bool), 40, _model_config(), config)
+    assert len(seen) == calls
+    assert all((row["quantization"] > 0) == (weight > 0) for row in result.log[1:])
 
 
 @pytest.mark.parametrize("quantizer", ["hrq-kmeans", "rq-kmeans"])

@@ -104,7 +104,8 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     assert [row["phase"] for row in log] == ["burn-in"] * 2 + ["train"] * 3 + ["tune"] * 2
     assert "train_map" in log[1] and "train_map" in log[3]
     assert "quantized_train_map" in log[5] and "quantized_train_map" not in log[3]
-    assert json.loads((mammal_model / "config.json").read_text())["train"]["quantize_weight"] == 0.2
+    train = json.loads((mammal_model / "config.json").read_text())["train"]
+    assert train["quantize_weight"] == 0.2 and train["node_optimizer"] == "rmsprop"
 
 
 def test_model_dir_gives_back_the_split(mammal_model):
@@ -179,6 +180,7 @@ def test_wordnet_model_refuses_other_items(mammal_model, vector_items):
     (["--test-fraction", "1.5"], 2),
     (["--test-fraction", "0"], 2),
     (["--quantizer", "hrq-kmeans", "--tune-epochs", "5"], 2),  # k-means codebooks: no tuning
+    (["--node-optimizer", "adam"], 2),
 ])
 def test_bad_wordnet_options(tmp_path, args, code):
     path = tmp_path / "model"
@@ -190,9 +192,11 @@ def test_bad_wordnet_options(tmp_path, args, code):
         assert result.output.startswith("Error: --root") and len(result.output.splitlines()) == 1
 
 
-def test_root_needs_wordnet(vector_items, tmp_path):
-    result = runner.invoke(app, ["fit", str(vector_items), "--root", "mammal.n.01"])
-    assert result.exit_code == 2
+@pytest.mark.parametrize("option", [["--root", "mammal.n.01"], ["--node-optimizer", "rsgd"]])
+def test_wordnet_options_need_wordnet(vector_items, tmp_path, option):
+    result = runner.invoke(app, ["fit", str(vector_items), "--model", str(tmp_path / "m"), *option])
+    assert result.exit_code == 2 and "--wordnet" in result.output
+    assert not (tmp_path / "m").exists()
     result = runner.invoke(app, ["fit", str(vector_items), "--wordnet"])
     assert result.exit_code == 2
 

@@ -30,6 +30,7 @@ from hrqtok.cli.options import (
     ItemsArg,
     MaxCollisionOpt,
     MaxDisambiguationOpt,
+    NodeOptimizer,
     PrecisionOpt,
     Quantizer,
     TextOpt,
@@ -135,6 +136,10 @@ def fit(
         help="With --wordnet: where node embeddings start. random: uniform near the origin "
              "(Nickel & Kiela); tree: a layout of the train pairs' hierarchy, each node in a "
              "narrowing cone around its nearest train hypernym.")] = Init.random,
+    node_optimizer: Annotated[NodeOptimizer, typer.Option(
+        help="With --wordnet: how node embeddings step. rmsprop: Riemannian SGD scaled by each "
+             "node's own running gradient size (every step about --learning-rate long); rsgd: "
+             "plain Riemannian SGD, --learning-rate per pair (Nickel & Kiela).")] = NodeOptimizer(HierarchyTrainConfig.node_optimizer),
     eval_every: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(
@@ -213,7 +218,8 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters",
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
-                 "eval_every", "quantize_weight", "tune_epochs", "init")
+                 "eval_every", "quantize_weight", "tune_epochs", "init",
+                 "node_optimizer")
 
 
 def _given(ctx: typer.Context) -> list[str]:

@@ -7,7 +7,7 @@ hypernym of u (Nickel & Kiela's ground-truth negatives). Everything is batched: 
 drawn for a whole batch and checked against the sorted pair keys with one searchsorted; a
 sampled hypernym is redrawn once and masked out of the softmax if it hits again.
 
-Embeddings take sparse Riemannian SGD steps (only the rows a batch touches), with burn-in
+Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.node_steps``), with burn-in
 epochs at a reduced rate before the codebooks exist; codebooks start from k-means on the
 burnt-in embeddings and then train with RiemannianAdam alongside; last, with the nodes'
 multitokens fixed, the codebooks alone are tuned on the ranking loss of the decoded
@@ -29,6 +29,7 @@ from torch import Tensor
 from hrqtok.config import HierarchyTrainConfig, ModelConfig
 from hrqtok.fit.codebook_tuning import CodebookTuning
 from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.fit.node_steps import NodeSteps
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.fit.tree_init import tree_start
 from hrqtok.metrics.ranking import closure_ranking
@@ -103,6 +104,8 @@ class HierarchyTraining:
         self.train_pairs = torch.from_numpy(np.ascontiguousarray(pairs[~test]))
         self.sampler = NegativeSampler(len(model.embeddings), pairs[~test], config.negatives,
                                        generator)
+        self.node_steps = NodeSteps(config.node_optimizer, len(model.embeddings), model.manifold,
+                                    max_length=config.max_step)
         self.codebook_optimizer: geoopt.optim.RiemannianAdam | None = None
         self.initialised = False
         self.codes: Tensor | None = None  # set when codebook tuning fixes the multitokens
@@ -123,6 +126,8 @@ class HierarchyTraining:
     def run(self) -> None:
         start = time.perf_counter()
         joint = self.model.config.trained  # codebooks train with the embeddings
+        # at weight 0 the (H)RQ term moves nothing (it is the codebooks' only gradient): skip it
+        quantize = joint and self.config.quantize_weight > 0
         trained = self.config.burn_in_epochs + self.config.epochs
         tuning = None
         for epoch in range(1, self.total_epochs + 1):
@@ -134,7 +139,7 @@ class HierarchyTraining:
                 row = {"epoch": epoch, "phase": "tune", **tuning.epoch()}
             else:
                 row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
-                       **self._epoch(self._learning_rate(epoch), quantize=joint and not burn_in)}
+                       **self._epoch(self._learning_rate(epoch), quantize=quantize and not burn_in)}
                 if self.initialised:
                     row.update(self._usage())
             every = self.config.eval_every
@@ -204,7 +209,7 @@ class HierarchyTraining:
         full = size - size % group
         parts = [p for p in (batch[:full].view(-1, group, 2), batch[full:].view(1, -1, 2))
                  if p.numel()]
-        index, rows, grads, ends, rank_loss = [], [], [], [], 0.0
+        index, grads, ends, rank_loss = [], [], [], 0.0
         for part in parts:
             negatives, masked = self.sampler.sample(part[..., 0])
             part_index = [part[..., 0].reshape(-1), part[..., 1].reshape(-1), negatives.reshape(-1)]
@@ -215,16 +220,15 @@ class HierarchyTraining:
             rank_loss += out.loss.item()
             index += part_index
             ends += part_index[:2]
-            rows += [u, v, n]
             grads += [out.grad_anchors.reshape(u.shape), out.grad_positives.reshape(v.shape),
                       out.grad_negatives.reshape(n.shape)]
         quantization = 0.0
         if quantize:  # the (H)RQ loss of both ends of every pair
-            quantization = self.quantizer_step(torch.cat(ends), index, rows, grads)
-        self._sparse_update(torch.cat(index), torch.cat(rows), torch.cat(grads), lr)
+            quantization = self.quantizer_step(torch.cat(ends), index, grads)
+        self.node_steps.apply(model.embeddings, torch.cat(index), torch.cat(grads), lr)
         return np.array([rank_loss, quantization])
 
-    def quantizer_step(self, ends: Tensor, index: list, rows: list, grads: list) -> float:
+    def quantizer_step(self, ends: Tensor, index: list, grads: list) -> float:
         """Σ over pair ends of L_RQ, computed once per distinct node weighted by how often it
         occurs (hub hypernyms recur in most batches); steps the codebooks and appends the
         nodes' gradients to the sparse update."""
@@ -238,20 +242,8 @@ class HierarchyTraining:
             codebook.grad = grad.mul_(scale)
         self.codebook_optimizer.step()
         index.append(nodes)
-        rows.append(points)
         grads.append(out.grad_x.mul_(scale))
         return out.loss.item() * len(ends)
-
-    @torch.no_grad()
-    def _sparse_update(self, index: Tensor, rows: Tensor, grad: Tensor, lr: float) -> None:
-        """Riemannian SGD on the rows a batch touched. Repeated rows sum their gradients; a
-        row's step is clipped to ``max_step`` in the manifold's own length, because a hub
-        hypernym (mammal.n.01 in every sixth mammal pair) sums hundreds of gradients."""
-        touched, inverse = torch.unique(index, return_inverse=True)
-        summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype).index_add_(0, inverse, grad)
-        table = self.model.embeddings
-        table[touched] = self.model.manifold.rsgd_step(table.index_select(0, touched), summed, lr,
-                                                       max_length=self.config.max_step)
 
     @torch.no_grad()
     def _usage(self) -> dict:

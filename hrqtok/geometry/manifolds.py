@@ -109,6 +109,11 @@ class Manifold:
         the manifold's own metric."""
         raise NotImplementedError
 
+    def gradient_norm(self, x: Tensor, grad: Tensor) -> Tensor:
+        """(n,) length, in the manifold's metric at x (n, dim), of the Riemannian gradient
+        whose Euclidean gradient is ``grad`` (n, dim)."""
+        raise NotImplementedError
+
     def midpoint(self, x: Tensor, groups: Tensor, count: int) -> Tensor:
         """(count, dim) centre of the points x (n, dim) of each group (n,) labelled 0..count-1;
         a group with no point gets the origin."""
@@ -188,6 +193,9 @@ class Euclidean(Manifold):
         if max_length is not None:
             step = step * (max_length / poincare.norm(step)).clamp_max(1.0)
         return x - step
+
+    def gradient_norm(self, x: Tensor, grad: Tensor) -> Tensor:
+        return grad.norm(dim=-1)
 
     def midpoint(self, x: Tensor, groups: Tensor, count: int) -> Tensor:
         counts = torch.bincount(groups, minlength=count).unsqueeze(-1)
@@ -274,6 +282,10 @@ class PoincareBall(Manifold):
     def rsgd_step(self, x: Tensor, grad: Tensor, lr: float, *,
                   max_length: float | None = None) -> Tensor:
         return poincare.rsgd_step(x, grad, lr, c=self.c, max_length=max_length)
+
+    def gradient_norm(self, x: Tensor, grad: Tensor) -> Tensor:
+        # the Riemannian gradient is grad / λ_x², and the metric scales lengths by λ_x
+        return grad.norm(dim=-1) / poincare.lambda_x(x, c=self.c).squeeze(-1)
 
     def midpoint(self, x: Tensor, groups: Tensor, count: int) -> Tensor:
         """The Einstein midpoint, a closed-form stand-in for the Fréchet mean."""

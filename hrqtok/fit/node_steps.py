@@ -1,0 +1,52 @@
+"""How a WordNet fit moves its node embeddings: a sparse step on the rows a batch touched.
+
+``rsgd`` is Nickel & Kiela's Riemannian SGD: each node moves by ``lr`` × its Riemannian gradient
+(the gradient summed over the batch's pairs that use the node).
+
+``rmsprop`` divides that step by a running root mean square of the node's own gradient length
+(in the manifold's metric; one number per node, as in Bécigneul & Ganea's Riemannian Adagrad,
+because only a node's gradient length is independent of coordinates). Nodes differ by orders
+of magnitude in how much gradient they get: a hub such as entity.n.01 is the hypernym in
+about one pair in nine and sums hundreds of pair gradients per batch, while a leaf turns up in
+a few pairs an epoch and near the boundary its Riemannian gradient is tiny. With one rate for
+all, the rate that keeps hubs from jumping leaves most nodes crawling; scaled by its own
+gradient size, every node's step is about ``lr`` long. On all WordNet nouns (10-d, 40 epochs,
+no quantization) it lifted the train MAP from 0.466 to 0.597 (README, WordNet mode).
+
+Both clip each node's step to ``max_length`` in the manifold's metric.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hrqtok.config import NODE_OPTIMIZERS
+from hrqtok.geometry import Manifold
+
+RMS_DECAY = 0.9  # weight of a node's previous mean square at each of its updates
+EPS = 1e-10
+
+
+class NodeSteps:
+    """The update rule, and for ``rmsprop`` its state: each node's mean square gradient length."""
+
+    def __init__(self, name: str, n_nodes: int, manifold: Manifold, *, max_length: float):
+        if name not in NODE_OPTIMIZERS:
+            raise ValueError(f"node optimizer must be one of {NODE_OPTIMIZERS}, got {name!r}")
+        self.name, self.manifold, self.max_length = name, manifold, max_length
+        self.mean_square = torch.zeros(n_nodes, dtype=torch.float64) if name == "rmsprop" else None
+
+    @torch.no_grad()
+    def apply(self, table: Tensor, index: Tensor, grad: Tensor, lr: float) -> None:
+        """Step the rows ``index`` (m,) of ``table`` (n, dim) in place; a row that occurs
+        several times gets the sum of its gradients ``grad`` (m, dim)."""
+        touched, inverse = torch.unique(index, return_inverse=True)
+        summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype).index_add_(0, inverse, grad)
+        points = table.index_select(0, touched)
+        if self.mean_square is not None:
+            length = self.manifold.gradient_norm(points, summed)
+            mean_square = RMS_DECAY * self.mean_square[touched] + (1 - RMS_DECAY) * length.pow(2)
+            self.mean_square[touched] = mean_square
+            summed = summed / (mean_square.sqrt() + EPS).unsqueeze(1)
+        table[touched] = self.manifold.rsgd_step(points, summed, lr, max_length=self.max_length)

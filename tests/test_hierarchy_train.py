@@ -77,7 +77,7 @@ def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
 def _fit_tree(geometry_name, tune_epochs=5):
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=100, burn_in_epochs=10, batch_size=16, negatives=10,
-                                  learning_rate=0.3, negative_group=8, eval_every=0, seed=0,
+                                  learning_rate=0.1, negative_group=8, eval_every=0, seed=0,
                                   tune_epochs=tune_epochs)
     result = fit_hierarchy(PAIRS, test, 40, _model_config(geometry_name), config)
     score = closure_ranking(result.model.embeddings, {"train": PAIRS[~test]}, PAIRS,

@@ -83,3 +83,48 @@ def test_prefix_agreement():
     codes = np.array([[1, 2, 3], [1, 2, 4], [1, 5, 3], [0, 2, 3]])
     pairs = np.array([[0, 1], [0, 2], [0, 3], [1, 1]])
     assert prefix_agreement(codes, pairs) == [0.75, 0.5, 0.25]
+
+
+def _dense_buckets(positive, negatives):
+    """Every negative placed among its row's positives (the fallback path, written plainly)."""
+    rows, buckets = positive.shape[0], positive.shape[1] + 1
+    out = []
+    for side in ("right", "left"):
+        counts = torch.zeros(rows, buckets, dtype=torch.long)
+        for r in range(rows):
+            for value in negatives[r].tolist():
+                counts[r, int(torch.searchsorted(positive[r], torch.tensor([value],
+                                                 dtype=positive.dtype), side=side))] += 1
+        out.append(counts)
+    return out
+
+
+@pytest.mark.parametrize("far", [0.0, 50.0])  # most negatives inside the farthest positive, or few
+@pytest.mark.parametrize("seed", range(3))
+def test_placing_only_the_negatives_inside_the_farthest_positive_loses_nothing(seed, far):
+    """Both paths of _buckets agree with placing every negative, on the valid positions (the
+    columns past a row's last positive are padding, cut off by the caller), ties included."""
+    from hrqtok.metrics.ranking import _buckets
+
+    g = torch.Generator().manual_seed(seed)
+    rows, width, n = 12, 5, 300
+    counts = torch.randint(1, width + 1, (rows,), generator=g)
+    positive = torch.full((rows, width), float("inf"), dtype=torch.float64)
+    for r in range(rows):
+        positive[r, :counts[r]] = torch.randint(0, 20, (int(counts[r]),), generator=g).double()
+    positive = positive.sort(1).values
+    negatives = torch.randint(0, 25, (rows, n), generator=g).double()  # integers: many ties
+    negatives += far * (torch.rand(rows, n, generator=g) < 0.97)  # far: 97 % are beyond
+    negatives[:, :3] = float("inf")  # masked nodes (the row itself, its ancestors)
+    valid = ~positive.isinf()
+    # the chunk has rows without pairs in this set: the positives' rows are a subset of it
+    local = torch.randperm(rows + 6, generator=g)[:rows].sort().values
+    chunk = torch.full((rows + 6, n), -1.0, dtype=torch.float64)  # -1: closer than anything
+    chunk[local] = negatives
+    got = _buckets(positive, valid, chunk, local)
+    sparse = (negatives <= positive.masked_fill(~valid, -1).max(1, keepdim=True).values).sum()
+    assert (sparse * width <= negatives.numel()) == (far > 0)  # which path ran
+    for mine, reference_counts in zip(got, _dense_buckets(positive, negatives)):
+        for r in range(rows):  # cumulated over the valid positions, as the ranks use them
+            c = int(counts[r])
+            assert torch.equal(mine[r, :c].cumsum(0), reference_counts[r, :c].cumsum(0))

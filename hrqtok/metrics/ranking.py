@@ -57,9 +57,14 @@ def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.
     rows_per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
     for start in range(0, len(hyponyms), rows_per_chunk):
         rows = hyponyms[start:start + rows_per_chunk]
-        scores = _negative_scores(points, rows, known, manifold)
-        for name, pairs in sets.items():
-            r, p = _rank_chunk(scores, rows, pairs)
+        # distance keys order each row by distance; the positives are read off first, then
+        # everything that is not a negative (the row itself, its known ancestors) becomes +inf
+        scores = manifold.distance_keys(points[torch.from_numpy(rows)], points,
+                                        across_rows=False)  # (R, n)
+        positives = {name: _positives(scores, rows, pairs) for name, pairs in sets.items()}
+        _mask_known(scores, rows, known)
+        for name, found in positives.items():
+            r, p = _rank_rows(scores, *found) if found else (np.zeros(0), np.zeros(0))
             ranks[name].append(r)
             precisions[name].append(p)
         if progress:
@@ -75,49 +80,38 @@ def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.
     return out
 
 
-def _negative_scores(points: Tensor, rows: np.ndarray, known: np.ndarray,
-                     manifold: Manifold) -> tuple[Tensor, Tensor]:
-    """Scores of ``rows`` against all nodes (the manifold's distance keys, which order each
-    row by distance), and a copy where everything that is not a negative (the row itself,
-    its known ancestors) is +inf."""
-    queries = points[torch.from_numpy(rows)]
-    scores = manifold.distance_keys(queries, points, across_rows=False)  # (R, n)
-    negatives = scores.clone()
+def _mask_known(scores: Tensor, rows: np.ndarray, known: np.ndarray) -> None:
+    """In place: +inf where a row meets itself or one of its known ancestors."""
     lo, hi = np.searchsorted(known[:, 0], rows), np.searchsorted(known[:, 0], rows, "right")
-    negatives[np.repeat(np.arange(len(rows)), hi - lo), known[_ranges(lo, hi), 1]] = float("inf")
-    negatives[np.arange(len(rows)), rows] = float("inf")
-    return scores, negatives
+    scores[np.repeat(np.arange(len(rows)), hi - lo), known[_ranges(lo, hi), 1]] = float("inf")
+    scores[np.arange(len(rows)), rows] = float("inf")
 
 
-def _rank_chunk(scored: tuple[Tensor, Tensor], rows: np.ndarray,
-                pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks of the pairs of ``rows`` and the average precision of each such row."""
-    scores, negatives = scored
+def _positives(scores: Tensor, rows: np.ndarray, pairs: np.ndarray) -> tuple[Tensor, Tensor] | None:
+    """The chunk rows with pairs in ``pairs`` (their positions in ``rows``), and their
+    hypernyms' scores as a sorted padded (R, D) matrix, +inf marking padding (last); None
+    when no row has a pair. Ranks and AP do not depend on the positives' order."""
     lo, hi = np.searchsorted(pairs[:, 0], rows), np.searchsorted(pairs[:, 0], rows, "right")
     present = hi > lo
     if not present.any():
-        return np.zeros(0), np.zeros(0)
+        return None
     lo, hi, local = lo[present], hi[present], np.flatnonzero(present)
-    scores, negatives = scores[local], negatives[local]
-    # positives as a padded (R, D) matrix of scores; +inf marks padding
     pos_idx = _ranges(lo, hi)
     pos_row = np.repeat(np.arange(len(local)), hi - lo)
     pos_col = pos_idx - np.repeat(lo, hi - lo)
     positive = torch.full((len(local), int((hi - lo).max())), float("inf"), dtype=scores.dtype)
-    positive[pos_row, pos_col] = scores[pos_row, pairs[pos_idx, 1]]
-    positive = positive.sort(dim=1).values  # padding last; ranks and AP ignore the order
+    positive[pos_row, pos_col] = scores[local[pos_row], pairs[pos_idx, 1]]
+    return torch.from_numpy(local), positive.sort(dim=1).values
+
+
+def _rank_rows(negatives: Tensor, local: Tensor, positive: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of the positives of the chunk rows ``local`` and each such row's average
+    precision, against the chunk's ``negatives`` (R, n) (+inf where not a negative)."""
     valid = ~positive.isinf()
     # each negative counted once against all of its row's positives: below how many of them
     # does it fall (strictly, and with ties)? Cumulated, that is how many negatives lie
     # closer than each positive, whatever the depth of the farthest one
-    buckets = positive.shape[1] + 1
-    ones = torch.ones_like(negatives, dtype=torch.long)
-    # a negative with i positives <= it is closer than positives i, i + 1, …
-    first_above = torch.zeros(len(local), buckets, dtype=torch.long).scatter_add_(
-        1, torch.searchsorted(positive, negatives, side="right"), ones)
-    # with i positives < it, it is closer than or tied with positives i, i + 1, …
-    first_at_or_above = torch.zeros(len(local), buckets, dtype=torch.long).scatter_add_(
-        1, torch.searchsorted(positive, negatives, side="left"), ones)
+    first_above, first_at_or_above = _buckets(positive, valid, negatives, local)
     closer = first_above.cumsum(1)[:, :-1]  # negatives < positive j
     tied = first_at_or_above.cumsum(1)[:, :-1] - closer  # negatives == positive j
     negatives_closer = closer.double() + 0.5 * tied  # ties count one half
@@ -127,3 +121,37 @@ def _rank_chunk(scored: tuple[Tensor, Tensor], rows: np.ndarray,
     rank = (1 + negatives_closer)[valid]
     average_precision = (precision * valid).sum(1) / valid.sum(1)
     return rank.numpy(), average_precision.numpy()
+
+
+def _buckets(positive: Tensor, valid: Tensor, negatives: Tensor,
+             local: Tensor) -> tuple[Tensor, Tensor]:
+    """(L, D + 1) counts for the L chunk rows ``local`` with positives (L, D): how many of a
+    row's negatives (a row of ``negatives`` (R, n)) have i of its positives <= them (column
+    i), and how many have i positives < them. Each negative is counted once against all of
+    its row's positives.
+
+    Only negatives at or inside a row's farthest positive change a rank (the rest land past
+    its last positive), and a fair embedding has few of them: hundreds of the 82,115 nouns. So
+    those alone are placed when they are few; the full search over every negative is the
+    fallback (an untrained embedding, where most negatives sit inside the farthest ancestor).
+    """
+    rows, width = positive.shape
+    buckets = width + 1
+    farthest = positive.gather(1, (valid.sum(1, keepdim=True) - 1).clamp_min(0))
+    limit = torch.full((len(negatives), 1), float("-inf"), dtype=negatives.dtype)
+    limit[local] = farthest
+    chunk_row, col = (negatives <= limit).nonzero(as_tuple=True)
+    sides = ("right", "left")
+    if len(chunk_row) * width > rows * negatives.shape[1]:
+        mine = negatives.index_select(0, local)
+        ones = torch.ones_like(mine, dtype=torch.long)
+        return tuple(torch.zeros(rows, buckets, dtype=torch.long).scatter_add_(
+            1, torch.searchsorted(positive, mine, side=side), ones) for side in sides)
+    slot = torch.full((len(negatives),), -1, dtype=torch.long)
+    slot[local] = torch.arange(rows)
+    row = slot[chunk_row]
+    values, bounds = negatives[chunk_row, col].unsqueeze(1), positive[row]
+    # a negative with i positives <= it is closer than positives i, i + 1, …; with i positives
+    # < it, it is closer than or tied with them
+    return tuple(torch.bincount(row * buckets + torch.searchsorted(bounds, values, side=side).squeeze(1),
+                                minlength=rows * buckets).view(rows, buckets) for side in sides)

@@ -230,7 +230,9 @@ def test_eval_hypernyms_on_samples_of_the_pairs(mammal_model):
     assert row["train_pairs"]["mean"] == 500 and row["test_pairs"]["mean"] == 120
     # mammal.n.01 and a few other ancestors are the hypernym of most pairs
     assert 0.3 < row["frequent_reference@10"]["mean"] < 1
-    assert row["rare_test_pairs"]["mean"] < 120 and row["recall@10_se"]["mean"] > 0
+    # a tiny transformer may find no hypernym at all: the standard error is 0 exactly then
+    recall, se = row["recall@10"]["mean"], row["recall@10_se"]["mean"]
+    assert row["rare_test_pairs"]["mean"] < 120 and se >= 0 and (se > 0) == (0 < recall < 1)
     bad = runner.invoke(app, ["eval", "hypernyms", "--model", str(mammal_model), "--test-pairs", "0"])
     assert bad.exit_code == 2
 

@@ -17,7 +17,8 @@ def _points(n, dim, seed, manifold):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=g, dtype=torch.float64)
     if isinstance(manifold, PoincareBall):  # spread from the origin to near the boundary
-        x = x / x.norm(dim=1, keepdim=True) * torch.rand(n, 1, generator=g, dtype=torch.float64) * 0.99
+        radius = torch.rand(n, 1, generator=g, dtype=torch.float64) * 0.99
+        x = x / x.norm(dim=1, keepdim=True) * radius
     return x
 
 
@@ -54,7 +55,8 @@ def test_rmsprop_equals_a_per_node_reference_over_several_steps(manifold):
         expected, mean_square = _reference(expected, mean_square, index, grad, 0.05, manifold, 0.5)
     assert torch.allclose(table, expected, atol=1e-12)
     assert torch.allclose(steps.mean_square, mean_square, rtol=1e-12)
-    assert (steps.mean_square[n - 5:] == 0).all() and torch.equal(table[n - 5:], _points(n, dim, 0, manifold)[n - 5:])
+    untouched = _points(n, dim, 0, manifold)[n - 5:]
+    assert (steps.mean_square[n - 5:] == 0).all() and torch.equal(table[n - 5:], untouched)
 
 
 def test_a_first_rmsprop_step_has_the_same_length_whatever_the_gradient_size():
@@ -64,7 +66,8 @@ def test_a_first_rmsprop_step_has_the_same_length_whatever_the_gradient_size():
     table = _points(n, 10, 2, manifold)
     before = table.clone()
     scale = 10.0 ** torch.linspace(-6, 3, n, dtype=torch.float64).unsqueeze(1)
-    grad = torch.randn(n, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * scale
+    g = torch.Generator().manual_seed(3)
+    grad = torch.randn(n, 10, generator=g, dtype=torch.float64) * scale
     lr = 1e-4
     NodeSteps("rmsprop", n, manifold, max_length=1.0).apply(table, torch.arange(n), grad, lr)
     moved = geometry.dist(before, table, c=1.0)

@@ -7,9 +7,9 @@ hypernym of u (Nickel & Kiela's ground-truth negatives). Everything is batched: 
 drawn for a whole batch and checked against the sorted pair keys with one searchsorted; a
 sampled hypernym is redrawn once and masked out of the softmax if it hits again.
 
-Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.node_steps``), with burn-in
-epochs at a reduced rate before the codebooks exist; codebooks start from k-means on the
-burnt-in embeddings and then train with RiemannianAdam alongside; last, with the nodes'
+Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.node_steps``),
+with burn-in epochs at a reduced rate before the codebooks exist; codebooks start from k-means
+on the burnt-in embeddings and then train with RiemannianAdam alongside; last, with the nodes'
 multitokens fixed, the codebooks alone are tuned on the ranking loss of the decoded
 multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans, hrq-kmeans) the
 embeddings train alone and residual k-means of the final embeddings gives the codebooks.

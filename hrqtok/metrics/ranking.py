@@ -153,5 +153,6 @@ def _buckets(positive: Tensor, valid: Tensor, negatives: Tensor,
     values, bounds = negatives[chunk_row, col].unsqueeze(1), positive[row]
     # a negative with i positives <= it is closer than positives i, i + 1, …; with i positives
     # < it, it is closer than or tied with them
-    return tuple(torch.bincount(row * buckets + torch.searchsorted(bounds, values, side=side).squeeze(1),
-                                minlength=rows * buckets).view(rows, buckets) for side in sides)
+    place = {side: torch.searchsorted(bounds, values, side=side).squeeze(1) for side in sides}
+    return tuple(torch.bincount(row * buckets + place[side], minlength=rows * buckets)
+                 .view(rows, buckets) for side in sides)

@@ -36,7 +36,7 @@ class HierarchyModel(nn.Module):
         super().__init__()
         self.config = config
         self.manifold = config.manifold
-        # Updated by fit.hierarchy's sparse Riemannian SGD, not by an optimiser.
+        # Updated by fit.hierarchy's sparse Riemannian steps (fit.node_steps), not by an optimiser.
         self.embeddings = nn.Parameter(torch.zeros(n_nodes, config.latent_dim, dtype=DTYPE),
                                        requires_grad=False)
         self.quantizer = build_quantizer(config).to(DTYPE)

@@ -194,6 +194,9 @@ def test_wordnet_through_the_same_class(tmp_path):
     (lambda x: hrqtok.Tokenizer.fit(x, ids=["a"]), InputError, "1 ids for 120"),
     (lambda x: hrqtok.Tokenizer.fit(pa.table({"a": list(x), "b": list(x)})), InputError, "column="),
     (lambda x: hrqtok.Tokenizer.fit_wordnet(quantizer="hypervq"), OptionError, "no decoder"),
+    (lambda x: hrqtok.Tokenizer.fit_wordnet(node_optimizer="rsgd", node_rms_decay=0.9),
+     OptionError, "applies only to --node-optimizer rmsprop"),
+    (lambda x: hrqtok.Tokenizer.fit_wordnet(node_rms_decay=1.0), OptionError, "[0, 1)"),
 ])
 def test_bad_calls_say_what_is_wrong(call, error, message):
     with pytest.raises(error, match=re.escape(message)):

@@ -20,7 +20,8 @@ def test_keep_rate_matches_p_rounded_to_a_lane(p):
     expected = 1 - round(p * LANES) / LANES
     assert abs(expected - (1 - p)) <= 0.5 / LANES
     # within 5 standard errors of a binomial share
-    assert abs(float(kept.float().mean()) - expected) < 5 * math.sqrt(expected * (1 - expected) / count)
+    se = math.sqrt(expected * (1 - expected) / count)
+    assert abs(float(kept.float().mean()) - expected) < 5 * se
 
 
 def test_every_lane_of_a_word_is_uniform_and_independent():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hrqtok import geometry
-from hrqtok.fit.node_steps import EPS, RMS_DECAY, NodeSteps
+from hrqtok.fit.node_steps import EPS, NodeSteps
 from hrqtok.geometry import Euclidean, PoincareBall
 
 
@@ -22,7 +22,7 @@ def _points(n, dim, seed, manifold):
     return x
 
 
-def _reference(table, mean_square, index, grad, lr, manifold, max_length):
+def _reference(table, mean_square, index, grad, lr, manifold, max_length, decay):
     """One node at a time: sum its gradients, update its mean square, step."""
     table, mean_square = table.clone(), mean_square.clone()
     for node in sorted(set(index.tolist())):
@@ -33,18 +33,19 @@ def _reference(table, mean_square, index, grad, lr, manifold, max_length):
             length = g.norm() / lam
         else:
             length = g.norm()
-        mean_square[node] = RMS_DECAY * mean_square[node] + (1 - RMS_DECAY) * length ** 2
+        mean_square[node] = decay * mean_square[node] + (1 - decay) * length ** 2
         scaled = g / (mean_square[node].sqrt() + EPS)
         table[node] = manifold.rsgd_step(x.unsqueeze(0), scaled.unsqueeze(0), lr,
                                          max_length=max_length)[0]
     return table, mean_square
 
 
+@pytest.mark.parametrize("decay", [0.9, 0.99])
 @pytest.mark.parametrize("manifold", [PoincareBall(1.0), Euclidean()], ids=str)
-def test_rmsprop_equals_a_per_node_reference_over_several_steps(manifold):
+def test_rmsprop_equals_a_per_node_reference_over_several_steps(manifold, decay):
     n, dim = 30, 5
     table = _points(n, dim, 0, manifold)
-    steps = NodeSteps("rmsprop", n, manifold, max_length=0.5)
+    steps = NodeSteps("rmsprop", n, manifold, max_length=0.5, rms_decay=decay)
     expected, mean_square = table.clone(), torch.zeros(n, dtype=torch.float64)
     g = torch.Generator().manual_seed(1)
     for _ in range(4):  # repeated rows, rows left out, gradients of very different sizes
@@ -52,14 +53,16 @@ def test_rmsprop_equals_a_per_node_reference_over_several_steps(manifold):
         grad = torch.randn(60, dim, generator=g, dtype=torch.float64) * 10 ** torch.randint(
             -4, 3, (60, 1), generator=g).to(torch.float64)
         steps.apply(table, index, grad, 0.05)
-        expected, mean_square = _reference(expected, mean_square, index, grad, 0.05, manifold, 0.5)
+        expected, mean_square = _reference(expected, mean_square, index, grad, 0.05, manifold, 0.5,
+                                           decay)
     assert torch.allclose(table, expected, atol=1e-12)
     assert torch.allclose(steps.mean_square, mean_square, rtol=1e-12)
     untouched = _points(n, dim, 0, manifold)[n - 5:]
     assert (steps.mean_square[n - 5:] == 0).all() and torch.equal(table[n - 5:], untouched)
 
 
-def test_a_first_rmsprop_step_has_the_same_length_whatever_the_gradient_size():
+@pytest.mark.parametrize("decay", [0.0, 0.9, 0.99])
+def test_a_first_rmsprop_step_has_the_same_length_whatever_the_gradient_size(decay):
     """Hubs and leaves: gradients from 1e-6 to 1e3 all move a node lr / √(1 − decay)."""
     manifold = PoincareBall(1.0)
     n = 40
@@ -69,12 +72,14 @@ def test_a_first_rmsprop_step_has_the_same_length_whatever_the_gradient_size():
     g = torch.Generator().manual_seed(3)
     grad = torch.randn(n, 10, generator=g, dtype=torch.float64) * scale
     lr = 1e-4
-    NodeSteps("rmsprop", n, manifold, max_length=1.0).apply(table, torch.arange(n), grad, lr)
+    NodeSteps("rmsprop", n, manifold, max_length=1.0, rms_decay=decay).apply(
+        table, torch.arange(n), grad, lr)
     moved = geometry.dist(before, table, c=1.0)
-    assert torch.allclose(moved, torch.full_like(moved, lr / math.sqrt(1 - RMS_DECAY)), rtol=1e-3)
+    assert torch.allclose(moved, torch.full_like(moved, lr / math.sqrt(1 - decay)), rtol=1e-3)
     # plain Riemannian SGD moves them by their gradients' lengths: 9 orders of magnitude apart
     plain = before.clone()
-    NodeSteps("rsgd", n, manifold, max_length=1.0).apply(plain, torch.arange(n), grad, lr)
+    NodeSteps("rsgd", n, manifold, max_length=1.0, rms_decay=decay).apply(
+        plain, torch.arange(n), grad, lr)
     spread = geometry.dist(before, plain, c=1.0)
     assert spread.max() / spread.min() > 1e6
 
@@ -85,11 +90,14 @@ def test_the_clip_holds_for_both_rules(name):
     table = _points(20, 4, 4, manifold)
     before = table.clone()
     grad = torch.randn(20, 4, dtype=torch.float64) * 1e3
-    NodeSteps(name, 20, manifold, max_length=1e-3).apply(table, torch.arange(20), grad, 10.0)
+    NodeSteps(name, 20, manifold, max_length=1e-3, rms_decay=0.99).apply(
+        table, torch.arange(20), grad, 10.0)
     moved = geometry.dist(before, table, c=1.0)
     assert moved.max() <= 1.01e-3 and moved.min() > 0.9e-3
 
 
-def test_an_unknown_rule_is_refused():
+def test_an_unknown_rule_or_decay_is_refused():
     with pytest.raises(ValueError, match="node optimizer"):
-        NodeSteps("adam", 3, Euclidean(), max_length=1.0)
+        NodeSteps("adam", 3, Euclidean(), max_length=1.0, rms_decay=0.9)
+    with pytest.raises(ValueError, match="RMS decay"):
+        NodeSteps("rmsprop", 3, Euclidean(), max_length=1.0, rms_decay=1.0)

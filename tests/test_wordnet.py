@@ -87,7 +87,7 @@ def test_builds_nltk_folder_from_debian_files(monkeypatch, tmp_path):
 def mammal_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("wn") / "mammals"
     result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), "--quantize-weight", "0.2",
-                                 *TINY])
+                                 "--node-rms-decay", "0.95", *TINY])
     assert result.exit_code == 0, result.output
     return path
 
@@ -106,6 +106,7 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     assert "quantized_train_map" in log[5] and "quantized_train_map" not in log[3]
     train = json.loads((mammal_model / "config.json").read_text())["train"]
     assert train["quantize_weight"] == 0.2 and train["node_optimizer"] == "rmsprop"
+    assert train["node_rms_decay"] == 0.95
 
 
 def test_model_dir_gives_back_the_split(mammal_model):
@@ -181,6 +182,8 @@ def test_wordnet_model_refuses_other_items(mammal_model, vector_items):
     (["--test-fraction", "0"], 2),
     (["--quantizer", "hrq-kmeans", "--tune-epochs", "5"], 2),  # k-means codebooks: no tuning
     (["--node-optimizer", "adam"], 2),
+    (["--node-rms-decay", "1.5"], 2),
+    (["--node-optimizer", "rsgd", "--node-rms-decay", "0.9"], 2),  # rsgd keeps no mean square
 ])
 def test_bad_wordnet_options(tmp_path, args, code):
     path = tmp_path / "model"
@@ -192,7 +195,8 @@ def test_bad_wordnet_options(tmp_path, args, code):
         assert result.output.startswith("Error: --root") and len(result.output.splitlines()) == 1
 
 
-@pytest.mark.parametrize("option", [["--root", "mammal.n.01"], ["--node-optimizer", "rsgd"]])
+@pytest.mark.parametrize("option", [["--root", "mammal.n.01"], ["--node-optimizer", "rsgd"],
+                                    ["--node-rms-decay", "0.9"]])
 def test_wordnet_options_need_wordnet(vector_items, tmp_path, option):
     result = runner.invoke(app, ["fit", str(vector_items), "--model", str(tmp_path / "m"), *option])
     assert result.exit_code == 2 and "--wordnet" in result.output

@@ -140,6 +140,10 @@ def fit(
         help="With --wordnet: how node embeddings step. rmsprop: Riemannian SGD scaled by each "
              "node's own running gradient size (every step about --learning-rate long); rsgd: "
              "plain Riemannian SGD, --learning-rate per pair (Nickel & Kiela).")] = NodeOptimizer(HierarchyTrainConfig.node_optimizer),
+    node_rms_decay: Annotated[float, typer.Option(
+        min=0.0, max=0.999999, help="With --wordnet and --node-optimizer rmsprop: weight of a "
+             "node's previous mean square gradient length at each update (about the last "
+             "1/(1-decay) updates count).")] = HierarchyTrainConfig.node_rms_decay,
     eval_every: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(
@@ -219,7 +223,7 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
                  "eval_every", "quantize_weight", "tune_epochs", "init",
-                 "node_optimizer")
+                 "node_optimizer", "node_rms_decay")
 
 
 def _given(ctx: typer.Context) -> list[str]:

@@ -105,7 +105,7 @@ class HierarchyTraining:
         self.sampler = NegativeSampler(len(model.embeddings), pairs[~test], config.negatives,
                                        generator)
         self.node_steps = NodeSteps(config.node_optimizer, len(model.embeddings), model.manifold,
-                                    max_length=config.max_step)
+                                    max_length=config.max_step, rms_decay=config.node_rms_decay)
         self.codebook_optimizer: geoopt.optim.RiemannianAdam | None = None
         self.initialised = False
         self.codes: Tensor | None = None  # set when codebook tuning fixes the multitokens

@@ -57,7 +57,7 @@ TRAINED = ", ".join(name for name, entry in QUANTIZERS.items() if entry.trained)
 MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
     **{name: (lambda w, q: w, "--wordnet") for name in (
         "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight",
-        "init", "node_optimizer")},
+        "init", "node_optimizer", "node_rms_decay")},
     **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
         "hidden_dims", "sample")},
@@ -118,6 +118,10 @@ class FitOptions:
             raise OptionError("--quantizer", f"{quantizer} quantizes the input vectors "
                               "themselves; leave out --latent-dim and --hidden-dims")
         self.refuse_inapplicable(self.given())
+        if "node_rms_decay" in self.train and self.train.get(
+                "node_optimizer", HierarchyTrainConfig.node_optimizer) != "rmsprop":
+            raise OptionError("--node-rms-decay", "applies only to --node-optimizer rmsprop; "
+                              "leave it out")
         known = {f.name for f in fields(HierarchyTrainConfig if self.wordnet else TrainConfig)}
         for name in self.train:
             if TRAIN_FIELDS.get(name, name) not in known or name == "seed":

@@ -3,6 +3,8 @@ step against a dense reference, learning, determinism."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -245,3 +247,25 @@ def test_tuning_gradients_equal_autograd_of_the_ranking_loss(geometry_name):
     assert loss == pytest.approx(reference.item(), rel=1e-7)
     for ours, p in zip(grads, model.quantizer.parameters()):
         torch.testing.assert_close(ours, p.grad, rtol=1e-4, atol=1e-5)  # expanded distances round
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.99])
+def test_the_configured_rms_decay_sets_the_first_step_length(decay):
+    """rmsprop's first step of every touched node is lr / √(1 − node_rms_decay) long."""
+    from hrqtok.models.hierarchy import HierarchyModel
+
+    model = HierarchyModel(_model_config(), 40)
+    with torch.no_grad():
+        start = torch.randn(40, 4, generator=torch.Generator().manual_seed(0),
+                            dtype=torch.float64)
+        model.embeddings.copy_(geometry.project(start * 0.3, c=1.0))
+    config = HierarchyTrainConfig(batch_size=102, negatives=20, max_step=1e9, node_rms_decay=decay)
+    loop = HierarchyTraining(model, PAIRS, np.zeros(len(PAIRS), dtype=bool), config,
+                             torch.Generator().manual_seed(0), None)
+    before = model.embeddings.detach().clone()
+    loop.step(torch.from_numpy(PAIRS), 1e-4, quantize=False)
+    moved = geometry.dist(before, model.embeddings.detach(), c=1.0)
+    touched = moved > 0
+    assert touched.sum() > 30
+    expected = torch.full_like(moved[touched], 1e-4 / math.sqrt(1 - decay))
+    assert torch.allclose(moved[touched], expected, rtol=1e-2)

@@ -15,11 +15,11 @@ from torch import Tensor, nn
 LANES = 65_536  # values a 16-bit lane takes, from -32,768 to 32,767
 
 
-def keep_mask(shape: torch.Size, p: float, device: torch.device | str = "cpu") -> Tensor:
-    """Bool mask of ``shape``: each element True with probability 1 - round(p·65,536)/65,536,
-    independently, from torch's default generator of ``device``."""
+def keep_mask(shape: torch.Size, p: float) -> Tensor:
+    """Bool CPU mask of ``shape``: each element True with probability 1 - round(p·65,536)/65,536,
+    independently, from torch's default CPU generator."""
     count = shape.numel()
-    words = torch.empty(-(-count // 4), dtype=torch.int64, device=device)
+    words = torch.empty(-(-count // 4), dtype=torch.int64)
     # the full int64 range: random_() alone would leave each word's top bit clear
     lanes = words.random_(-2 ** 63, 2 ** 63 - 1).view(torch.int16)[:count]
     return (lanes >= round(p * LANES) - LANES // 2).view(shape)

@@ -6,11 +6,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hrqtok.sources.hierarchy import (
     Hierarchy,
-    contains,
-    pair_keys,
+    PairSet,
     split_pairs,
     topological_order,
     transitive_closure,
@@ -82,15 +83,29 @@ def test_split_is_seeded_and_sized():
             split_pairs(10, bad, seed=0)
 
 
-def test_contains_agrees_with_python_sets():
+@given(st.integers(1, 60), st.integers(0, 300), st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_pair_set_agrees_with_python_sets(n, count, seed):
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(0, n, size=(count, 2))
+    queries = rng.integers(0, n, size=(2, 30, 7))
+    truth = {(int(u), int(v)) for u, v in pairs}
+    expected = np.vectorize(lambda u, v: (int(u), int(v)) in truth)(*queries)
+    pair_set = PairSet(pairs, n)
+    found = pair_set.contains(torch.from_numpy(queries[0]), torch.from_numpy(queries[1]))
+    assert (found.numpy() == expected).all()
+    if count:  # every pair is found (the filter never rejects one)
+        assert pair_set.contains(torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])).all()
+
+
+def test_pair_set_filter_passes_few_misses_and_broadcasts():
     rng = np.random.default_rng(0)
-    pairs = rng.integers(0, 50, size=(200, 2))
-    keys = pair_keys(pairs, 50)
-    queries = rng.integers(0, 50 * 50, size=(30, 7))
-    truth = {int(u) * 50 + int(v) for u, v in pairs}
-    expected = np.vectorize(lambda q: q in truth)(queries)
-    assert expected.any() and (contains(keys, torch.from_numpy(queries)).numpy() == expected).all()
-    assert not contains(torch.zeros(0, dtype=torch.int64), torch.from_numpy(queries)).any()
+    pairs = rng.integers(0, 5000, size=(20000, 2))
+    pair_set = PairSet(pairs, 5000)
+    u, v = torch.from_numpy(rng.integers(0, 5000, size=(40, 1))), torch.from_numpy(rng.integers(0, 5000, size=(1, 500)))
+    passed = pair_set.filter[pair_set._slot(u, v)].float().mean()
+    assert passed < 0.1  # the filter does its job: most misses stop at one gather
+    assert pair_set.contains(u, v).shape == (40, 500)
 
 
 def test_storage_round_trip(tmp_path):

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import time
 
-import geoopt
 import torch
 from torch import Tensor
 
 from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.fit.optimizers import StackedRiemannianAdam
 from hrqtok.models.hierarchy import HierarchyModel
 
 
@@ -33,8 +33,8 @@ class CodebookTuning:
         self.model, self.codes, self.train_pairs, self.sampler = model, codes, train_pairs, sampler
         self.batch_size, self.group, self.generator = batch_size, group, generator
         self.learning_rate = learning_rate
-        self.optimizer = geoopt.optim.RiemannianAdam(model.quantizer.parameters(),
-                                                     lr=learning_rate)
+        self.optimizer = StackedRiemannianAdam(model.quantizer.parameters(),
+                                               lr=learning_rate)
 
     def epoch(self) -> dict:
         order = torch.randperm(len(self.train_pairs), generator=self.generator)

@@ -4,7 +4,7 @@ For a train pair (u, v), v a hypernym of u, the loss is
     −log( e^{−d(u,v)} / Σ_{v' ∈ {v} ∪ N(u)} e^{−d(u,v')} ) + w · (L_RQ(u) + L_RQ(v)),
 N(u) being ``negatives`` nodes sampled uniformly among those that are not u and not a train
 hypernym of u (Nickel & Kiela's ground-truth negatives). Everything is batched: negatives are
-drawn for a whole batch and checked against the sorted pair keys with one searchsorted; a
+drawn for a whole batch and checked against the train pairs in one vectorised test; a
 sampled hypernym is redrawn once and masked out of the softmax if it hits again.
 
 Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.node_steps``),
@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-import geoopt
 import numpy as np
 import torch
 from torch import Tensor
@@ -30,12 +29,13 @@ from hrqtok.config import HierarchyTrainConfig, ModelConfig
 from hrqtok.fit.codebook_tuning import CodebookTuning
 from hrqtok.fit.contrastive import softmax_ranking_loss
 from hrqtok.fit.node_steps import NodeSteps
+from hrqtok.fit.optimizers import StackedRiemannianAdam
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.fit.tree_init import tree_start
 from hrqtok.metrics.ranking import closure_ranking
 from hrqtok.metrics.usage import collision_stats, level_usage
 from hrqtok.models.hierarchy import HierarchyModel
-from hrqtok.sources.hierarchy import contains, pair_keys
+from hrqtok.sources.hierarchy import PairSet
 
 ProgressFn = Callable[[str, int, int, dict], None]
 
@@ -56,13 +56,13 @@ class NegativeSampler:
     def __init__(self, n_nodes: int, train_pairs: np.ndarray, negatives: int,
                  generator: torch.Generator):
         self.n, self.k, self.generator = n_nodes, negatives, generator
-        self.keys = pair_keys(train_pairs, n_nodes)
+        self.pairs = PairSet(train_pairs, n_nodes)
 
     def sample(self, anchors: Tensor) -> tuple[Tensor, Tensor]:
         """anchors (g, G) -> negatives (g, K) and the mask (g, G, K)."""
         negatives = torch.randint(self.n, (anchors.shape[0], self.k), generator=self.generator)
-        query = anchors.unsqueeze(2) * self.n + negatives.unsqueeze(1)  # (g, G, K)
-        hit = contains(self.keys, query) | (negatives.unsqueeze(1) == anchors.unsqueeze(2))
+        u, v = anchors.unsqueeze(2), negatives.unsqueeze(1)  # (g, G, K) when broadcast
+        hit = self.pairs.contains(u, v) | (v == u)
         return negatives, hit
 
 
@@ -106,7 +106,7 @@ class HierarchyTraining:
                                        generator)
         self.node_steps = NodeSteps(config.node_optimizer, len(model.embeddings), model.manifold,
                                     max_length=config.max_step, rms_decay=config.node_rms_decay)
-        self.codebook_optimizer: geoopt.optim.RiemannianAdam | None = None
+        self.codebook_optimizer: StackedRiemannianAdam | None = None
         self.initialised = False
         self.codes: Tensor | None = None  # set when codebook tuning fixes the multitokens
         self.log: list[dict] = []
@@ -173,7 +173,7 @@ class HierarchyTraining:
             return
         self.model.quantizer.initialise(points, iters=self.config.kmeans_iters,
                                         generator=self.generator)
-        self.codebook_optimizer = geoopt.optim.RiemannianAdam(
+        self.codebook_optimizer = StackedRiemannianAdam(
             self.model.quantizer.parameters(), lr=self.config.codebook_learning_rate)
         self.initialised = True
 

@@ -204,26 +204,42 @@ class ResidualQuantizer(nn.Module):
         if not self.manifold.flat and not self.geodesic_loss:
             raise ValueError("closed-form gradients need the geodesic quantization loss")
         share = (x.new_full((len(x),), 1.0 / max(len(x), 1)) if weights is None
-                 else weights / weights.sum()).unsqueeze(-1)
-        codes, chosen, grads = [], [], []
-        loss, grad_x = x.new_zeros(()), torch.zeros_like(x)
+                 else weights / weights.sum())
+        codes, residuals, chosen = [], [], []
 
         def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
-            nonlocal loss, grad_x
             points = plain(self.points(level))
             code = self.choice.choose(level, residual, points)  # a training step, as forward()'s
-            e = points[code]
-            squared, _, grad_e = self.manifold.squared_distance_grads(residual, e)
-            loss += (1 + self.commitment) * (share.squeeze(-1) * squared).sum()
-            grads.append(torch.zeros_like(points).index_add_(0, code, share * grad_e))
-            chosen.append(e)
-            _, grad_prefix, _ = self.manifold.squared_distance_grads(x, self.combine(chosen))
-            grad_x += self.commitment * share * grad_prefix
             codes.append(code)
-            return residual, e
+            residuals.append(residual)
+            chosen.append(points[code])
+            return residual, chosen[-1]
 
         self.walk(x, step)
-        return QuantizationGrads(loss, torch.stack(codes, dim=-1), grad_x, grads)
+        # every level's two distances in one closed-form call (the ops are tiny; their count is
+        # the cost): d(r_i, e_i) for the codebook term, d(x, p_i) for the commitment term
+        levels, n = self.levels, len(x)
+        squared, grad_first, grad_second = self.manifold.squared_distance_grads(
+            torch.cat(residuals + [x] * levels), torch.cat(chosen + self.prefixes(chosen)))
+        loss = (1 + self.commitment) * (squared[:levels * n].view(levels, n) * share).sum()
+        # codebook gradients of all levels in one buffer: level i's codes at rows i·s …
+        offsets = torch.tensor(self.sizes).cumsum(0) - self.sizes[0]
+        rows = (torch.stack(codes) + offsets.unsqueeze(-1)).reshape(-1)
+        weighted = grad_second[:levels * n].view(levels, n, -1) * share.unsqueeze(-1)
+        buffer = x.new_zeros((sum(self.sizes), x.shape[1])).index_add_(
+            0, rows, weighted.reshape(levels * n, -1))
+        grad_x = grad_first[levels * n:].view(levels, n, -1).sum(0)
+        grad_x.mul_(self.commitment * share.unsqueeze(-1))
+        return QuantizationGrads(loss, torch.stack(codes, dim=-1), grad_x,
+                                 list(buffer.split(self.sizes)))
+
+    def prefixes(self, chosen: list[Tensor]) -> list[Tensor]:
+        """p_i = e_0 ⊕ (e_1 ⊕ (… ⊕ e_i)) for every i: ``combine`` of each leading run of
+        ``chosen``, built together from the right, k - 1 batched sums for k levels."""
+        tails = torch.stack(chosen)  # tails[i]: after step t, e_{i-t} ⊕ (… ⊕ e_i) for i ≥ t
+        for t in range(1, len(chosen)):
+            tails[t:] = self.manifold.add(tails[:-t], tails[t:])
+        return list(tails.unbind(0))
 
     # --- inference -----------------------------------------------------------------------------
     @torch.no_grad()

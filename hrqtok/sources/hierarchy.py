@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
 
 @dataclass
@@ -90,15 +91,38 @@ def split_pairs(n_pairs: int, test_fraction: float, seed: int) -> np.ndarray:
     return test
 
 
-def pair_keys(pairs: np.ndarray, n: int) -> torch.Tensor:
-    """Sorted int64 keys u * n + v, for vectorised membership tests (``contains``)."""
-    return torch.from_numpy(np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]))
+class PairSet:
+    """A set of (u, v) pairs of nodes 0 … n-1 for vectorised membership tests: the sorted
+    int64 keys u·n + v, searched with one searchsorted, behind a filter of one byte per slot
+    (slot (u·MIX + v) mod 2^bits) that answers most misses with one gather. A sampled
+    negative is almost never a pair: on all WordNet nouns about 4 % of the queries pass the
+    filter, and a batch's test takes half the time of searching every query."""
 
+    MIX = 40_503  # odd, so u -> u·MIX mod 2^bits is a bijection that spreads neighbours apart
 
-def contains(keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """Which ``queries`` (int64 keys, any shape) occur in the sorted ``keys``: one
-    searchsorted, no Python loop."""
-    if len(keys) == 0:
-        return torch.zeros(queries.shape, dtype=torch.bool)
-    at = torch.searchsorted(keys, queries).clamp_max(len(keys) - 1)
-    return keys[at] == queries
+    def __init__(self, pairs: np.ndarray, n: int):
+        self.n = n
+        self.keys = torch.from_numpy(np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]))
+        # about 26 slots per pair (4 % false passes), at most 16 MB
+        bits = min(max(int(len(pairs) * 26).bit_length(), 4), 24)
+        self.mask = (1 << bits) - 1
+        self.filter = torch.zeros(1 << bits, dtype=torch.bool)
+        self.filter[self._slot(torch.from_numpy(pairs[:, 0].astype(np.int64)),
+                               torch.from_numpy(pairs[:, 1].astype(np.int64)))] = True
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _slot(self, u: Tensor, v: Tensor) -> Tensor:
+        return (u * self.MIX + v) & self.mask
+
+    def contains(self, u: Tensor, v: Tensor) -> Tensor:
+        """Whether each (u, v) (int64 node ids, broadcast together) is in the set."""
+        found = self.filter[self._slot(u, v)]  # the product is taken before broadcasting
+        where = found.nonzero(as_tuple=True)
+        if len(where[0]):
+            u, v = u.expand(found.shape), v.expand(found.shape)
+            queries = u[where] * self.n + v[where]
+            at = torch.searchsorted(self.keys, queries).clamp_max(len(self.keys) - 1)
+            found[where] = self.keys[at] == queries
+        return found

@@ -151,3 +151,54 @@ def test_inspect_reads_a_parquet_dataset_folder(tmp_path, fitted, vector_items):
     result = run("inspect", folder, "--model", fitted, "--json", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["items"] == 120
+
+
+def fitted_table(model):
+    table = pq.read_table(model / "tokens.parquet")
+    return table.column("id").to_pylist(), table.column("tokens").to_pylist()
+
+
+@pytest.mark.parametrize("sample", [None, 50])
+def test_fit_reads_a_parquet_dataset_folder_like_one_file(tmp_path, vector_items, sample):
+    from tests.conftest import TINY_FIT
+
+    folder = tmp_path / "vectors"
+    parquet_dataset(folder, vector_items, 4)
+    # the folder is read part by part in path order: one file of the rows in that order
+    parts = sorted(str(p) for p in folder.rglob("*.parquet"))
+    rows = [row for part in parts for row in pq.read_table(part).to_pylist()]
+    one = tmp_path / "one.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), one)
+    extra = ["--sample", sample] if sample else []
+    for source, model in ((one, "a"), (folder, "b")):
+        result = run("fit", source, "--model", tmp_path / model, "--embedding-field", "vec",
+                     *TINY_FIT, *extra, "-q")
+        assert result.exit_code == 0, result.output
+    ids, tokens = fitted_table(tmp_path / "b")
+    assert (ids, tokens) == fitted_table(tmp_path / "a")
+    order = [row["id"] for row in rows]
+    assert len(ids) == (sample or 120) and sorted(ids, key=order.index) == ids  # input order
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["fit"].get("sample", {}).get("items_read", 120) == 120
+
+
+def test_fit_on_a_dataset_folder_names_the_part_and_row_of_a_bad_record(tmp_path, vector_items):
+    folder = tmp_path / "vectors"
+    rows = parquet_dataset(folder, vector_items, 2)
+    bad = folder / "sub" / "part-001.parquet"
+    part = pq.read_table(bad).to_pylist()
+    part[4]["vec"] = part[4]["vec"][:3]
+    pq.write_table(pa.Table.from_pylist(part), bad)
+    result = run("fit", folder, "--model", tmp_path / "m", "--embedding-field", "vec", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {bad}:5: field 'vec' has 3 values, but {folder / 'part-000.parquet'} line 1 has "
+        "16; all vectors need the same length")
+    part[4]["vec"], part[2]["id"] = rows[0]["vec"], rows[0]["id"]
+    pq.write_table(pa.Table.from_pylist(part), bad)
+    result = run("fit", folder, "--model", tmp_path / "m", "--embedding-field", "vec", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {bad}:3: duplicate id 'item000' in field 'id' (first on "
+        f"{folder / 'part-000.parquet'} line 1); ids must be unique")
+    assert not (tmp_path / "m").exists()

@@ -19,6 +19,7 @@ import numpy as np
 
 from hrqtok.atomic import is_special
 from hrqtok.errors import InputError, first_line
+from hrqtok.sources.datasets import input_files
 from hrqtok.sources.sample import Reservoir
 from hrqtok.sources.vector_values import parse_vector
 
@@ -59,16 +60,19 @@ def detect_format(path: str, fmt: str | None) -> str:
 
 def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None,
                sample: int | None = None, seed: int = 0) -> Items:
-    """Read and validate items. ``path`` may be '-' for stdin. ``sample``: keep a seeded
-    uniform sample of that many items (all of them when there are no more), in input order;
-    every record is still read and validated, and ids are unique over the whole input, but
-    only the sample's texts or vectors are held (a reservoir)."""
-    fmt = detect_format(path, fmt)
-    source = source_name(path)
-    reader = _Collector(source, fields, Reservoir(sample, seed) if sample is not None else None)
-    for line, record in records(path, fmt):
-        reader.add(line, record)
-    return reader.finish(fmt)
+    """Read and validate items. ``path`` may be '-' for stdin, or a folder of Parquet files,
+    read in path order as one input. ``sample``: keep a seeded uniform sample of that many
+    items (all of them when there are no more), in input order; every record is still read
+    and validated, and ids are unique over the whole input, but only the sample's texts or
+    vectors are held (a reservoir)."""
+    files = input_files(path)
+    reader = _Collector(source_name(path), fields, Reservoir(sample, seed) if sample is not None else None)
+    for file in files:
+        reader.source = source_name(file)  # messages name the file the record is in
+        for line, record in records(file, fmt):
+            reader.add(line, record)
+    reader.source = source_name(path)  # an input without items is named as it was given
+    return reader.finish(detect_format(files[-1], fmt))
 
 
 def count_records(path: str, fmt: str | None = None) -> int | None:
@@ -281,10 +285,13 @@ class _Collector:
         self.track_ids, self.read = track_ids, 0  # read: records so far
         self.ids: list[str] = []
         self.lines: list[int] = []
+        self.sources: list[str] = []  # the file of each item (a folder input has several)
+        self.positions: list[int] = []  # each item's place in the input, for the sample's order
         self.texts: list[str] = []
         self.vectors: list[np.ndarray] = []
         self.seen = IdRegister(fields.id_field)
         self.dim_line, self.dim = 0, 0  # the first vector's line and length
+        self.dim_source = source  # and its file
 
     def _error(self, message: str, line: int) -> InputError:
         return InputError(message, source=self.source, line=line)
@@ -299,11 +306,12 @@ class _Collector:
             value, kept = self._text(line, record), self.texts
         slot = self.reservoir.slot() if self.reservoir else len(self.ids)
         if slot == len(self.ids):
-            self.ids.append(item_id)
-            self.lines.append(line)
-            kept.append(value)
+            for held, entry in zip((self.ids, self.lines, self.sources, self.positions, kept),
+                                   (item_id, line, self.source, self.read, value)):
+                held.append(entry)
         elif slot is not None:
             self.ids[slot], self.lines[slot], kept[slot] = item_id, line, value
+            self.sources[slot], self.positions[slot] = self.source, self.read
 
     def _id(self, line: int, record: dict) -> str:
         field = self.fields.id_field
@@ -353,17 +361,20 @@ class _Collector:
             raise self._error(f"field '{field}' {what}; every item needs a vector", line)
         vector = parse_vector(value, lambda message: self._error(f"field '{field}' {message}", line))
         if self.dim_line and vector.size != self.dim:
+            where = f"line {self.dim_line}" if self.dim_source == self.source else \
+                f"{self.dim_source} line {self.dim_line}"
             raise self._error(
-                f"field '{field}' has {vector.size} values, but line {self.dim_line} has "
+                f"field '{field}' has {vector.size} values, but {where} has "
                 f"{self.dim}; all vectors need the same length", line)
         if not self.dim_line:
-            self.dim_line, self.dim = line, vector.size
+            self.dim_line, self.dim, self.dim_source = line, vector.size, self.source
         return vector
 
     def take(self) -> Items:
         """The items gathered since the last take, in input order; the id check goes on."""
         items = self.finish("jsonl")
         self.ids, self.lines, self.texts, self.vectors = [], [], [], []
+        self.sources, self.positions = [], []
         if not self.track_ids:  # ids were checked within this chunk only
             self.seen = IdRegister(self.fields.id_field)
         return items
@@ -374,13 +385,15 @@ class _Collector:
                     "parquet": "rows"}[fmt]
             raise InputError(f"no items found; expected {hint}", source=self.source)
         ids, lines, texts, vectors = self.ids, self.lines, self.texts, self.vectors
+        sources = self.sources
         if self.reservoir:  # replaced slots: back to input order
-            order = np.argsort(lines, kind="stable")
-            ids, lines, texts, vectors = ([kept[i] for i in order] if kept else kept
-                                          for kept in (ids, lines, texts, vectors))
+            order = np.argsort(self.positions, kind="stable")
+            ids, lines, sources, texts, vectors = ([kept[i] for i in order] if kept else kept
+                                                   for kept in (ids, lines, sources, texts, vectors))
+        # messages about the items name the first one's file and line
         if self.fields.embedding_field:
-            return Items(ids, None, np.stack(vectors), self.source, lines, self.read)
-        return Items(ids, texts, None, self.source, lines, self.read)
+            return Items(ids, None, np.stack(vectors), sources[0], lines, self.read)
+        return Items(ids, texts, None, sources[0], lines, self.read)
 
 
 def read_bytes_or_path(path: str | Path):

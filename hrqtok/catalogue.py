@@ -36,7 +36,8 @@ from hrqtok.pipeline import (
 )
 from hrqtok.sources.datasets import input_files
 from hrqtok.sources.embedder import ProgressFn, embedding_cache_path
-from hrqtok.sources.items import ItemFields, count_records
+from hrqtok.sources.items import ItemFields
+from hrqtok.sources.records import count_records
 from hrqtok.store.bulk import BulkTable
 from hrqtok.store.model_dir import ModelDir, load_model_dir, table_metadata
 from hrqtok.store.tables import write_chunks, write_table

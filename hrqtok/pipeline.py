@@ -34,14 +34,9 @@ from hrqtok.sources.embedder import (
     embed_texts,
     embedding_cache_path,
 )
-from hrqtok.sources.items import (
-    IdRegister,
-    ItemFields,
-    Items,
-    count_records,
-    read_items,
-)
+from hrqtok.sources.items import IdRegister, ItemFields, Items, read_items
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
+from hrqtok.sources.records import count_records
 from hrqtok.store.model_dir import (
     WORDNET,
     ModelDir,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hrqtok.atomic import is_special
 from hrqtok.errors import OptionError
+from hrqtok.locations import local_path
 
 STDIO = "-"
 
@@ -30,6 +31,13 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _local_inputs(inputs: Iterable[str | Path | None]) -> list[str]:
+    """The inputs that are local files (a ``file://`` URI by its path): a remote input cannot
+    be overwritten by a local output."""
+    return [local for given in inputs
+            if given is not None and (local := local_path(given)) is not None]
 
 
 def check_writable_folder(path: Path, option: str) -> None:
@@ -62,8 +70,8 @@ def check_output(path: str | Path, *, option: str = "--out",
     if str(path) == STDIO or is_special(path):
         return
     real = _real(path)
+    inputs = _local_inputs(inputs)
     if folders and names_a_folder(path):
-        inputs = [given for given in inputs if given is not None]
         check_inputs_outside(path, inputs, option)
         for folder in managed:
             if folder is not None and (_inside(real, _real(folder)) or
@@ -75,7 +83,7 @@ def check_output(path: str | Path, *, option: str = "--out",
     if real.is_dir():
         raise OptionError(option, f"{path} is a folder; name a file (e.g. {Path(path) / 'tokens.parquet'})")
     for given in inputs:
-        if given is not None and str(given) != STDIO and same_file(path, given):
+        if str(given) != STDIO and same_file(path, given):
             raise OptionError(option, f"{path} is also an input of this command ({given}); "
                                       "writing it would destroy that input: name another file")
     for folder in managed:
@@ -88,7 +96,7 @@ def check_output(path: str | Path, *, option: str = "--out",
 def check_inputs_outside(folder: str | Path, inputs: Iterable[str | Path | None], option: str) -> None:
     """Refuse to replace ``folder`` while a command reads an input from inside it."""
     root = _real(folder)
-    for given in inputs:
-        if given is not None and str(given) != STDIO and _inside(_real(given), root):
+    for given in _local_inputs(inputs):
+        if str(given) != STDIO and _inside(_real(given), root):
             raise OptionError(option, f"{folder} holds {given}, an input of this command; "
                                       "replacing it would destroy that input: name another folder")

@@ -149,7 +149,7 @@ def test_any_sample_is_an_ordered_subset_of_the_input(tmp_path, n, size, seed):
 
 
 def test_parquet_is_read_in_batches_and_rows_count_across_them(tmp_path):
-    from hrqtok.sources.items import PARQUET_BATCH
+    from hrqtok.sources.records import PARQUET_BATCH
 
     n = PARQUET_BATCH + 500
     vectors = [[float(i), 0.5] for i in range(n)]

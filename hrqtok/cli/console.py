@@ -27,7 +27,7 @@ from rich.progress import (
 
 from hrqtok.config import MAX_SEED
 from hrqtok.errors import HrqtokError
-from hrqtok.sources.items import FORMATS
+from hrqtok.sources.records import FORMATS
 
 err = Console(stderr=True)
 

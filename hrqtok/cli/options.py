@@ -25,8 +25,8 @@ OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
 ItemsArg = Annotated[Optional[str], typer.Argument(
-    help="Items file (JSONL, Parquet or CSV) or a folder of Parquet files; - reads JSONL from "
-         "stdin.", show_default=False)]
+    help="Items file (JSONL, Parquet or CSV), a folder of Parquet files, or a URI pyarrow "
+         "reads (s3://…, gs://…, file://…); - reads JSONL from stdin.", show_default=False)]
 IdOpt = Annotated[Optional[str], typer.Option(help="Field holding item ids (default: id).")]
 TextOpt = Annotated[Optional[list[str]], typer.Option(
     help="Field holding text; repeat to join several (default: text).")]

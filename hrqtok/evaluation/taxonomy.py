@@ -10,7 +10,7 @@ import numpy as np
 
 from hrqtok.errors import InputError
 from hrqtok.evaluation.systems import score_systems, table_sizes
-from hrqtok.sources.items import records, source_name
+from hrqtok.sources.records import records, source_name
 from hrqtok.store.tables import read_table
 
 PATH_SEPARATOR = ">"  # "Beauty > Skin > Face"

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from hrqtok.errors import InputError
+from hrqtok.locations import kind, parquet_files
 
 
 def input_files(path: str) -> list[str]:
-    """The files an input names: itself, or for a folder its Parquet files (``*.parquet`` at
-    any depth, in path order: a Parquet dataset's part files)."""
-    if path == "-" or not os.path.isdir(path):
+    """The files an input names: itself, or for a folder (local or a URI) its Parquet files
+    (``*.parquet`` at any depth, in path order: a Parquet dataset's part files)."""
+    if path == "-" or kind(path) != "folder":
         return [path]
-    files = sorted(str(p) for p in Path(path).rglob("*.parquet") if p.is_file())
+    files = parquet_files(path)
     if not files:
         raise InputError("is a folder without .parquet files; name a file or a Parquet "
                          "dataset folder", source=path)

@@ -17,7 +17,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from hrqtok.errors import InputError, first_line
-from hrqtok.sources.items import check_readable, read_bytes_or_path
+from hrqtok.sources.records import check_readable, read_bytes_or_path
 
 FORMATS = ("tsv", "csv", "parquet")
 SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".inter": "tsv", ".csv": "csv", ".parquet": "parquet",

@@ -12,16 +12,15 @@ from dataclasses import asdict, dataclass
 
 from hrqtok.atomic import is_special
 from hrqtok.errors import InputError, OptionError, first_line
-from hrqtok.sources.items import (
-    ItemFields,
-    Items,
+from hrqtok.locations import is_uri, open_binary, parquet_source
+from hrqtok.sources.items import ItemFields, Items, record_chunks
+from hrqtok.sources.records import (
     check_readable,
     csv_records,
     decode_lines,
     detect_format,
     jsonl_records,
     parquet_records,
-    record_chunks,
     source_name,
 )
 
@@ -31,7 +30,7 @@ class Split:
     """Records ``start``..``stop`` of ``path``: bytes for JSONL, row groups for Parquet, the
     whole file for CSV (0, 0). ``before``: lines (JSONL) or rows (Parquet) before the part."""
 
-    path: str  # absolute: workers need not share the driver's working folder
+    path: str  # absolute (or a URI): workers need not share the driver's working folder
     source: str  # how messages name the input (the path as the user gave it)
     fmt: str
     start: int
@@ -57,7 +56,7 @@ def plan_splits(path: str, fmt: str | None, rows: int) -> list[Split]:
     fmt = detect_format(path, fmt)
     source = source_name(path)
     check_cuttable(path)
-    path = os.path.abspath(path)
+    path = path if is_uri(path) else os.path.abspath(path)
     if fmt == "parquet":
         return _parquet_splits(path, source, rows)
     if fmt == "csv":
@@ -70,7 +69,7 @@ def _parquet_splits(path: str, source: str, rows: int) -> list[Split]:
     import pyarrow.parquet as pq
 
     try:
-        metadata = pq.ParquetFile(path).metadata
+        metadata = pq.ParquetFile(parquet_source(path)).metadata
     except (pa.ArrowException, OSError, ValueError) as e:
         raise InputError(f"not a readable Parquet file ({first_line(e)})", source=source) from None
     splits, first, before, held = [], 0, 0, 0
@@ -85,7 +84,7 @@ def _parquet_splits(path: str, source: str, rows: int) -> list[Split]:
 def _jsonl_splits(path: str, source: str, rows: int) -> list[Split]:
     """Cut at every ``rows``-th line start; one pass over the bytes, nothing held."""
     splits, start, offset, lines = [], 0, 0, 0
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         for raw in handle:
             offset += len(raw)
             lines += 1
@@ -101,8 +100,8 @@ def split_records(split: Split) -> Iterator[tuple[int, dict]]:
     """(line or row number, record) of the part: the numbers a whole read gives them."""
     source = split.source
     if split.fmt == "parquet":
-        yield from parquet_records(split.path, source, range(split.start, split.stop),
-                                   split.before)
+        yield from parquet_records(parquet_source(split.path), source,
+                                   range(split.start, split.stop), split.before)
     elif split.fmt == "csv":
         yield from csv_records(split.path, source)
     else:
@@ -111,7 +110,7 @@ def split_records(split: Split) -> Iterator[tuple[int, dict]]:
 
 
 def _byte_lines(split: Split) -> Iterator[bytes]:
-    with open(split.path, "rb") as handle:
+    with open_binary(split.path) as handle:
         handle.seek(split.start)
         left = split.stop - split.start
         for raw in handle:

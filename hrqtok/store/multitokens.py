@@ -11,7 +11,7 @@ import re
 import sys
 
 from hrqtok.errors import InputError
-from hrqtok.sources.items import check_readable, decode_lines, source_name, text_lines
+from hrqtok.sources.records import check_readable, decode_lines, source_name, text_lines
 
 PARQUET_MAGIC = b"PAR1"
 _TOKEN_STRING = re.compile(r"(?:<[a-z]_\d+>)+")

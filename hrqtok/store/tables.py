@@ -19,7 +19,7 @@ import numpy as np
 
 from hrqtok.atomic import atomic_path
 from hrqtok.errors import ArtifactError, OptionError, first_line
-from hrqtok.sources.items import read_bytes_or_path
+from hrqtok.sources.records import read_bytes_or_path
 
 TABLE_FORMAT_VERSION = 1
 OUTPUT_FORMATS = ("parquet", "jsonl", "csv", "strings")

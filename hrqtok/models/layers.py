@@ -1,7 +1,11 @@
 """Encoder/decoder building blocks: Euclidean MLPs and hyperbolic (Möbius) MLPs.
 
 Hyperbolic layers follow Ganea et al. (2018, §3.2): a Möbius matrix-vector product, a Möbius
-bias on the ball, and nonlinearities applied in the tangent space at the origin.
+bias on the ball, and nonlinearities applied in the tangent space at the origin. Since
+W ⊗ x = exp0(W log0(x)) (their Eq. 27), a Möbius ReLU followed by a Möbius linear layer is
+exp0(W relu(log0(y))) ⊕ b: ``MobiusMLP`` runs the pair so, one exponential and one logarithm
+map fewer per hidden layer, which halves the elementwise work of a hyperbolic encoder or decoder
+(forward and backward) without changing its weights or what they compute.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ class MobiusLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.ball.add(mobius_matvec(self.weight, x, c=self.ball.c), self.bias)
 
+    def from_tangent(self, v: Tensor) -> Tensor:
+        """The layer applied to exp0(v): exp0(W v) ⊕ b, without the round trip through the
+        ball."""
+        return self.ball.add(self.ball.expmap0(v @ self.weight.transpose(0, 1)), self.bias)
+
 
 class MobiusReLU(nn.Module):
     """ReLU through the tangent space at the origin: exp0(relu(log0(x)))."""
@@ -37,6 +46,25 @@ class MobiusReLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.ball.expmap0(torch.relu(self.ball.logmap0(x)))
+
+
+class MobiusMLP(nn.Sequential):
+    """Möbius linear layers with Möbius ReLUs between them (``build_mlp``); each ReLU and the
+    linear layer after it run as one step, ``MobiusLinear.from_tangent``. It computes what the
+    layers run one by one compute, to float rounding; near the boundary it is the more precise
+    of the two, as the round trip through the ball takes an artanh of a norm close to 1."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        layers, i = list(self), 0
+        while i < len(layers):
+            if (isinstance(layers[i], MobiusReLU) and i + 1 < len(layers)
+                    and isinstance(layers[i + 1], MobiusLinear)):
+                x = layers[i + 1].from_tangent(torch.relu(layers[i].ball.logmap0(x)))
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
 
 
 # (linear layer, activation) of each manifold's MLPs
@@ -56,4 +84,4 @@ def build_mlp(dims: list[int], *, manifold: Manifold) -> nn.Sequential:
         if i:
             layers.append(activation(manifold))
         layers.append(linear(d_in, d_out, manifold))
-    return nn.Sequential(*layers)
+    return MobiusMLP(*layers) if isinstance(manifold, PoincareBall) else nn.Sequential(*layers)

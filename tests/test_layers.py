@@ -1,0 +1,70 @@
+"""Hyperbolic MLPs (hrqtok.models.layers): MobiusMLP runs each Möbius ReLU and the linear layer
+after it as exp0(W relu(log0 y)) ⊕ b. Against the layers run one by one (the reference), it
+gives the same points and gradients, keeps the state-dict keys of saved models, and near the
+boundary keeps the digits that the round trip through the ball loses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hrqtok.geometry import PoincareBall, poincare
+from hrqtok.models.layers import MobiusLinear, MobiusMLP, MobiusReLU, build_mlp
+
+
+def one_by_one(mlp: MobiusMLP, x: torch.Tensor) -> torch.Tensor:
+    return nn.Sequential.forward(mlp, x)
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_pairs_give_the_layers_values_and_gradients(c, dtype):
+    torch.manual_seed(0)
+    ball = PoincareBall(c)
+    mlp = build_mlp([24, 16, 12, 6], manifold=ball).to(dtype)
+    assert isinstance(mlp, MobiusMLP)
+    assert [type(m) for m in mlp] == [MobiusLinear, MobiusReLU, MobiusLinear, MobiusReLU,
+                                      MobiusLinear]
+    x = ball.expmap0(torch.randn(40, 24, dtype=dtype) * 0.5)
+    grads = []
+    for forward in (mlp.forward, lambda x: one_by_one(mlp, x)):
+        mlp.zero_grad()
+        inputs = x.clone().requires_grad_()
+        y = forward(inputs)
+        (y * torch.linspace(-1, 1, y.shape[1], dtype=dtype)).sum().backward()
+        grads.append((y.detach(), inputs.grad, [p.grad.clone() for p in mlp.parameters()]))
+    (fused, fused_x, fused_p), (reference, reference_x, reference_p) = grads
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(fused, reference, **tol)
+    torch.testing.assert_close(fused_x, reference_x, **tol)
+    for a, b in zip(fused_p, reference_p):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_state_dict_keys_are_the_sequential_ones():
+    """Models saved when the encoder was a plain nn.Sequential of the same layers load."""
+    mlp = build_mlp([8, 6, 4], manifold=PoincareBall(1.0))
+    assert list(mlp.state_dict()) == list(nn.Sequential(*mlp).state_dict()) == [
+        "0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_near_the_boundary_the_fused_step_keeps_its_digits():
+    """Hidden points at the float32 boundary margin: the fused step is exp0(W relu(log0 y)) ⊕ b
+    to float32 rounding (computed again in float64), and no worse than the round trip through
+    the ball, whose artanh near 1 loses digits."""
+    torch.manual_seed(1)
+    ball = PoincareBall(1.0)
+    mlp = build_mlp([6, 5, 4], manifold=ball)
+    with torch.no_grad():
+        mlp[0].weight.mul_(100)  # hidden points at the margin
+        mlp[2].weight.mul_(0.05)  # a short output, so that it is not clipped itself
+    x = ball.expmap0(torch.randn(64, 6))
+    hidden = mlp[0](x)
+    assert (poincare.norm(hidden) > 0.99).all()
+    v = torch.relu(ball.logmap0(hidden)).double()
+    expected = poincare.project(poincare.mobius_add(
+        poincare.expmap0(v @ mlp[2].weight.double().T, c=1.0), mlp[2].bias.double(), c=1.0), c=1.0)
+    fused_error = (mlp(x).double() - expected).abs().max()
+    assert fused_error < 1e-6
+    assert fused_error <= (one_by_one(mlp, x).double() - expected).abs().max()

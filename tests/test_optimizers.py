@@ -133,3 +133,29 @@ def test_stacked_state_is_a_view_that_revival_can_reset():
     assert optimiser.stacks[0].exp_avg[1, :2].abs().sum() > 0
     optimiser.zero_grad()
     assert all(p.grad is None for p in parameters[:3])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_vectors_of_different_lengths_step_as_one_padded_stack(dtype):
+    """Möbius biases of an MLP: one stack, rows padded with zeros that stay zero; each vector
+    gets geoopt's update (to rounding: a norm over more lanes may round differently)."""
+    ball = geoopt.PoincareBall(c=1.0)
+    shapes = [(12,), (5,), (9,), (12,)]
+    reference, stacked = ([_points(shape, dtype, i, ball) for i, shape in enumerate(shapes)]
+                          for _ in range(2))
+    optimisers = (geoopt.optim.RiemannianAdam(reference, lr=0.05),
+                  StackedRiemannianAdam(stacked, lr=0.05))
+    [stack] = optimisers[1].stacks
+    assert stack.exp_avg.shape == (4, 12) and stack.lengths == [12, 5, 9, 12]
+    for step in range(15):
+        for parameters, optimiser in zip((reference, stacked), optimisers):
+            optimiser.zero_grad()
+            for i, p in enumerate(parameters):
+                (p - 0.1 * ((step + i) % 5) + 0.2).pow(2).sum().backward()
+            optimiser.step()
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
+    for a, b in zip(reference, stacked):
+        torch.testing.assert_close(b, a, **tol)
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(optimisers[1].state[b][key], optimisers[0].state[a][key], **tol)
+    assert stack.exp_avg[1, 5:].abs().sum() == 0 and stack.exp_avg[2, 9:].abs().sum() == 0

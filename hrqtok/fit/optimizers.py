@@ -56,34 +56,52 @@ class SplitAdam:
 
 
 def _stack_key(parameter: torch.nn.Parameter) -> tuple:
-    """Parameters that can step as one stack: same manifold (by kind and curvature), shape,
-    dtype and device."""
+    """Parameters that can step as one stack: same manifold (by kind and curvature), dtype and
+    device, and the same shape, or any length for vectors (padded with zeros, see ``_Stack``)."""
     manifold = getattr(parameter, "manifold", None)
     kind = (type(manifold).__name__, float(manifold.k)) if hasattr(manifold, "k") else (
         type(manifold).__name__, getattr(manifold, "ndim", None))
-    return kind, tuple(parameter.shape), parameter.dtype, parameter.device
+    shape = "vector" if parameter.dim() == 1 else tuple(parameter.shape)
+    return kind, shape, parameter.dtype, parameter.device
 
 
 class _Stack:
-    """One stack's moments, (parameters, *shape) each, and each parameter's step count."""
+    """One stack's moments, (parameters, *shape) each, and each parameter's step count.
+    Vectors of different lengths (the Möbius biases of an MLP) sit in rows as long as the
+    longest, padded with zeros: every step on a point is made of norms, inner products and
+    sums of its vectors scaled row by row, so zeros stay zero and leave a row's values as
+    they are (to float rounding: a sum over more lanes may round differently)."""
 
     def __init__(self, parameters: list[torch.nn.Parameter]):
         self.parameters = parameters
         first = parameters[0]
         self.manifold = (first.manifold if isinstance(first, geoopt.ManifoldParameter)
                          else geoopt.Euclidean())
-        self.exp_avg = torch.zeros((len(parameters),) + tuple(first.shape), dtype=first.dtype,
+        lengths = [len(p) for p in parameters] if first.dim() == 1 else None
+        self.lengths = lengths if lengths and len(set(lengths)) > 1 else None
+        shape = (max(lengths),) if self.lengths else tuple(first.shape)
+        self.exp_avg = torch.zeros((len(parameters),) + shape, dtype=first.dtype,
                                    device=first.device)
         self.exp_avg_sq = torch.zeros_like(self.exp_avg)
         self.steps = [0] * len(parameters)
 
+    def row(self, tensor: Tensor, i: int) -> Tensor:
+        """Member i's part of a stacked tensor (a view)."""
+        return tensor[i, :self.lengths[i]] if self.lengths else tensor[i]
+
+    def stacked(self, tensors: list[Tensor]) -> Tensor:
+        if not self.lengths:
+            return torch.stack(tensors)
+        return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
+
 
 class StackedRiemannianAdam:
     """geoopt's RiemannianAdam (no weight decay, no AMSGrad, no stabilisation: its defaults)
-    with the parameters of one manifold, shape and dtype stepped as one stack. geoopt's
-    operations on a point are row-wise, so each parameter gets the update geoopt would give it
-    (tests/test_optimizers.py checks it to the bit). ``state[parameter]`` holds views of the
-    stacked moments, so dead-code revival can reset a parameter's rows in place."""
+    with the parameters of one manifold, shape and dtype stepped as one stack (vectors of any
+    length together, see ``_Stack``). geoopt's operations on a point are row-wise, so each
+    parameter gets the update geoopt would give it (tests/test_optimizers.py checks it: to the
+    bit for parameters of one shape). ``state[parameter]`` holds views of the stacked moments,
+    so dead-code revival can reset a parameter's rows in place."""
 
     def __init__(self, parameters, *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
@@ -96,8 +114,8 @@ class StackedRiemannianAdam:
     @property
     def state(self) -> dict:
         """Like torch's optimiser state: the parameters stepped at least once."""
-        return {p: {"step": stack.steps[i], "exp_avg": stack.exp_avg[i],
-                    "exp_avg_sq": stack.exp_avg_sq[i]}
+        return {p: {"step": stack.steps[i], "exp_avg": stack.row(stack.exp_avg, i),
+                    "exp_avg_sq": stack.row(stack.exp_avg_sq, i)}
                 for stack in self.stacks for i, p in enumerate(stack.parameters)
                 if stack.steps[i]}
 
@@ -128,8 +146,8 @@ class StackedRiemannianAdam:
         index = torch.tensor(members, device=stack.exp_avg.device)
         exp_avg = stack.exp_avg if whole else stack.exp_avg[index]
         exp_avg_sq = stack.exp_avg_sq if whole else stack.exp_avg_sq[index]
-        point = torch.stack([_plain(p) for p in parameters])
-        grad = torch.stack([_plain(p.grad) for p in parameters])
+        point = stack.stacked([_plain(p) for p in parameters])
+        grad = stack.stacked([_plain(p.grad) for p in parameters])
         step = stack.steps[members[0]] + 1
         for i in members:
             stack.steps[i] = step
@@ -145,8 +163,8 @@ class StackedRiemannianAdam:
         if not whole:
             stack.exp_avg[index] = exp_avg
             stack.exp_avg_sq[index] = exp_avg_sq
-        for parameter, value in zip(parameters, new_point):
-            parameter.copy_(value)
+        for j, (parameter, i) in enumerate(zip(parameters, members)):
+            parameter.copy_(new_point[j, :stack.lengths[i]] if stack.lengths else new_point[j])
 
 
 def _plain(tensor: Tensor) -> Tensor:

@@ -68,3 +68,15 @@ def test_near_the_boundary_the_fused_step_keeps_its_digits():
     fused_error = (mlp(x).double() - expected).abs().max()
     assert fused_error < 1e-6
     assert fused_error <= (one_by_one(mlp, x).double() - expected).abs().max()
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 50.0])
+def test_an_input_tangent_vector_steps_in_without_the_round_trip(scale):
+    """HRQVAE's encoder takes exp0 of the standardised input: from_tangent gives what exp0 then
+    the layers give, also for inputs so long that exp0 lands on the boundary margin."""
+    torch.manual_seed(2)
+    ball = PoincareBall(1.0)
+    mlp = build_mlp([24, 16, 6], manifold=ball)
+    v = torch.randn(30, 24) * scale
+    torch.testing.assert_close(mlp.from_tangent(v), one_by_one(mlp, ball.expmap0(v)),
+                               rtol=1e-4, atol=1e-5)

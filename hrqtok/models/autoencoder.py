@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.config import ModelConfig
-from hrqtok.models.layers import build_mlp
+from hrqtok.models.layers import MobiusMLP, build_mlp
 from hrqtok.quantize.build import build_quantizer
 
 ENCODE_BATCH = 4096  # rows per forward pass when encoding many items
@@ -115,6 +115,8 @@ class HRQVAE(ItemModel):
         return (x - self.input_mean) / self.input_scale if self.config.standardise else x
 
     def _latent(self, x_std: Tensor) -> Tensor:
+        if isinstance(self.encoder, MobiusMLP):  # exp0 and the first layer as one step
+            return self.encoder.from_tangent(x_std)
         return self.encoder(self.manifold.expmap0(x_std))
 
     def _decode(self, z: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hrqtok.geometry import Euclidean, Manifold, PoincareBall, mobius_matvec
+from hrqtok.geometry import Euclidean, Manifold, PoincareBall, max_norm, mobius_matvec, norm
 
 
 class MobiusLinear(nn.Module):
@@ -55,7 +55,20 @@ class MobiusMLP(nn.Sequential):
     of the two, as the round trip through the ball takes an artanh of a norm close to 1."""
 
     def forward(self, x: Tensor) -> Tensor:
-        layers, i = list(self), 0
+        return self._run(x, 0)
+
+    def from_tangent(self, v: Tensor) -> Tensor:
+        """The MLP applied to exp0(v), a tangent vector at the origin (an input): the first layer
+        takes v as the round trip through the ball would leave it, its length capped where
+        exp0 reaches the ball's boundary margin, and skips the trip."""
+        first = self[0]
+        c = first.ball.c
+        cap = math.atanh(math.sqrt(c) * max_norm(c=c, dtype=v.dtype)) / math.sqrt(c)
+        v = v * (cap / norm(v)).clamp_max(1.0)
+        return self._run(first.from_tangent(v), 1)
+
+    def _run(self, x: Tensor, start: int) -> Tensor:
+        layers, i = list(self), start
         while i < len(layers):
             if (isinstance(layers[i], MobiusReLU) and i + 1 < len(layers)
                     and isinstance(layers[i + 1], MobiusLinear)):

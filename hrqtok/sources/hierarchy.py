@@ -110,9 +110,6 @@ class PairSet:
         self.filter[self._slot(torch.from_numpy(pairs[:, 0].astype(np.int64)),
                                torch.from_numpy(pairs[:, 1].astype(np.int64)))] = True
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
     def _slot(self, u: Tensor, v: Tensor) -> Tensor:
         return (u * self.MIX + v) & self.mask
 

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hrqtok.geometry import flat, poincare
+from hrqtok.geometry import ball_autograd, flat, poincare
 from hrqtok.geometry.constants import ARCOSH_MARGIN, MIN_NORM, SEARCH_CHUNK, margin
 from hrqtok.geometry.poincare import DistanceParts
 
@@ -236,11 +236,13 @@ class PoincareBall(Manifold):
     def check(self, x: Tensor, *, what: str = "point") -> None:
         poincare.check_on_ball(x, c=self.c, what=what)
 
+    # exp0, log0 and the projected sums take ``ball_autograd``'s closed-form backward passes:
+    # the same values as ``poincare``'s, at a fraction of autograd's op count
     def expmap0(self, v: Tensor) -> Tensor:
-        return poincare.expmap0(v, c=self.c)
+        return ball_autograd.expmap0(v, c=self.c)
 
     def logmap0(self, x: Tensor) -> Tensor:
-        return poincare.logmap0(x, c=self.c)
+        return ball_autograd.logmap0(x, c=self.c)
 
     def expmap(self, x: Tensor, v: Tensor) -> Tensor:
         return poincare.expmap(x, v, c=self.c)
@@ -249,10 +251,10 @@ class PoincareBall(Manifold):
         return poincare.logmap(x, y, c=self.c)
 
     def add(self, x: Tensor, y: Tensor) -> Tensor:
-        return poincare.project(poincare.mobius_add(x, y, c=self.c), c=self.c)
+        return ball_autograd.add(x, y, c=self.c)
 
     def sub(self, residual: Tensor, code: Tensor) -> Tensor:
-        return poincare.project(poincare.mobius_add(-code, residual, c=self.c), c=self.c)
+        return ball_autograd.add(-code, residual, c=self.c)
 
     def dist(self, x: Tensor, y: Tensor) -> Tensor:
         return poincare.dist(x, y, c=self.c)

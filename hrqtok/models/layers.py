@@ -4,8 +4,9 @@ Hyperbolic layers follow Ganea et al. (2018, §3.2): a Möbius matrix-vector pro
 bias on the ball, and nonlinearities applied in the tangent space at the origin. Since
 W ⊗ x = exp0(W log0(x)) (their Eq. 27), a Möbius ReLU followed by a Möbius linear layer is
 exp0(W relu(log0(y))) ⊕ b: ``MobiusMLP`` runs the pair so, one exponential and one logarithm
-map fewer per hidden layer, which halves the elementwise work of a hyperbolic encoder or decoder
-(forward and backward) without changing its weights or what they compute.
+map fewer per hidden layer, and it runs each layer's exp0, bias and projection, with the next
+ReLU's log0, as one step with a closed-form backward (``ball_autograd.mobius_layer``). Neither
+changes the weights or what they compute.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.geometry import Euclidean, Manifold, PoincareBall, max_norm, mobius_matvec, norm
+from hrqtok.geometry.ball_autograd import mobius_layer
 
 
 class MobiusLinear(nn.Module):
@@ -31,10 +33,11 @@ class MobiusLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.ball.add(mobius_matvec(self.weight, x, c=self.ball.c), self.bias)
 
-    def from_tangent(self, v: Tensor) -> Tensor:
+    def from_tangent(self, v: Tensor, *, tangent: bool = False) -> Tensor:
         """The layer applied to exp0(v): exp0(W v) ⊕ b, without the round trip through the
-        ball."""
-        return self.ball.add(self.ball.expmap0(v @ self.weight.transpose(0, 1)), self.bias)
+        ball; with ``tangent``, log0 of that (what a Möbius ReLU after it takes)."""
+        return mobius_layer(v @ self.weight.transpose(0, 1), self.bias, c=self.ball.c,
+                            tangent=tangent)
 
 
 class MobiusReLU(nn.Module):
@@ -49,13 +52,15 @@ class MobiusReLU(nn.Module):
 
 
 class MobiusMLP(nn.Sequential):
-    """Möbius linear layers with Möbius ReLUs between them (``build_mlp``); each ReLU and the
-    linear layer after it run as one step, ``MobiusLinear.from_tangent``. It computes what the
-    layers run one by one compute, to float rounding; near the boundary it is the more precise
-    of the two, as the round trip through the ball takes an artanh of a norm close to 1."""
+    """Möbius linear layers with Möbius ReLUs between them (``build_mlp``); the work between two
+    matrix products (exp0, the bias, the projection, then the ReLU's log0) runs as one step,
+    ``MobiusLinear.from_tangent``. It computes what the layers run one by one compute, to float
+    rounding; near the boundary it is the more precise of the two, as the round trip through the
+    ball takes an artanh of a norm close to 1."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, 0)
+        """The MLP on points x of the ball; the first layer's W ⊗ x is exp0(W log0(x))."""
+        return self._run(self[0].ball.logmap0(x))
 
     def from_tangent(self, v: Tensor) -> Tensor:
         """The MLP applied to exp0(v), a tangent vector at the origin (an input): the first layer
@@ -64,20 +69,18 @@ class MobiusMLP(nn.Sequential):
         first = self[0]
         c = first.ball.c
         cap = math.atanh(math.sqrt(c) * max_norm(c=c, dtype=v.dtype)) / math.sqrt(c)
-        v = v * (cap / norm(v)).clamp_max(1.0)
-        return self._run(first.from_tangent(v), 1)
+        return self._run(v * (cap / norm(v)).clamp_max(1.0))
 
-    def _run(self, x: Tensor, start: int) -> Tensor:
-        layers, i = list(self), start
-        while i < len(layers):
-            if (isinstance(layers[i], MobiusReLU) and i + 1 < len(layers)
-                    and isinstance(layers[i + 1], MobiusLinear)):
-                x = layers[i + 1].from_tangent(torch.relu(layers[i].ball.logmap0(x)))
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
-        return x
+    def _run(self, v: Tensor) -> Tensor:
+        """Linear, (ReLU, linear)*: each hidden layer's output stays a tangent vector at the
+        origin, the ReLU acts on it and the next layer's exp0 takes it."""
+        linears = list(self)[::2]
+        if not all(isinstance(m, MobiusLinear) for m in linears) or not all(
+                isinstance(m, MobiusReLU) for m in list(self)[1::2]):
+            raise TypeError("a MobiusMLP alternates Möbius linear layers and Möbius ReLUs")
+        for layer in linears[:-1]:
+            v = torch.relu(layer.from_tangent(v, tangent=True))
+        return linears[-1].from_tangent(v)
 
 
 # (linear layer, activation) of each manifold's MLPs

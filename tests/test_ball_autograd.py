@@ -1,0 +1,113 @@
+"""The ball's operations with closed-form backward passes (hrqtok.geometry.ball_autograd)
+against autograd through the functional core (``poincare``, the reference): the same values
+(to the bit where the forward runs the reference's ops) and the same gradients, inside the ball
+and on its boundary margin, in float32 and float64, at several curvatures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hrqtok.geometry import PoincareBall, ball_autograd, poincare
+
+CURVATURES = [0.5, 1.0, 2.0]
+# tangent lengths: near the origin, typical, and far enough that exp0 lands on the margin
+SCALES = [1e-3, 0.5, 2.0, 40.0]
+TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-9, atol=1e-11)}
+
+
+def _grads(fn, inputs: list[torch.Tensor], weights: torch.Tensor):
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves)
+    return out.detach(), torch.autograd.grad((out * weights).sum(), leaves)
+
+
+def _tangent(rows: int, dim: int, scale: float, dtype, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    v = torch.randn(rows, dim, generator=generator, dtype=torch.float64) * scale / dim**0.5
+    v[0] = 0  # the origin: the norm's floor
+    return v.to(dtype)
+
+
+def _reference_layer(u, b, c, tangent):
+    y = poincare.project(poincare.mobius_add(poincare.expmap0(u, c=c), b, c=c), c=c)
+    return poincare.logmap0(y, c=c) if tangent else y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("c", CURVATURES)
+@pytest.mark.parametrize("scale", SCALES)
+def test_radial_maps_and_sums_match_autograd(dtype, c, scale):
+    v = _tangent(48, 12, scale, dtype, seed=0)
+    x = poincare.expmap0(v, c=c)
+    y = poincare.expmap0(_tangent(48, 12, scale, dtype, seed=1), c=c)
+    weights = torch.randn(48, 12, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    cases = [
+        (lambda v: ball_autograd.expmap0(v, c=c), lambda v: poincare.expmap0(v, c=c), [v]),
+        (lambda x: ball_autograd.logmap0(x, c=c), lambda x: poincare.logmap0(x, c=c), [x]),
+        (lambda a, b: ball_autograd.add(a, b, c=c),
+         lambda a, b: poincare.project(poincare.mobius_add(a, b, c=c), c=c), [x, y]),
+        # a bias broadcast over the rows
+        (lambda a, b: ball_autograd.add(a, b, c=c),
+         lambda a, b: poincare.project(poincare.mobius_add(a, b, c=c), c=c), [x, y[3]]),
+    ]
+    for fast, reference, inputs in cases:
+        value, grads = _grads(fast, inputs, weights)
+        expected, expected_grads = _grads(reference, inputs, weights)
+        assert torch.equal(value, expected)  # the same ops forward
+        for grad, expected_grad in zip(grads, expected_grads):
+            assert grad.shape == expected_grad.shape
+            torch.testing.assert_close(grad, expected_grad, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("c", CURVATURES)
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("bias_scale", [0.0, 0.3, 3.0])
+@pytest.mark.parametrize("tangent", [False, True])
+def test_mobius_layer_matches_autograd(dtype, c, scale, bias_scale, tangent):
+    """The scalar-chain layer: values to rounding, gradients in u and b as autograd's. With a
+    zero bias, a row whose exp0 reaches the boundary margin gives a sum exactly on the
+    projection's bound, where rounding decides whether the projection acts: the bias's gradient
+    is then not compared (u's is: a cut along u's own direction leaves it unchanged)."""
+    u = _tangent(40, 10, scale, dtype, seed=3)
+    b = poincare.expmap0(torch.randn(10, generator=torch.Generator().manual_seed(4),
+                                     dtype=torch.float64) * bias_scale, c=c).to(dtype)
+    weights = torch.randn(40, 10, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    value, grads = _grads(lambda u, b: ball_autograd.mobius_layer(u, b, c=c, tangent=tangent),
+                          [u, b], weights)
+    expected, expected_grads = _grads(lambda u, b: _reference_layer(u, b, c, tangent), [u, b],
+                                      weights)
+    # log0 at the float32 margin divides by 1 - c‖y‖² ≈ 8e-3: rounding grows with it there
+    loose = dtype == torch.float32 and tangent and scale == 40.0
+    tol = dict(rtol=2e-3, atol=2e-4) if loose else TOL[dtype]
+    torch.testing.assert_close(value, expected, **tol)
+    torch.testing.assert_close(grads[0], expected_grads[0], **tol)
+    bound = poincare.max_norm(c=c, dtype=dtype)
+    on_bound = bias_scale == 0.0 and bool(
+        (poincare.norm(poincare.expmap0(u, c=c)) >= bound * (1 - 1e-6)).any())
+    if not on_bound:
+        torch.testing.assert_close(grads[1], expected_grads[1], **tol)
+
+
+def test_gradcheck_in_float64():
+    """Finite differences, independent of the reference's autograd."""
+    c = 1.3
+    u = _tangent(6, 5, 1.5, torch.float64, seed=6)[1:].requires_grad_()
+    b = poincare.expmap0(torch.randn(5, dtype=torch.float64) * 0.4, c=c).requires_grad_()
+    x = poincare.expmap0(_tangent(6, 5, 1.0, torch.float64, seed=7)[1:], c=c).requires_grad_()
+    for tangent in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda u, b: ball_autograd.mobius_layer(u, b, c=c, tangent=tangent), (u, b))
+    assert torch.autograd.gradcheck(lambda v: ball_autograd.expmap0(v, c=c), (u,))
+    assert torch.autograd.gradcheck(lambda x: ball_autograd.logmap0(x, c=c), (x,))
+    assert torch.autograd.gradcheck(lambda x, b: ball_autograd.add(x, b, c=c), (x, b))
+
+
+def test_without_gradients_the_reference_runs():
+    ball = PoincareBall(1.0)
+    x = poincare.expmap0(_tangent(8, 4, 1.0, torch.float32, seed=8), c=1.0)
+    with torch.no_grad():
+        assert ball.add(x, x.flip(0)).grad_fn is None
+    assert torch.equal(ball.sub(x, x.flip(0)),
+                       poincare.project(poincare.mobius_add(-x.flip(0), x, c=1.0), c=1.0))

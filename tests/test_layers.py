@@ -94,3 +94,13 @@ def test_an_input_tangent_vector_steps_in_without_the_round_trip(scale):
     v = torch.randn(30, 24) * scale
     torch.testing.assert_close(mlp.from_tangent(v), one_by_one(mlp, ball.expmap0(v)),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_decoder_returns_log0_of_its_output_in_its_last_step(dtype):
+    torch.manual_seed(3)
+    ball = PoincareBall(0.7)
+    mlp = build_mlp([6, 9, 12], manifold=ball).to(dtype)
+    x = ball.expmap0(torch.randn(20, 6, dtype=dtype))
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(mlp.to_tangent(x), ball.logmap0(one_by_one(mlp, x)), **tol)

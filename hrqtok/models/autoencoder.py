@@ -120,6 +120,8 @@ class HRQVAE(ItemModel):
         return self.encoder(self.manifold.expmap0(x_std))
 
     def _decode(self, z: Tensor) -> Tensor:
+        if isinstance(self.decoder, MobiusMLP):  # the last layer and log0 as one step
+            return self.decoder.to_tangent(z)
         return self.manifold.logmap0(self.decoder(z))
 
     def latent(self, x: Tensor) -> Tensor:

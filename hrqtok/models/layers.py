@@ -62,6 +62,11 @@ class MobiusMLP(nn.Sequential):
         """The MLP on points x of the ball; the first layer's W ⊗ x is exp0(W log0(x))."""
         return self._run(self[0].ball.logmap0(x))
 
+    def to_tangent(self, x: Tensor) -> Tensor:
+        """log0 of the MLP's output on points x (a decoder's last step), in the same step as
+        the last layer."""
+        return self._run(self[0].ball.logmap0(x), tangent=True)
+
     def from_tangent(self, v: Tensor) -> Tensor:
         """The MLP applied to exp0(v), a tangent vector at the origin (an input): the first layer
         takes v as the round trip through the ball would leave it, its length capped where
@@ -71,16 +76,17 @@ class MobiusMLP(nn.Sequential):
         cap = math.atanh(math.sqrt(c) * max_norm(c=c, dtype=v.dtype)) / math.sqrt(c)
         return self._run(v * (cap / norm(v)).clamp_max(1.0))
 
-    def _run(self, v: Tensor) -> Tensor:
+    def _run(self, v: Tensor, *, tangent: bool = False) -> Tensor:
         """Linear, (ReLU, linear)*: each hidden layer's output stays a tangent vector at the
-        origin, the ReLU acts on it and the next layer's exp0 takes it."""
+        origin, the ReLU acts on it and the next layer's exp0 takes it. With ``tangent`` the
+        last layer's output is one too."""
         linears = list(self)[::2]
         if not all(isinstance(m, MobiusLinear) for m in linears) or not all(
                 isinstance(m, MobiusReLU) for m in list(self)[1::2]):
             raise TypeError("a MobiusMLP alternates Möbius linear layers and Möbius ReLUs")
         for layer in linears[:-1]:
             v = torch.relu(layer.from_tangent(v, tangent=True))
-        return linears[-1].from_tangent(v)
+        return linears[-1].from_tangent(v, tangent=tangent)
 
 
 # (linear layer, activation) of each manifold's MLPs

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrqtok.geometry import PoincareBall, ball_autograd, poincare
+from hrqtok.geometry import PoincareBall, ball_autograd, columns, poincare
 
 CURVATURES = [0.5, 1.0, 2.0]
 # tangent lengths: near the origin, typical, and far enough that exp0 lands on the margin
@@ -130,15 +130,15 @@ def test_the_scalar_chain_is_the_same_in_numpy_and_in_torch(tangent, exp0):
     bound = poincare.max_norm(c=1.5, dtype=torch.float64)
     if not exp0:  # a sum of two points: norms inside the ball
         u2, ub = u2 / 100, ub / 10
-    tensors = ball_autograd._layer_scalars(ball_autograd._TensorMath, u2, ub, b2, bound=bound,
+    tensors = ball_autograd._layer_scalars(columns.TensorMath, u2, ub, b2, bound=bound,
                                            exp0=exp0, **options)
-    arrays = ball_autograd._layer_scalars(ball_autograd._NumpyMath, u2.numpy(), ub.numpy(),
+    arrays = ball_autograd._layer_scalars(columns.NumpyMath, u2.numpy(), ub.numpy(),
                                           b2.numpy(), bound=bound, exp0=exp0, **options)
     for key in ("alpha", "beta"):
         torch.testing.assert_close(tensors[key], torch.from_numpy(arrays[key]))
-    grads = zip(ball_autograd._layer_scalar_grads(ball_autograd._TensorMath, tensors, d_alpha,
+    grads = zip(ball_autograd._layer_scalar_grads(columns.TensorMath, tensors, d_alpha,
                                                   d_beta, **options),
-                ball_autograd._layer_scalar_grads(ball_autograd._NumpyMath, arrays,
+                ball_autograd._layer_scalar_grads(columns.NumpyMath, arrays,
                                                   d_alpha.numpy(), d_beta.numpy(), **options))
     for from_tensors, from_arrays in grads:
         torch.testing.assert_close(from_tensors, torch.from_numpy(from_arrays))

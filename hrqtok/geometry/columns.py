@@ -1,0 +1,54 @@
+"""Per-row scalar columns, (n, 1), as NumPy arrays on the CPU and as tensors elsewhere.
+
+Several hot steps (a Möbius layer, a projected Möbius sum, the ball's Adam step) reduce each row
+to a few inner products and then run a chain of scalar arithmetic on those columns. At the batch
+sizes of a fit the columns are tiny, and a NumPy op on them costs a quarter of a torch op's call
+(45 against 170 µs for a Möbius layer's forward chain at 128 rows). The chains are written once
+against a namespace, ``NumpyMath`` or ``TensorMath``; ``to_columns`` picks it from the device,
+so the same code runs on tensors off the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class TensorMath:
+    """What the chains call, for tensors (a model off the CPU)."""
+    sqrt, tanh, arctanh = torch.sqrt, torch.tanh, torch.atanh
+
+    @staticmethod
+    def maximum(a, floor: float):
+        return a.clamp_min(floor)
+
+    @staticmethod
+    def minimum(a, ceiling: float):
+        return a.clamp_max(ceiling)
+
+    @staticmethod
+    def mask(condition, like):
+        return condition.to(like.dtype)
+
+
+class NumpyMath:
+    """The same for NumPy arrays."""
+    sqrt, tanh, arctanh, maximum, minimum = np.sqrt, np.tanh, np.arctanh, np.maximum, np.minimum
+
+    @staticmethod
+    def mask(condition, like):
+        return condition.astype(like.dtype)
+
+
+def to_columns(tensor: Tensor):
+    """(array, namespace): a NumPy view on the CPU (no copy; writes reach the tensor), the
+    tensor itself elsewhere."""
+    return (tensor.numpy(), NumpyMath) if tensor.device.type == "cpu" else (tensor, TensorMath)
+
+
+def from_columns(array, like: Tensor) -> Tensor:
+    """A tensor again: NumPy results become CPU tensors (no copy when contiguous)."""
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(array))
+    return array

@@ -97,7 +97,7 @@ def logmap0(y: Tensor, *, c: float) -> Tensor:
 def add(x: Tensor, y: Tensor, *, c: float) -> Tensor:
     """project(x ⊕ y), with a closed-form backward (values equal to rounding)."""
     if _needs_grad(x, y):
-        return _MobiusAdd.apply(x, y, c)
+        return _Combination.apply(x, y, c, False, False)
     return poincare.project(poincare.mobius_add(x, y, c=c), c=c)
 
 
@@ -181,22 +181,24 @@ def _layer_scalar_grads(xp, k: dict, d_alpha, d_beta, *, c: float, limit: float 
     return d_u2, d_ub, d_b2
 
 
-class _MobiusLayer(torch.autograd.Function):
-    """exp0(u) ⊕ b, projected, then log0 of it (``tangent``) or not: a Möbius linear layer after
-    its matrix product u = W v. Every step scales u or adds a multiple of b, so the output is
-    α·u + β·b with per-row scalars α, β that depend on u and b only through ‖u‖², ⟨u, b⟩ and
-    ‖b‖². The forward and backward passes work on those (n, 1) scalars (``_layer_scalars``,
-    ``_layer_scalar_grads``), and only a handful of ops touch the full (n, d) rows."""
+class _Combination(torch.autograd.Function):
+    """project(exp0(u) ⊕ b) (``exp0``), or project(u ⊕ b), then log0 of it (``tangent``) or
+    not. Every step scales u or adds a multiple of b, so the output is α·u + β·b with per-row
+    scalars α, β that depend on u and b only through ‖u‖², ⟨u, b⟩ and ‖b‖². The forward and
+    backward passes work on those (n, 1) columns (``_layer_scalars``, ``_layer_scalar_grads``),
+    and only a handful of ops touch the full (n, d) rows. Either input may broadcast over the
+    other's rows (a layer's bias)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, b: Tensor, c: float, tangent: bool) -> Tensor:
-        b = b.as_subclass(Tensor)  # a ManifoldParameter's ops go through __torch_function__
-        u2, xp = to_columns(u.pow(2).sum(-1, keepdim=True))
-        ub, _ = to_columns((u @ b).unsqueeze(-1))
-        b2, _ = to_columns(b.pow(2).sum())
+    def forward(ctx, u: Tensor, b: Tensor, c: float, exp0: bool, tangent: bool) -> Tensor:
+        # a ManifoldParameter's ops would go through __torch_function__
+        u, b = u.as_subclass(Tensor), b.as_subclass(Tensor)
+        u2, xp = to_columns(_dot(u, u))
+        ub, _ = to_columns(_dot(u, b))
+        b2, _ = to_columns(_dot(b, b))
         limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
-        scalars = _layer_scalars(xp, u2, ub, b2, c=c,
-                                 bound=poincare.max_norm(c=c, dtype=u.dtype), limit=limit)
+        scalars = _layer_scalars(xp, u2, ub, b2, c=c, bound=poincare.max_norm(c=c, dtype=u.dtype),
+                                 limit=limit, exp0=exp0)
         alpha, beta = from_columns(scalars["alpha"], u), from_columns(scalars["beta"], u)
         ctx.c, ctx.limit, ctx.xp, ctx.scalars = c, limit, xp, scalars
         ctx.save_for_backward(u, b, alpha, beta)
@@ -206,48 +208,15 @@ class _MobiusLayer(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(_dot(grad, u))
-        d_beta, _ = to_columns((grad @ b).unsqueeze(-1))
+        d_beta, _ = to_columns(_dot(grad, b))
         d_u2, d_ub, d_b2 = (from_columns(g, u) for g in _layer_scalar_grads(
             ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c, limit=ctx.limit))
         grad_u = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_u = alpha * grad + (2 * d_u2) * u + d_ub * b
+            grad_u = (alpha * grad + (2 * d_u2) * u + d_ub * b).sum_to_size(u.shape)
         if ctx.needs_input_grad[1]:
-            grad_b = grad.transpose(0, 1) @ beta.squeeze(-1) + u.transpose(0, 1) @ d_ub.squeeze(-1)
-            grad_b = grad_b + (2 * d_b2.sum()) * b
-        return grad_u, grad_b, None, None
-
-
-class _MobiusAdd(torch.autograd.Function):
-    """project(x ⊕ y) = α·x + β·y, the per-row scalars from ‖x‖², ⟨x, y⟩, ‖y‖² by the layer's
-    chain without its exp0; x or y may broadcast over the other's rows."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, c: float) -> Tensor:
-        x, y = x.as_subclass(Tensor), y.as_subclass(Tensor)
-        x2, xp = to_columns(x.pow(2).sum(-1, keepdim=True))
-        y2, _ = to_columns(y.pow(2).sum(-1, keepdim=True))
-        xy, _ = to_columns((x * y).sum(-1, keepdim=True))
-        scalars = _layer_scalars(xp, x2, xy, y2, c=c, bound=poincare.max_norm(c=c, dtype=x.dtype),
-                                 limit=None, exp0=False)
-        alpha, beta = from_columns(scalars["alpha"], x), from_columns(scalars["beta"], x)
-        ctx.c, ctx.xp, ctx.scalars = c, xp, scalars
-        ctx.save_for_backward(x, y, alpha, beta)
-        return alpha * x + beta * y
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, y, alpha, beta = ctx.saved_tensors
-        d_alpha, _ = to_columns(_dot(grad, x))
-        d_beta, _ = to_columns(_dot(grad, y))
-        d_x2, d_xy, d_y2 = (from_columns(g, x) for g in _layer_scalar_grads(
-            ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c, limit=None))
-        grad_x = grad_y = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (alpha * grad + (2 * d_x2) * x + d_xy * y).sum_to_size(x.shape)
-        if ctx.needs_input_grad[1]:
-            grad_y = (beta * grad + d_xy * x + (2 * d_y2) * y).sum_to_size(y.shape)
-        return grad_x, grad_y, None
+            grad_b = (beta * grad + d_ub * u + (2 * d_b2) * b).sum_to_size(b.shape)
+        return grad_u, grad_b, None, None, None
 
 
 def mobius_layer(u: Tensor, b: Tensor, *, c: float, tangent: bool) -> Tensor:
@@ -255,4 +224,4 @@ def mobius_layer(u: Tensor, b: Tensor, *, c: float, tangent: bool) -> Tensor:
     ``tangent``: a Möbius linear layer after its matrix product (exp0(W v) ⊕ b = (W ⊗ exp0(v))
     ⊕ b), in one step with a closed-form backward. Equal to the composition of ``poincare``'s
     functions to float rounding."""
-    return _MobiusLayer.apply(u, b, c, tangent)
+    return _Combination.apply(u, b, c, True, tangent)

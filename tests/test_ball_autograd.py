@@ -142,3 +142,17 @@ def test_the_scalar_chain_is_the_same_in_numpy_and_in_torch(tangent, exp0):
                                                   d_alpha.numpy(), d_beta.numpy(), **options))
     for from_tensors, from_arrays in grads:
         torch.testing.assert_close(from_tensors, torch.from_numpy(from_arrays))
+
+
+def test_a_diverged_row_gives_nan_silently(recwarn):
+    """A diverged batch: a row with an infinite coordinate comes out NaN, the other rows are
+    untouched, and the NumPy chain raises no floating-point warnings (torch raises none)."""
+    u = _tangent(6, 4, 1.0, torch.float32, seed=10)
+    u[2, 0] = float("inf")  # NaNs arise in the chain (0·inf, inf - inf)
+    u.requires_grad_()
+    b = poincare.expmap0(torch.full((4,), 0.1), c=1.0).requires_grad_()
+    out = ball_autograd.mobius_layer(u, b, c=1.0, tangent=True)
+    out.sum().backward()
+    assert torch.isnan(out[2]).all() and torch.isfinite(out[[0, 1, 3, 4, 5]]).all()
+    assert torch.isfinite(u.grad[[0, 1, 3, 4, 5]]).all()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -14,14 +14,16 @@ is one ``torch.autograd.Function`` with its vector-Jacobian product worked out b
   (exp0, bias, projection, log0). Those run as a chain of (n, 1) columns, forward and in
   reverse mode (``_layer_scalars``, ``_layer_scalar_grads``), in NumPy on the CPU, where its
   ops cost a quarter of torch's; values are equal to rounding.
-Without gradients the plain functions run. ``tests/test_geometry.py`` checks values and
-gradients against autograd through ``poincare`` in float32 and float64, boundary cases included.
+Without gradients the plain functions run. ``tests/test_ball_autograd.py`` checks values and
+gradients against autograd through ``poincare`` in float32 and float64, boundary cases included,
+and against finite differences.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,14 +41,6 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
 
 
-def _projection(x: Tensor, *, c: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``poincare.project``'s value and its radial parts: (out, n = ‖x‖, bound / n); the
-    scale is min(1, bound / n)."""
-    n = poincare.norm(x)
-    ratio = poincare.max_norm(c=c, dtype=x.dtype) / n
-    return x * ratio.clamp_max(1.0), n, ratio
-
-
 class _Radial(torch.autograd.Function):
     """x ↦ x·g(‖x‖) for exp0 (with its projection) or log0; saves g and k = g'(n)/n."""
 
@@ -60,8 +54,9 @@ class _Radial(torch.autograd.Function):
             t = poincare.tanh(scaled)
             g = t / scaled
             y = x * g
-            out, _, ratio = _projection(y, c=c)
+            ratio = poincare.max_norm(c=c, dtype=x.dtype) / poincare.norm(y)
             p = ratio.clamp_max(1.0)
+            out = y * p  # poincare.project
             # d/dn tanh(√c n)/(√c n) = (sech² - g)/n, sech² zero where tanh is clamped
             sech2 = (1 - t * t) * (scaled < TANH_LIMIT).to(x.dtype)
             k = torch.where(ratio <= 1, -g * p, sech2 - g) / n.pow(2)
@@ -197,8 +192,9 @@ class _Combination(torch.autograd.Function):
         ub, _ = to_columns(_dot(u, b))
         b2, _ = to_columns(_dot(b, b))
         limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
-        scalars = _layer_scalars(xp, u2, ub, b2, c=c, bound=poincare.max_norm(c=c, dtype=u.dtype),
-                                 limit=limit, exp0=exp0)
+        with np.errstate(all="ignore"):  # a diverged batch's NaNs pass silently, as in torch
+            scalars = _layer_scalars(xp, u2, ub, b2, c=c, limit=limit, exp0=exp0,
+                                     bound=poincare.max_norm(c=c, dtype=u.dtype))
         alpha, beta = from_columns(scalars["alpha"], u), from_columns(scalars["beta"], u)
         ctx.c, ctx.limit, ctx.xp, ctx.scalars = c, limit, xp, scalars
         ctx.save_for_backward(u, b, alpha, beta)
@@ -209,8 +205,10 @@ class _Combination(torch.autograd.Function):
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(_dot(grad, u))
         d_beta, _ = to_columns(_dot(grad, b))
-        d_u2, d_ub, d_b2 = (from_columns(g, u) for g in _layer_scalar_grads(
-            ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c, limit=ctx.limit))
+        with np.errstate(all="ignore"):
+            grads = _layer_scalar_grads(ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c,
+                                        limit=ctx.limit)
+        d_u2, d_ub, d_b2 = (from_columns(g, u) for g in grads)
         grad_u = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_u = (alpha * grad + (2 * d_u2) * u + d_ub * b).sum_to_size(u.shape)

@@ -104,3 +104,12 @@ def test_a_decoder_returns_log0_of_its_output_in_its_last_step(dtype):
     x = ball.expmap0(torch.randn(20, 6, dtype=dtype))
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(mlp.to_tangent(x), ball.logmap0(one_by_one(mlp, x)), **tol)
+
+
+def test_a_mobius_mlp_alternates_linear_layers_and_relus():
+    ball = PoincareBall(1.0)
+    linear, relu = MobiusLinear(4, 4, ball=ball), MobiusReLU(ball=ball)
+    for layers in ([linear, linear], [relu, linear], [linear, relu]):
+        with pytest.raises(TypeError, match="alternates"):
+            MobiusMLP(*layers)
+    assert len(MobiusMLP(linear, relu, MobiusLinear(4, 2, ball=ball))) == 3

@@ -236,8 +236,9 @@ class PoincareBall(Manifold):
     def check(self, x: Tensor, *, what: str = "point") -> None:
         poincare.check_on_ball(x, c=self.c, what=what)
 
-    # exp0, log0 and the projected sums take ``ball_autograd``'s closed-form backward passes:
-    # the same values as ``poincare``'s, at a fraction of autograd's op count
+    # exp0, log0 and the projected sums take ``ball_autograd``'s closed-form backward passes
+    # when they need gradients, at a fraction of autograd's op count: the values of
+    # ``poincare``'s functions (exp0, log0 to the bit, the sums to rounding)
     def expmap0(self, v: Tensor) -> Tensor:
         return ball_autograd.expmap0(v, c=self.c)
 

@@ -58,6 +58,12 @@ class MobiusMLP(nn.Sequential):
     rounding; near the boundary it is the more precise of the two, as the round trip through the
     ball takes an artanh of a norm close to 1."""
 
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        if not all(isinstance(m, MobiusLinear) for m in layers[::2]) or not all(
+                isinstance(m, MobiusReLU) for m in layers[1::2]) or len(layers) % 2 == 0:
+            raise TypeError("a MobiusMLP alternates Möbius linear layers and Möbius ReLUs")
+
     def forward(self, x: Tensor) -> Tensor:
         """The MLP on points x of the ball; the first layer's W ⊗ x is exp0(W log0(x))."""
         return self._run(self[0].ball.logmap0(x))
@@ -81,9 +87,6 @@ class MobiusMLP(nn.Sequential):
         origin, the ReLU acts on it and the next layer's exp0 takes it. With ``tangent`` the
         last layer's output is one too."""
         linears = list(self)[::2]
-        if not all(isinstance(m, MobiusLinear) for m in linears) or not all(
-                isinstance(m, MobiusReLU) for m in list(self)[1::2]):
-            raise TypeError("a MobiusMLP alternates Möbius linear layers and Möbius ReLUs")
         for layer in linears[:-1]:
             v = torch.relu(layer.from_tangent(v, tangent=True))
         return linears[-1].from_tangent(v, tangent=tangent)

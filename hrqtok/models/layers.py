@@ -16,7 +16,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hrqtok.geometry import Euclidean, Manifold, PoincareBall, max_norm, mobius_matvec, norm
+from hrqtok.geometry import (
+    MIN_NORM,
+    Euclidean,
+    Manifold,
+    PoincareBall,
+    max_norm,
+    mobius_matvec,
+)
 from hrqtok.geometry.ball_autograd import mobius_layer
 
 
@@ -33,10 +40,13 @@ class MobiusLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.ball.add(mobius_matvec(self.weight, x, c=self.ball.c), self.bias)
 
-    def from_tangent(self, v: Tensor, *, tangent: bool = False) -> Tensor:
+    def from_tangent(self, v: Tensor, *, tangent: bool = False,
+                     scale: Tensor | None = None) -> Tensor:
         """The layer applied to exp0(v): exp0(W v) ⊕ b, without the round trip through the
-        ball; with ``tangent``, log0 of that (what a Möbius ReLU after it takes)."""
-        return mobius_layer(v @ self.weight.transpose(0, 1), self.bias, c=self.ball.c,
+        ball; with ``tangent``, log0 of that (what a Möbius ReLU after it takes). ``scale``
+        (n, 1): v's rows are scaled by it first."""
+        u = v @ self.weight.transpose(0, 1)
+        return mobius_layer(u if scale is None else u * scale, self.bias, c=self.ball.c,
                             tangent=tangent)
 
 
@@ -80,16 +90,22 @@ class MobiusMLP(nn.Sequential):
         first = self[0]
         c = first.ball.c
         cap = math.atanh(math.sqrt(c) * max_norm(c=c, dtype=v.dtype)) / math.sqrt(c)
-        return self._run(v * (cap / norm(v)).clamp_max(1.0))
+        # W (k v) = k (W v): the cap scales the first product's narrower rows, not the input's
+        length = torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(MIN_NORM)
+        return self._run(v, scale=(cap / length).clamp_max(1.0))
 
-    def _run(self, v: Tensor, *, tangent: bool = False) -> Tensor:
+    def _run(self, v: Tensor, *, tangent: bool = False, scale: Tensor | None = None) -> Tensor:
         """Linear, (ReLU, linear)*: each hidden layer's output stays a tangent vector at the
         origin, the ReLU acts on it and the next layer's exp0 takes it. With ``tangent`` the
-        last layer's output is one too."""
+        last layer's output is one too; ``scale`` (n, 1) multiplies the rows of v."""
         linears = list(self)[::2]
-        for layer in linears[:-1]:
-            v = torch.relu(layer.from_tangent(v, tangent=True))
-        return linears[-1].from_tangent(v, tangent=tangent)
+        for i, layer in enumerate(linears):
+            last = i == len(linears) - 1
+            v = layer.from_tangent(v, tangent=tangent or not last,
+                                   scale=scale if i == 0 else None)
+            if not last:
+                v = torch.relu(v)
+        return v
 
 
 # (linear layer, activation) of each manifold's MLPs

@@ -156,3 +156,15 @@ def test_a_diverged_row_gives_nan_silently(recwarn):
     assert torch.isnan(out[2]).all() and torch.isfinite(out[[0, 1, 3, 4, 5]]).all()
     assert torch.isfinite(u.grad[[0, 1, 3, 4, 5]]).all()
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_dtype_without_a_numpy_twin_takes_the_tensor_chain():
+    """bfloat16 has no NumPy dtype: its columns stay tensors, and the layer still runs."""
+    u = _tangent(8, 4, 1.0, torch.float32, seed=11)
+    b = poincare.expmap0(torch.full((4,), 0.1), c=1.0)
+    expected = ball_autograd.mobius_layer(u, b, c=1.0, tangent=True)
+    low = ball_autograd.mobius_layer(u.bfloat16().requires_grad_(), b.bfloat16(), c=1.0,
+                                     tangent=True)
+    low.sum().backward()
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, rtol=5e-2, atol=5e-2)

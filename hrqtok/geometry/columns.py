@@ -41,10 +41,15 @@ class NumpyMath:
         return condition.astype(like.dtype)
 
 
+NUMPY_DTYPES = (torch.float32, torch.float64)  # bfloat16 has no NumPy twin
+
+
 def to_columns(tensor: Tensor):
     """(array, namespace): a NumPy view on the CPU (no copy; writes reach the tensor), the
-    tensor itself elsewhere."""
-    return (tensor.numpy(), NumpyMath) if tensor.device.type == "cpu" else (tensor, TensorMath)
+    tensor itself elsewhere or in a dtype NumPy lacks."""
+    if tensor.device.type == "cpu" and tensor.dtype in NUMPY_DTYPES:
+        return tensor.numpy(), NumpyMath
+    return tensor, TensorMath
 
 
 def from_columns(array, like: Tensor) -> Tensor:

@@ -35,7 +35,8 @@ EmbeddingOpt = Annotated[Optional[str], typer.Option(
 EmbedderOpt = Annotated[Optional[str], typer.Option(
     help=f"Sentence model: name, folder or hub name (default: {DEFAULT_EMBEDDER}, packaged).")]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
-    help="Embedder precision; bfloat16 is ~3x faster on CPU.")]
+    help="Embedder precision (default: float32); bfloat16 was 1.6-2.6x faster on a CPU "
+         "with AVX-512, cosine 0.9999 to float32.")]
 DeviceOpt = Annotated[str, typer.Option(
     help="Where the work runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda "
          "or cuda:N.")]

@@ -195,7 +195,7 @@ class _Combination(torch.autograd.Function):
         with np.errstate(all="ignore"):  # a diverged batch's NaNs pass silently, as in torch
             scalars = _layer_scalars(xp, u2, ub, b2, c=c, limit=limit, exp0=exp0,
                                      bound=poincare.max_norm(c=c, dtype=u.dtype))
-        alpha, beta = from_columns(scalars["alpha"], u), from_columns(scalars["beta"], u)
+        alpha, beta = from_columns(scalars["alpha"]), from_columns(scalars["beta"])
         ctx.c, ctx.limit, ctx.xp, ctx.scalars = c, limit, xp, scalars
         ctx.save_for_backward(u, b, alpha, beta)
         return alpha * u + beta * b
@@ -208,7 +208,7 @@ class _Combination(torch.autograd.Function):
         with np.errstate(all="ignore"):
             grads = _layer_scalar_grads(ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c,
                                         limit=ctx.limit)
-        d_u2, d_ub, d_b2 = (from_columns(g, u) for g in grads)
+        d_u2, d_ub, d_b2 = (from_columns(g) for g in grads)
         grad_u = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_u = (alpha * grad + (2 * d_u2) * u + d_ub * b).sum_to_size(u.shape)

@@ -1,7 +1,7 @@
 """Per-row scalar columns, (n, 1), as NumPy arrays on the CPU and as tensors elsewhere.
 
-Several hot steps (a Möbius layer, a projected Möbius sum, the ball's Adam step) reduce each row
-to a few inner products and then run a chain of scalar arithmetic on those columns. At the batch
+A Möbius layer and a projected Möbius sum (``ball_autograd``) reduce each row to a few inner
+products and then run a chain of scalar arithmetic on those columns. At the batch
 sizes of a fit the columns are tiny, and a NumPy op on them costs a quarter of a torch op's call
 (45 against 170 µs for a Möbius layer's forward chain at 128 rows). The chains are written once
 against a namespace, ``NumpyMath`` or ``TensorMath``; ``to_columns`` picks it from the device,
@@ -52,7 +52,7 @@ def to_columns(tensor: Tensor):
     return tensor, TensorMath
 
 
-def from_columns(array, like: Tensor) -> Tensor:
+def from_columns(array) -> Tensor:
     """A tensor again: NumPy results become CPU tensors (no copy when contiguous)."""
     if isinstance(array, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(array))

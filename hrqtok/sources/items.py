@@ -45,8 +45,9 @@ class Items:
 def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None = None,
                sample: int | None = None, seed: int = 0) -> Items:
     """Read and validate items. ``path`` may be '-' for stdin, a URI (``hrqtok.locations``),
-    or a folder of Parquet files (local or a URI), read in path order as one input. ``sample``: keep a seeded uniform sample of that many
-    items (all of them when there are no more), in input order; every record is still read
+    or a folder of Parquet files (local or a URI), read in path order as one input.
+    ``sample``: keep a seeded uniform sample of that many items (all of them when there are
+    no more), in input order; every record is still read
     and validated, and ids are unique over the whole input, but only the sample's texts or
     vectors are held (a reservoir)."""
     files = input_files(path)

@@ -23,6 +23,13 @@ def is_uri(path: str | Path) -> bool:
     return isinstance(path, str) and bool(SCHEME.match(path))
 
 
+def suffix(path: str | Path) -> str:
+    """The file name's suffix, lower-case; a URI's query (``?endpoint_override=…``, pyarrow's
+    filesystem options) is not part of its name."""
+    name = str(path).partition("?")[0] if is_uri(path) else str(path)
+    return Path(name).suffix.lower()
+
+
 def local_path(path: str | Path) -> str | None:
     """The local path a location names: itself, the path of a ``file://`` URI, or None for a
     remote URI (which no local output can overwrite)."""

@@ -1,5 +1,5 @@
 """Inputs named by URI (hrqtok.locations): pyarrow's filesystems read them, here its local one
-through real ``file://`` URIs (no remote store is reachable from the tests). A URI input gives
+through real ``file://`` URIs (tests/test_s3.py reads ``s3://`` ones from a local S3 server). A URI input gives
 what its path gives, for a file and for a Parquet dataset folder, in every reader (fit, encode,
 the Ray engine's splits); messages name the URI; a bad scheme or a missing file is one error
 line; an output that is a URI input's local file is refused."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hrqtok.atomic import is_special
 from hrqtok.errors import InputError, first_line
-from hrqtok.locations import is_uri, kind, open_binary, parquet_source
+from hrqtok.locations import is_uri, kind, open_binary, parquet_source, suffix
 
 FORMATS = ("jsonl", "parquet", "csv")
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -26,7 +26,7 @@ def detect_format(path: str, fmt: str | None) -> str:
         return fmt
     if path == "-":
         return "jsonl"
-    return SUFFIXES.get(Path(path).suffix.lower(), "jsonl")
+    return SUFFIXES.get(suffix(path), "jsonl")
 
 
 def count_records(path: str, fmt: str | None = None) -> int | None:

@@ -1,0 +1,179 @@
+"""Inputs in a real S3 store: a local S3-compatible server (moto's, started here on a free
+port, with its own buckets and objects) reached over HTTP by pyarrow's S3 filesystem, as a
+user's MinIO or AWS bucket would be. The endpoint and credentials come from the environment
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``…) or from the URI's query, as pyarrow takes them.
+An ``s3://`` input gives what its local copy gives, byte for byte, in fit (also --sample),
+encode of a Parquet dataset, inspect and the Ray engine; a bad object or a missing one is one
+error line naming the URI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hrqtok import locations
+from tests.conftest import TINY_FIT
+from tests.test_cli import run
+
+moto_server = pytest.importorskip("moto.server")
+
+BUCKET = "shop"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """(filesystem, endpoint "host:port") of a fresh S3 server with one empty bucket; the
+    environment points pyarrow at it for the module."""
+    from pyarrow import fs
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"{host}:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", "us-east-1"),
+                            ("AWS_ENDPOINT_URL", f"http://{endpoint}")):
+            patch.setenv(name, value)
+        locations._filesystem.cache_clear()  # filesystems are made from the environment
+        filesystem = fs.S3FileSystem(endpoint_override=endpoint, scheme="http",
+                                     allow_bucket_creation=True)
+        filesystem.create_dir(BUCKET)
+        yield filesystem, endpoint
+        locations._filesystem.cache_clear()
+    server.stop()
+
+
+def upload(s3, local, key):
+    """Copies a local file, or a folder's files, to ``s3://shop/key``; returns that URI."""
+    filesystem, _ = s3
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    for path in files:
+        inner = f"{BUCKET}/{key}" + ("" if local.is_file() else f"/{path.relative_to(local)}")
+        with filesystem.open_output_stream(inner) as f:
+            f.write(path.read_bytes())
+    return f"s3://{BUCKET}/{key}"
+
+
+def as_parquet(vector_items, path, group_rows=25):
+    rows = [json.loads(line) for line in vector_items.read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=group_rows)
+    return path
+
+
+def dataset(folder, vector_items):
+    """A Parquet dataset of three parts, one in a sub-folder."""
+    rows = [json.loads(line) for line in vector_items.read_text().splitlines()]
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):
+        place = folder / "sub" if i % 2 else folder
+        pq.write_table(pa.Table.from_pylist(rows[i::3]), place / f"part-{i}.parquet",
+                       row_group_size=15)
+    return folder
+
+
+def same_tokens(a, b):
+    return (pq.read_table(a / "tokens.parquet").to_pylist()
+            == pq.read_table(b / "tokens.parquet").to_pylist())
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_fit_from_s3_is_the_fit_of_its_local_copy(tmp_path, s3, vector_items, kind):
+    source = vector_items if kind == "jsonl" else as_parquet(vector_items,
+                                                             tmp_path / "items.parquet")
+    remote = upload(s3, source, f"fit/{source.name}")
+    for location, model in ((source, "local"), (remote, "remote")):
+        result = run("fit", location, "--model", tmp_path / model, "--embedding-field", "vec",
+                     *TINY_FIT)
+        assert result.exit_code == 0, result.output
+    assert same_tokens(tmp_path / "local", tmp_path / "remote")
+
+
+def test_fit_samples_an_s3_input_as_its_local_copy(tmp_path, s3, vector_items):
+    source = as_parquet(vector_items, tmp_path / "items.parquet")
+    remote = upload(s3, source, "sample/items.parquet")
+    for location, model in ((source, "local"), (remote, "remote")):
+        result = run("fit", location, "--model", tmp_path / model, "--embedding-field", "vec",
+                     "--sample", 70, "--seed", 3, *TINY_FIT)
+        assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "remote" / "tokens.parquet").num_rows == 70
+    assert same_tokens(tmp_path / "local", tmp_path / "remote")
+
+
+def test_encode_and_inspect_an_s3_dataset_as_its_local_copy(tmp_path, s3, fitted, vector_items):
+    folder = dataset(tmp_path / "vectors", vector_items)
+    remote = upload(s3, folder, "vectors")
+    for location, out in ((folder, "local.parquet"), (remote + "/", "remote.parquet")):
+        result = run("encode", location, "--model", fitted, "--out", tmp_path / out,
+                     "--embedding-field", "vec", "-q")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "local.parquet").read_bytes() == (tmp_path / "remote.parquet").read_bytes()
+    assert pq.read_table(tmp_path / "remote.parquet").num_rows == 120
+    reports = []
+    for location in (folder, remote):
+        result = run("inspect", location, "--model", fitted, "--embedding-field", "vec", "--json")
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.stdout))
+    assert reports[0] == reports[1]
+
+
+def test_the_endpoint_may_be_in_the_uri(tmp_path, s3, fitted, vector_items, monkeypatch):
+    """Without AWS_ENDPOINT_URL: pyarrow's URI options name the server; a dataset's parts
+    keep them."""
+    _, endpoint = s3
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    locations._filesystem.cache_clear()
+    remote = upload(s3, dataset(tmp_path / "vectors", vector_items), "query/vectors")
+    query = f"?endpoint_override={endpoint}&scheme=http"
+    assert locations.parquet_files(remote + query) == [
+        f"{remote}/{part}{query}" for part in ("part-0.parquet", "part-2.parquet",
+                                               "sub/part-1.parquet")]
+    result = run("encode", remote + query, "--model", fitted, "--out", tmp_path / "t.parquet",
+                 "--embedding-field", "vec", "-q")
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "t.parquet").num_rows == 120
+    locations._filesystem.cache_clear()
+
+
+def test_a_bad_row_in_an_s3_part_names_its_uri(tmp_path, s3, vector_items):
+    folder = dataset(tmp_path / "vectors", vector_items)
+    part = folder / "sub" / "part-1.parquet"
+    rows = pq.read_table(part).to_pylist()
+    rows[20]["vec"] = None  # the second row group's sixth row
+    pq.write_table(pa.Table.from_pylist(rows), part, row_group_size=15)
+    remote = upload(s3, folder, "bad/vectors")
+    result = run("fit", remote, "--model", tmp_path / "m", "--embedding-field", "vec", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {remote}/sub/part-1.parquet:21: field 'vec' is "
+                                     "null; every item needs a vector")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("key", ["fit/nothing.jsonl", "no-such-bucket/items.jsonl"])
+def test_a_missing_s3_object_is_one_error_line(tmp_path, s3, key):
+    location = f"s3://{BUCKET}/{key}" if key.startswith("fit/") else f"s3://{key}"
+    result = run("fit", location, "--model", tmp_path / "m", "--embedding-field", "vec", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {location}: no such file"
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_ray_engine_reads_s3_as_the_local_engine(tmp_path, s3, fitted, vector_items):
+    """Actors of a local Ray cluster (started after the environment names the server, so its
+    workers inherit it) read their parts of the S3 dataset themselves."""
+    ray = pytest.importorskip("ray")
+    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    remote = upload(s3, dataset(tmp_path / "vectors", vector_items), "ray/vectors")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    try:
+        for engine in ("local", "ray"):
+            result = run("encode", remote, "--model", fitted, "--out", tmp_path / f"{engine}.parquet",
+                         "--embedding-field", "vec", "--engine", engine, "-q")
+            assert result.exit_code == 0, result.output
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()

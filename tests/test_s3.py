@@ -3,7 +3,7 @@ port, with its own buckets and objects) reached over HTTP by pyarrow's S3 filesy
 user's MinIO or AWS bucket would be. The endpoint and credentials come from the environment
 (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``…) or from the URI's query, as pyarrow takes them.
 An ``s3://`` input gives what its local copy gives, byte for byte, in fit (also --sample),
-encode of a Parquet dataset, inspect and the Ray engine; a bad object or a missing one is one
+embed, encode of a Parquet dataset, inspect and the Ray engine; a bad object or a missing one is one
 error line naming the URI."""
 
 from __future__ import annotations
@@ -119,6 +119,15 @@ def test_encode_and_inspect_an_s3_dataset_as_its_local_copy(tmp_path, s3, fitted
         assert result.exit_code == 0, result.output
         reports.append(json.loads(result.stdout))
     assert reports[0] == reports[1]
+
+
+def test_embed_reads_texts_from_s3_as_its_local_copy(tmp_path, s3, text_items, fake_embedder):
+    remote = upload(s3, text_items, "texts/items.jsonl")
+    for location, out in ((text_items, "local.parquet"), (remote, "remote.parquet")):
+        result = run("embed", location, "--out", tmp_path / out, "-q")
+        assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "local.parquet").equals(pq.read_table(tmp_path / "remote.parquet"))
+    assert pq.read_table(tmp_path / "remote.parquet").num_rows == 60
 
 
 def test_the_endpoint_may_be_in_the_uri(tmp_path, s3, fitted, vector_items, monkeypatch):

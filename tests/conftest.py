@@ -50,10 +50,10 @@ def isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_embedder(monkeypatch):
-    import hrqtok.pipeline
+    import hrqtok.sources.embed_settings
 
     FakeEmbedder.calls = 0
-    monkeypatch.setattr(hrqtok.pipeline, "SentenceTransformerEmbedder", FakeEmbedder)
+    monkeypatch.setattr(hrqtok.sources.embed_settings, "SentenceTransformerEmbedder", FakeEmbedder)
     return FakeEmbedder
 
 

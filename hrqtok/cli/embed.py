@@ -16,6 +16,7 @@ from hrqtok.cli.console import (
     progress_bars,
 )
 from hrqtok.cli.options import (
+    BackendOpt,
     DeviceOpt,
     EmbedderOpt,
     Engine,
@@ -44,6 +45,7 @@ def embed(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    embed_backend: BackendOpt = None,
     device: DeviceOpt = "auto",
     engine: EngineOpt = Engine.local,
     ray_address: RayAddressOpt = None,
@@ -76,7 +78,7 @@ def embed(
             summary = embed_items(items, out,
                                   fields=_fields(id_field, text_field, None) or ItemFields(),
                                   fmt=input_format.value if input_format else None,
-                                  embed=_embed(embedder, embed_precision) or EmbedSettings(),
+                                  embed=_embed(embedder, embed_precision, embed_backend) or EmbedSettings(),
                                   device=device, engine=ray, progress=progress)
     if json_out:
         emit(dumps(summary))

@@ -19,6 +19,7 @@ from hrqtok.cli.console import (
     progress_bars,
 )
 from hrqtok.cli.options import (
+    BackendOpt,
     Balance,
     Centroid,
     CodePoint,
@@ -157,6 +158,7 @@ def fit(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    embed_backend: BackendOpt = None,
     sample: Annotated[Optional[int], typer.Option(
         min=1, help="Fit on a uniform sample of this many items, drawn with --seed; every "
                     "item is still read and checked, only the sample is embedded, and the "
@@ -208,7 +210,7 @@ def fit(
                     items, model_dir=model, options=options,
                     fields=_fields(id_field, text_field, embedding_field) or ItemFields(),
                     fmt=input_format.value if input_format else None,
-                    embed=_embed(embedder, embed_precision) or EmbedSettings(),
+                    embed=_embed(embedder, embed_precision, embed_backend) or EmbedSettings(),
                     force=force, limits=limits, sample=sample, device=resolved,
                     progress=progress)
         if json_out:

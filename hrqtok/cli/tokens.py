@@ -19,6 +19,7 @@ from hrqtok.cli.console import (
     progress_bars,
 )
 from hrqtok.cli.options import (
+    BackendOpt,
     DeviceOpt,
     EmbedderOpt,
     EmbeddingOpt,
@@ -93,6 +94,7 @@ def encode(
     input_format: InputFormatOpt = None,
     embedder: EmbedderOpt = None,
     embed_precision: PrecisionOpt = None,
+    embed_backend: BackendOpt = None,
     device: DeviceOpt = "auto",
     engine: EngineOpt = Engine.local,
     ray_address: RayAddressOpt = None,
@@ -131,7 +133,7 @@ def encode(
             report = encode_catalogue(
                 model, items, out, fmt, fields=_fields(id_field, text_field, embedding_field),
                 input_format=input_format.value if input_format else None,
-                embed=_embed(embedder, embed_precision), existing=existing,
+                embed=_embed(embedder, embed_precision, embed_backend), existing=existing,
                 existing_other_model=existing_other_model, beam=beam,
                 limits=_limits(max_collision_rate, max_disambiguation), device=device,
                 engine=ray, progress=progress)

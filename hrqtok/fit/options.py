@@ -60,7 +60,7 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
         "init", "node_optimizer", "node_rms_decay")},
     **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
-        "hidden_dims", "sample")},
+        "embed_backend", "hidden_dims", "sample")},
     **{name: (_items_network, f"an items fit with a trained quantizer ({TRAINED})")
        for name in ("warmup_epochs", "patience", "validation_fraction", "spread_weight",
                     "refit_deep_codes", "standardise")},

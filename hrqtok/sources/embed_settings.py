@@ -1,0 +1,62 @@
+"""How items are embedded: the sentence model, its precision and backend (``EmbedSettings``,
+recorded in a model's config.json so that encode embeds as fit did), and the embedder they
+make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hrqtok.devices import resolve_device
+from hrqtok.errors import OptionError
+from hrqtok.sources.embedder import (
+    BACKENDS,
+    PRECISIONS,
+    TORCH_PRECISIONS,
+    Embedder,
+    SentenceTransformerEmbedder,
+)
+from hrqtok.sources.packaged import DEFAULT_EMBEDDER
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    embedder: str = DEFAULT_EMBEDDER  # name, folder, or hub name
+    precision: str = "float32"  # "bfloat16"; "int8" with the openvino backend
+    batch_size: int = 32
+    backend: str = "torch"  # or "openvino" (the CPU; see sources/openvino_embedder.py)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise OptionError("--embed-backend", f"expected one of {', '.join(BACKENDS)}, "
+                                                 f"got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise OptionError("--embed-precision", f"expected one of {', '.join(PRECISIONS)}, "
+                                                   f"got {self.precision!r}")
+        if self.backend == "torch" and self.precision not in TORCH_PRECISIONS:
+            raise OptionError("--embed-precision", f"{self.precision} runs on OpenVINO only: "
+                                                   "add --embed-backend openvino")
+
+    def record(self) -> dict:
+        """config.json's "embedder" object (the backend only when it is not torch, so that
+        older hrqtok versions read a torch model's config as before)."""
+        return {"spec": self.embedder, "precision": self.precision,
+                **({"backend": self.backend} if self.backend != "torch" else {})}
+
+    @classmethod
+    def from_record(cls, record: dict) -> EmbedSettings:
+        return cls(record.get("spec", DEFAULT_EMBEDDER), record.get("precision", "float32"),
+                   backend=record.get("backend", "torch"))
+
+
+def make_embedder(settings: EmbedSettings, device: str = "auto") -> Embedder:
+    resolved = resolve_device(device)
+    if settings.backend == "openvino":
+        if resolved.type != "cpu" and str(device).strip().lower() != "auto":
+            raise OptionError("--device", f"{device}: --embed-backend openvino runs on the "
+                                          "CPU; use --device cpu or auto")
+        from hrqtok.sources.openvino_embedder import OpenVINOEmbedder
+
+        return OpenVINOEmbedder(settings.embedder, precision=settings.precision,
+                                batch_size=settings.batch_size)
+    return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
+                                       batch_size=settings.batch_size, device=str(resolved))

@@ -1,0 +1,173 @@
+"""`--embed-backend openvino` with the real packaged MiniLM and real OpenVINO / NNCF: the export
+matches torch (float32 to rounding, bfloat16 and int8 within their bars), is made once and
+reused, never shows half-written, keeps its cache keys apart from torch's; the CLI records the
+backend so encode embeds the same way; bad combinations are one error line; telemetry is off."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from hrqtok.errors import HrqtokError, OptionError
+from hrqtok.pipeline import EmbedSettings, make_embedder
+from hrqtok.sources.embedder import SentenceTransformerEmbedder
+from hrqtok.sources.openvino_embedder import OpenVINOEmbedder, calibration_texts
+from tests.conftest import TINY_FIT
+from tests.test_cli import run
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+pytestmark = pytest.mark.slow
+
+
+def glosses() -> list[str]:
+    with open("data/wordnet_glosses.jsonl") as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+GLOSSES = glosses()[:96]
+
+
+@pytest.fixture(scope="module")
+def shared_exports(tmp_path_factory):
+    return tmp_path_factory.mktemp("openvino")
+
+
+@pytest.fixture(autouse=True)
+def exports_once(isolated_cache, tmp_path, shared_exports):
+    """The tests' caches share one folder of OpenVINO exports: each is made once a run."""
+    (tmp_path / "cache" / "openvino").symlink_to(shared_exports)
+
+
+@pytest.fixture(scope="module")
+def torch_vectors():
+    return SentenceTransformerEmbedder("minilm").embed(GLOSSES)
+
+
+def cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+# int8 on MiniLM: mean 0.9991, least 0.9982 here; with the feed-forward outputs quantized too
+# 0.9979 and 0.9954, which the bar refuses
+@pytest.mark.parametrize("precision, mean, least", [
+    ("float32", 0.99999, 0.99999), ("bfloat16", 0.9999, 0.999), ("int8", 0.9985, 0.997)])
+def test_openvino_vectors_match_torch(torch_vectors, precision, mean, least):
+    vectors = OpenVINOEmbedder("minilm", precision=precision).embed(GLOSSES)
+    assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)  # the model's Normalize
+    cos = cosines(vectors, torch_vectors)
+    assert cos.mean() >= mean and cos.min() >= least, (cos.mean(), cos.min())
+    if precision == "float32":
+        assert np.abs(vectors - torch_vectors).max() < 1e-4
+
+
+def test_batches_and_order_do_not_change_a_vector():
+    one = OpenVINOEmbedder("minilm", precision="float32", batch_size=7).embed(GLOSSES[:20])
+    other = OpenVINOEmbedder("minilm", precision="float32", batch_size=32).embed(GLOSSES[:20][::-1])
+    assert np.abs(one - other[::-1]).max() < 1e-5
+
+
+def test_the_export_is_made_once_and_reused(monkeypatch):
+    first = OpenVINOEmbedder("minilm", precision="bfloat16")
+    first.embed(GLOSSES[:2])
+    folder = first.export_dir()
+    assert sorted(p.name for p in folder.iterdir()) == ["model.bin", "model.xml"]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".export-")]
+    monkeypatch.setattr(OpenVINOEmbedder, "_export", lambda *a: pytest.fail("exported again"))
+    again = OpenVINOEmbedder("minilm", precision="bfloat16")
+    assert again.export_dir() == folder
+    assert np.array_equal(again.embed(GLOSSES[:2]), first.embed(GLOSSES[:2]))
+
+
+def test_a_second_export_into_a_finished_folder_keeps_it():
+    """Two processes converting at once: the later rename fails, and its folder is dropped."""
+    import openvino
+
+    embedder = OpenVINOEmbedder("minilm", precision="float32")
+    embedder.embed(GLOSSES[:2])
+    folder = embedder.export_dir()
+    before = (folder / "model.xml").stat().st_mtime_ns
+    embedder._export(openvino, folder)
+    assert (folder / "model.xml").stat().st_mtime_ns == before
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".export-")]
+
+
+def test_identities_keep_backends_and_precisions_apart():
+    names = {make_embedder(EmbedSettings("minilm", p, backend=b)).identity
+             for b, p in (("torch", "float32"), ("torch", "bfloat16"), ("openvino", "float32"),
+                          ("openvino", "bfloat16"), ("openvino", "int8"))}
+    assert len(names) == 5
+
+
+def test_calibration_texts_are_the_packaged_glosses():
+    texts = calibration_texts()
+    assert len(texts) == 300 and not any(t.startswith("#") for t in texts)
+    assert texts == glosses()[1000:1300]
+
+
+def test_fit_records_the_backend_and_encode_embeds_the_same_way(tmp_path, text_items):
+    model = tmp_path / "m"
+    result = run("fit", text_items, "--model", model, "--embedder", "minilm",
+                 "--embed-backend", "openvino", "--embed-precision", "int8", *TINY_FIT)
+    assert result.exit_code == 0, result.output
+    config = json.loads((model / "config.json").read_text())
+    assert config["embedder"] == {"spec": "minilm", "precision": "int8", "backend": "openvino"}
+    result = run("encode", text_items, "--model", model, "--out", tmp_path / "t.parquet", "-q")
+    assert result.exit_code == 0, result.output
+    assert (pq.read_table(tmp_path / "t.parquet").to_pylist()
+            == pq.read_table(model / "tokens.parquet").to_pylist())
+    result = run("embed", text_items, "--out", tmp_path / "v.parquet", "--embedder", "minilm",
+                 "--embed-backend", "openvino", "--embed-precision", "int8", "-q")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "v.parquet")
+    assert (pq.read_schema(tmp_path / "v.parquet").metadata[b"hrqtok.embedder"]
+            == b"sentence-transformers/all-MiniLM-L6-v2@openvino-int8")
+    assert table.num_rows == 60
+
+
+def test_a_torch_model_config_is_unchanged():
+    assert EmbedSettings().record() == {"spec": "all-mpnet-base-v2", "precision": "float32"}
+    assert EmbedSettings.from_record({"spec": "x", "precision": "bfloat16"}) == EmbedSettings(
+        "x", "bfloat16")
+
+
+def test_int8_without_openvino_is_an_option_error(tmp_path, text_items):
+    with pytest.raises(OptionError, match="int8 runs on OpenVINO only"):
+        EmbedSettings(precision="int8")
+    result = run("embed", text_items, "--out", tmp_path / "v.parquet", "--embed-precision", "int8")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --embed-precision: int8 runs on OpenVINO only: add --embed-backend openvino")
+    assert not (tmp_path / "v.parquet").exists()
+
+
+def test_a_missing_openvino_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    with pytest.raises(HrqtokError, match=r"pip install 'hrqtok\[openvino\]'"):
+        OpenVINOEmbedder("minilm", precision="int8").embed(["text"])
+
+
+def test_a_config_with_an_unknown_backend_is_refused(tmp_path, text_items):
+    model = tmp_path / "m"
+    assert run("fit", text_items, "--model", model, "--embedder", "minilm", *TINY_FIT).exit_code == 0
+    config = json.loads((model / "config.json").read_text())
+    for embedder, expected in (({"backend": "onnx"}, "key 'backend' must be one of torch, openvino"),
+                               ({"precision": "int8"}, "key 'precision' must be one of float32, "
+                                                       "bfloat16")):
+        changed = dict(config, embedder=dict(config["embedder"], **embedder))
+        changed.pop("config_sha256")
+        (model / "config.json").write_text(json.dumps(changed))
+        result = run("encode", text_items, "--model", model, "--out", tmp_path / "t.parquet")
+        assert result.exit_code == 1 and expected in result.stderr, result.stderr
+
+
+def test_telemetry_is_declined():
+    import openvino_telemetry
+
+    OpenVINOEmbedder("minilm", precision="float32").embed(GLOSSES[:1])
+    assert openvino_telemetry.Telemetry().consent is False

@@ -102,6 +102,11 @@ def test_identities_keep_backends_and_precisions_apart():
              for b, p in (("torch", "float32"), ("torch", "bfloat16"), ("openvino", "float32"),
                           ("openvino", "bfloat16"), ("openvino", "int8"))}
     assert len(names) == 5
+    # the cached vectors differ by precision; the float IR is one export for both
+    folders = {p: OpenVINOEmbedder("minilm", precision=p).export_dir()
+               for p in ("float32", "bfloat16", "int8")}
+    assert folders["float32"] == folders["bfloat16"] != folders["int8"]
+    assert OpenVINOEmbedder("all-mpnet-base-v2").export_dir() != folders["float32"]
 
 
 def test_calibration_texts_are_the_packaged_glosses():

@@ -93,17 +93,20 @@ class OpenVINOEmbedder:
         self._request = None  # an OpenVINO infer request of the compiled transformer
 
     def export_dir(self) -> Path:
-        """Where this model's IR lives in the cache: one folder per model, precision, recipe
-        and OpenVINO / NNCF version."""
+        """Where this model's IR lives in the cache: one folder per model, kind (float32 and
+        bfloat16 share the float IR; they differ only in how it is compiled), recipe and
+        OpenVINO / NNCF version."""
+        kind = "int8" if self.precision == "int8" else "float"
         versions = [_import_openvino().__version__]
-        if self.precision == "int8":
+        if kind == "int8":
             import nncf
 
             versions.append(nncf.__version__)
-        key = hashlib.sha256(repr((self.identity, _folder_fingerprint(self.target), RECIPE,
+        name = self.identity.rsplit("@", 1)[0]
+        key = hashlib.sha256(repr((name, kind, _folder_fingerprint(self.target), RECIPE,
                                    versions)).encode()).hexdigest()[:16]
-        safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in self.identity)
-        return cache_dir() / "openvino" / f"{safe}-{key}"
+        safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in name)
+        return cache_dir() / "openvino" / f"{safe}-{kind}-{key}"
 
     def prepare(self, progress=None) -> None:
         """Loads the model, converting it first where the cache has no export yet (a minute

@@ -35,9 +35,9 @@ EmbeddingOpt = Annotated[Optional[str], typer.Option(
 EmbedderOpt = Annotated[Optional[str], typer.Option(
     help=f"Sentence model: name, folder or hub name (default: {DEFAULT_EMBEDDER}, packaged).")]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
-    help="Embedder precision (default: float32); bfloat16 was 1.6-2.6x faster on a CPU "
-         "with AVX-512, cosine 0.9999 to float32; int8 (with --embed-backend openvino) "
-         "3.4-5x, cosine 0.995.")]
+    help="Embedder precision (default: float32). On a 2-core CPU with AVX-512 and AMX, "
+         "bfloat16 was 1.6-3.8x faster, cosine 0.9999 to float32; int8 (with --embed-backend "
+         "openvino) 3.1-5.2x, mean cosine 0.995.")]
 Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
 BackendOpt = Annotated[Optional[Backend], typer.Option(
     help="What runs the embedder (default: torch); openvino: the CPU plugin of OpenVINO, "

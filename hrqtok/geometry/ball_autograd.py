@@ -41,6 +41,17 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
 
 
+def _is_bias(u: Tensor, b: Tensor) -> bool:
+    """Whether b is one vector broadcast over u's rows (a layer's bias)."""
+    return b.dim() == 1 and u.dim() == 2
+
+
+def _dot_rows(a: Tensor, b: Tensor) -> Tensor:
+    """⟨a_i, b_i⟩ per row, (n, 1); a matrix-vector product where b is a bias: one op instead
+    of a full-size product and a sum."""
+    return (a @ b).unsqueeze(-1) if _is_bias(a, b) else _dot(a, b)
+
+
 class _Radial(torch.autograd.Function):
     """x ↦ x·g(‖x‖) for exp0 (with its projection) or log0; saves g and k = g'(n)/n."""
 
@@ -189,7 +200,7 @@ class _Combination(torch.autograd.Function):
         # a ManifoldParameter's ops would go through __torch_function__
         u, b = u.as_subclass(Tensor), b.as_subclass(Tensor)
         u2, xp = to_columns(_dot(u, u))
-        ub, _ = to_columns(_dot(u, b))
+        ub, _ = to_columns(_dot_rows(u, b))
         b2, _ = to_columns(_dot(b, b))
         limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
         with np.errstate(all="ignore"):  # a diverged batch's NaNs pass silently, as in torch
@@ -198,21 +209,24 @@ class _Combination(torch.autograd.Function):
         alpha, beta = from_columns(scalars["alpha"]), from_columns(scalars["beta"])
         ctx.c, ctx.limit, ctx.xp, ctx.scalars = c, limit, xp, scalars
         ctx.save_for_backward(u, b, alpha, beta)
-        return alpha * u + beta * b
+        return torch.addcmul(beta * b, alpha, u)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(_dot(grad, u))
-        d_beta, _ = to_columns(_dot(grad, b))
+        d_beta, _ = to_columns(_dot_rows(grad, b))
         with np.errstate(all="ignore"):
             grads = _layer_scalar_grads(ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c,
                                         limit=ctx.limit)
         d_u2, d_ub, d_b2 = (from_columns(g) for g in grads)
         grad_u = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_u = (alpha * grad + (2 * d_u2) * u + d_ub * b).sum_to_size(u.shape)
-        if ctx.needs_input_grad[1]:
+            grad_u = torch.addcmul(torch.addcmul(alpha * grad, 2 * d_u2, u), d_ub, b)
+            grad_u = grad_u.sum_to_size(u.shape)
+        if ctx.needs_input_grad[1] and _is_bias(u, b):  # the sum over rows as products
+            grad_b = beta.squeeze(-1) @ grad + d_ub.squeeze(-1) @ u + (2 * d_b2.sum()) * b
+        elif ctx.needs_input_grad[1]:
             grad_b = (beta * grad + d_ub * u + (2 * d_b2) * b).sum_to_size(b.shape)
         return grad_u, grad_b, None, None, None
 

@@ -59,6 +59,7 @@ def embed(
 
     Examples: hrqtok embed items.jsonl --out vectors.parquet;
     hrqtok embed items.jsonl --out vectors.parquet --embed-precision bfloat16;
+    hrqtok embed items.jsonl --out vectors.parquet --embed-backend openvino --embed-precision int8;
     hrqtok embed items.jsonl --out vectors.parquet --engine ray --ray-workers 4;
     hrqtok fit vectors.parquet --embedding-field embedding --model m
     """
@@ -75,11 +76,11 @@ def embed(
     with exit_on_errors():
         check_output(out, inputs=(items,))
         with progress_bars(quiet) as progress:
+            settings = _embed(embedder, embed_precision, embed_backend) or EmbedSettings()
             summary = embed_items(items, out,
                                   fields=_fields(id_field, text_field, None) or ItemFields(),
                                   fmt=input_format.value if input_format else None,
-                                  embed=_embed(embedder, embed_precision, embed_backend) or EmbedSettings(),
-                                  device=device, engine=ray, progress=progress)
+                                  embed=settings, device=device, engine=ray, progress=progress)
     if json_out:
         emit(dumps(summary))
     if not quiet:

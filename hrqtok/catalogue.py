@@ -134,7 +134,8 @@ def _encode_into(table: BulkTable, files: list[str], loaded: ModelDir, fields: I
     ``table`` (and into ``stats``' sums when given), here or on the Ray actors of ``engine``
     (each on a GPU of its own when ``device`` is a CUDA one)."""
     device, gpu = work_device(device, engine)
-    embedding = EmbedWork(partial(make_embedder, embed_settings_for(loaded, embed)),
+    embedding = EmbedWork(partial(make_embedder, embed_settings_for(loaded, embed),
+                                  progress=None if engine else progress),  # Ray: no callback
                           embedding_cache_path(), device)
     work = EncodeWork(str(Path(loaded.path).resolve()), loaded.fingerprint,
                       loaded.model_config.input_dim, beam, embedding, model=loaded.model)

@@ -73,7 +73,8 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     from hrqtok.store.vectors import VectorWriter
 
     device, gpu = work_device(device, engine)
-    embedder = make_embedder(embed, device)  # names the model; loads it on first use
+    # names the model; loads it on first use (a slow first load reports to progress)
+    embedder = make_embedder(embed, device, None if engine else progress)
     work = EmbedWork(partial(make_embedder, embed), embedding_cache_path(), device,
                      embedder=embedder)
     files = input_files(source)

@@ -6,6 +6,7 @@ backend so encode embeds the same way; bad combinations are one error line; tele
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -133,6 +134,26 @@ def test_fit_records_the_backend_and_encode_embeds_the_same_way(tmp_path, text_i
     assert (pq.read_schema(tmp_path / "v.parquet").metadata[b"hrqtok.embedder"]
             == b"sentence-transformers/all-MiniLM-L6-v2@openvino-int8")
     assert table.num_rows == 60
+
+
+def test_the_conversion_is_a_progress_step_of_embed_and_encode(tmp_path, text_items):
+    """stderr is not a terminal here: each step is a plain line, "convert … 0/1" then "1/1"."""
+    (tmp_path / "cache" / "openvino").unlink()  # this test's own, empty export folder
+    flags = ["--embedder", "minilm", "--embed-backend", "openvino"]
+    step = "convert to OpenVINO float32 (once)"
+    result = run("embed", text_items, "--out", tmp_path / "v.parquet", *flags)
+    assert result.exit_code == 0, result.output
+    assert f"{step} 0/1" in result.stderr and f"{step} 1/1" in result.stderr
+    model = tmp_path / "m"
+    assert run("fit", text_items, "--model", model, *flags, *TINY_FIT).exit_code == 0
+    for folder in (tmp_path / "cache" / "openvino").iterdir():  # encode converts again
+        shutil.rmtree(folder)
+    (tmp_path / "cache" / "embeddings.sqlite").unlink()  # and embeds again
+    result = run("encode", text_items, "--model", model, "--out", tmp_path / "t.parquet")
+    assert result.exit_code == 0, result.output
+    assert f"{step} 1/1" in result.stderr
+    result = run("embed", text_items, "--out", tmp_path / "w.parquet", *flags, "-q")
+    assert result.exit_code == 0 and "convert" not in result.stderr
 
 
 def test_a_torch_model_config_is_unchanged():

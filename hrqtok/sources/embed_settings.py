@@ -13,6 +13,7 @@ from hrqtok.sources.embedder import (
     PRECISIONS,
     TORCH_PRECISIONS,
     Embedder,
+    ProgressFn,
     SentenceTransformerEmbedder,
 )
 from hrqtok.sources.packaged import DEFAULT_EMBEDDER
@@ -48,7 +49,10 @@ class EmbedSettings:
                    backend=record.get("backend", "torch"))
 
 
-def make_embedder(settings: EmbedSettings, device: str = "auto") -> Embedder:
+def make_embedder(settings: EmbedSettings, device: str = "auto",
+                  progress: ProgressFn | None = None) -> Embedder:
+    """The embedder ``settings`` name, on ``device``. ``progress`` (this process only, not a Ray
+    actor's) hears of a slow first load, OpenVINO's one-time conversion."""
     resolved = resolve_device(device)
     if settings.backend == "openvino":
         if resolved.type != "cpu" and str(device).strip().lower() != "auto":
@@ -57,6 +61,6 @@ def make_embedder(settings: EmbedSettings, device: str = "auto") -> Embedder:
         from hrqtok.sources.openvino_embedder import OpenVINOEmbedder
 
         return OpenVINOEmbedder(settings.embedder, precision=settings.precision,
-                                batch_size=settings.batch_size)
+                                batch_size=settings.batch_size, progress=progress)
     return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
                                        batch_size=settings.batch_size, device=str(resolved))

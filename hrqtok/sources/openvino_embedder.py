@@ -83,7 +83,7 @@ class OpenVINOEmbedder:
     """The Embedder protocol (``identity``, ``embed``) on OpenVINO; loaded on first use."""
 
     def __init__(self, spec: str = packaged.DEFAULT_EMBEDDER, *, precision: str = "float32",
-                 batch_size: int = 32):
+                 batch_size: int = 32, progress=None):
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"precision must be one of {OPENVINO_PRECISIONS}")
         self.spec, self.precision, self.batch_size = spec, precision, batch_size
@@ -91,6 +91,7 @@ class OpenVINOEmbedder:
         self.identity = f"{name}@openvino-{precision}"
         self._model = None  # the sentence-transformers model (tokenizer, pooling)
         self._request = None  # an OpenVINO infer request of the compiled transformer
+        self.progress = progress  # hears of the conversion, when no caller names one
 
     def export_dir(self) -> Path:
         """Where this model's IR lives in the cache: one folder per model, kind (float32 and
@@ -113,6 +114,7 @@ class OpenVINOEmbedder:
         for MPNet int8, reported to ``progress`` as one step)."""
         if self._request is not None:
             return
+        progress = progress or self.progress
         from hrqtok.sources.embedder import load_sentence_transformer
 
         openvino = _import_openvino()

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from hrqtok.errors import HrqtokError, OptionError
 from hrqtok.pipeline import EmbedSettings, make_embedder
@@ -116,14 +117,29 @@ def test_calibration_texts_are_the_packaged_glosses():
     assert texts == glosses()[1000:1300]
 
 
-def test_fit_records_the_backend_and_encode_embeds_the_same_way(tmp_path, text_items):
+def test_openvino_embeds_on_the_cpu_whatever_the_torch_device():
+    """The CLI resolves --device auto before the embedder is made: on a GPU machine it is
+    "cuda", and an OpenVINO model must still embed (on the CPU) rather than refuse."""
+    embedder = make_embedder(EmbedSettings("minilm", "int8", backend="openvino"),
+                             torch.device("cuda"))
+    assert isinstance(embedder, OpenVINOEmbedder)
+
+
+def test_fit_records_the_backend_and_encode_embeds_the_same_way(tmp_path, text_items,
+                                                                   monkeypatch):
     model = tmp_path / "m"
     result = run("fit", text_items, "--model", model, "--embedder", "minilm",
                  "--embed-backend", "openvino", "--embed-precision", "int8", *TINY_FIT)
     assert result.exit_code == 0, result.output
     config = json.loads((model / "config.json").read_text())
     assert config["embedder"] == {"spec": "minilm", "precision": "int8", "backend": "openvino"}
-    result = run("encode", text_items, "--model", model, "--out", tmp_path / "t.parquet", "-q")
+    # encode takes every vector from the cache under the fit's identity; torch must not run
+    with monkeypatch.context() as patch:
+        patch.setattr(SentenceTransformerEmbedder, "embed",
+                      lambda *a: pytest.fail("encode embedded with torch"))
+        patch.setattr(OpenVINOEmbedder, "embed", lambda *a: pytest.fail("embedded again"))
+        result = run("encode", text_items, "--model", model, "--out", tmp_path / "t.parquet",
+                     "-q")
     assert result.exit_code == 0, result.output
     assert (pq.read_table(tmp_path / "t.parquet").to_pylist()
             == pq.read_table(model / "tokens.parquet").to_pylist())

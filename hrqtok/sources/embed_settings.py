@@ -51,16 +51,15 @@ class EmbedSettings:
 
 def make_embedder(settings: EmbedSettings, device: str = "auto",
                   progress: ProgressFn | None = None) -> Embedder:
-    """The embedder ``settings`` name, on ``device``. ``progress`` (this process only, not a Ray
-    actor's) hears of a slow first load, OpenVINO's one-time conversion."""
-    resolved = resolve_device(device)
+    """The embedder ``settings`` name, on ``device`` (torch's; OpenVINO runs on the CPU
+    whatever the device, which then only places the fit or encode: callers resolve "auto"
+    before this, so a GPU here need not be the user's choice). ``progress`` (this process
+    only, not a Ray actor's) hears of a slow first load, OpenVINO's one-time conversion."""
     if settings.backend == "openvino":
-        if resolved.type != "cpu" and str(device).strip().lower() != "auto":
-            raise OptionError("--device", f"{device}: --embed-backend openvino runs on the "
-                                          "CPU; use --device cpu or auto")
         from hrqtok.sources.openvino_embedder import OpenVINOEmbedder
 
         return OpenVINOEmbedder(settings.embedder, precision=settings.precision,
                                 batch_size=settings.batch_size, progress=progress)
     return SentenceTransformerEmbedder(settings.embedder, precision=settings.precision,
-                                       batch_size=settings.batch_size, device=str(resolved))
+                                       batch_size=settings.batch_size,
+                                       device=str(resolve_device(device)))

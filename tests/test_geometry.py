@@ -3,9 +3,12 @@ import math
 import geoopt.manifolds.stereographic.math as gmath
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hrqtok import geometry
 from hrqtok.geometry import Euclidean, PoincareBall, manifolds
+from hrqtok.geometry.columns import row_argmin
 from tests.conftest import DTYPES, SEEDS
 from tests.reference import nearest_codes_naive
 
@@ -124,9 +127,44 @@ def test_nearest_codes_matches_naive_reference(c, seed):
 
 
 def test_nearest_codes_chunks(monkeypatch):
-    monkeypatch.setattr(manifolds, "SEARCH_CHUNK", 7)
+    monkeypatch.setattr(manifolds, "SEARCH_KEYS", 63)  # 7 rows of 9 codes a chunk
+    shapes = []
+    monkeypatch.setattr(manifolds, "row_argmin",
+                        lambda keys: shapes.append(tuple(keys.shape)) or row_argmin(keys))
     x, codebook = points(50, 4, c=1.0, dtype=torch.float64, seed=0), points(9, 4, c=1.0, dtype=torch.float64, seed=1)
     assert torch.equal(PoincareBall(1.0).nearest(x, codebook), nearest_codes_naive(x, codebook, c=1.0)[0])
+    assert shapes == [(7, 9)] * 7 + [(1, 9)]
+
+
+def _torch_argmin(keys):
+    return keys.min(dim=-1).indices
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_argmin_is_torch_min_on_ties_nan_and_infinities(dtype):
+    nan, inf = float("nan"), float("inf")
+    keys = torch.tensor([[1.0, nan, 0.0], [2.0, 2.0, 3.0], [inf, inf, inf], [-inf, 0.0, -inf],
+                         [nan, nan, 1.0], [3.0, 1.0, 1.0]], dtype=dtype)
+    assert torch.equal(row_argmin(keys), torch.tensor([1, 0, 0, 0, 0, 1]))
+    assert torch.equal(row_argmin(keys), _torch_argmin(keys))
+    assert row_argmin(keys).dtype == torch.int64
+    assert row_argmin(keys[:0]).shape == (0,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 30), st.sampled_from([torch.float32, torch.float64]),
+       st.integers(0, 2**31 - 1))
+def test_row_argmin_matches_torch_min_on_random_keys_with_ties(rows, codes, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randint(0, 4, (rows, codes), generator=g).to(dtype)  # many ties
+    keys[torch.rand(rows, codes, generator=g) < 0.05] = float("nan")
+    assert torch.equal(row_argmin(keys), _torch_argmin(keys))
+    assert torch.equal(row_argmin(keys.T.contiguous().T), _torch_argmin(keys))  # strided rows
+
+
+def test_row_argmin_takes_torch_where_numpy_has_no_dtype():
+    keys = torch.tensor([[2.0, 1.0, 1.0], [0.5, 3.0, 0.5]], dtype=torch.bfloat16)
+    assert torch.equal(row_argmin(keys), torch.tensor([1, 0]))
 
 
 @pytest.mark.parametrize("c", [1.0, 0.5, None])

@@ -5,7 +5,8 @@ products and then run a chain of scalar arithmetic on those columns. At the batc
 sizes of a fit the columns are tiny, and a NumPy op on them costs a quarter of a torch op's call
 (45 against 170 µs for a Möbius layer's forward chain at 128 rows). The chains are written once
 against a namespace, ``NumpyMath`` or ``TensorMath``; ``to_columns`` picks it from the device,
-so the same code runs on tensors off the CPU.
+so the same code runs on tensors off the CPU. ``row_argmin`` is nearest-code search's last
+step, taken by NumPy on the CPU for the same reason.
 """
 
 from __future__ import annotations
@@ -57,3 +58,12 @@ def from_columns(array) -> Tensor:
     if isinstance(array, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(array))
     return array
+
+
+def row_argmin(keys: Tensor) -> Tensor:
+    """(n,) int64: the index of each row's least key, the first one on ties, a row's first NaN
+    where it has one (torch's ``min`` too). On the CPU NumPy's argmin, which vectorises the
+    row scan: 1.5–4× faster than torch's min with indices at a few thousand rows of 256."""
+    if keys.device.type == "cpu" and keys.dtype in NUMPY_DTYPES:
+        return torch.from_numpy(keys.detach().numpy().argmin(-1).astype(np.int64, copy=False))
+    return keys.min(dim=-1).indices

@@ -15,8 +15,9 @@ TANH_LIMIT = 15.0
 MIN_NORM = 1e-15
 # arcosh is evaluated on inputs >= 1 + ARCOSH_MARGIN: its derivative is infinite at 1 (x = y).
 ARCOSH_MARGIN = {torch.float32: 1e-6, torch.float64: 1e-12}
-# Rows per chunk in nearest-code search: bounds the (n × s) score matrix.
-SEARCH_CHUNK = 65536
+# Keys per chunk in nearest-code search, (rows × codes): 4 MB of float32 stays in a core's L2
+# cache while its row minima are taken; a 64 MB chunk made the search 2–3× slower.
+SEARCH_KEYS = 1 << 20
 
 
 def margin(table: dict, dtype: torch.dtype) -> float:

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.geometry import ball_autograd, flat, poincare
-from hrqtok.geometry.constants import ARCOSH_MARGIN, MIN_NORM, SEARCH_CHUNK, margin
+from hrqtok.geometry.columns import row_argmin
+from hrqtok.geometry.constants import ARCOSH_MARGIN, MIN_NORM, SEARCH_KEYS, margin
 from hrqtok.geometry.poincare import DistanceParts
 
 
@@ -84,11 +85,10 @@ class Manifold:
 
     def nearest(self, x: Tensor, codebook: Tensor) -> Tensor:
         """argmin_j d(x_i, codebook_j): x (n, dim), codebook (s, dim) -> (n,) int64, in chunks
-        of rows, never building an (n × s × dim) tensor."""
-        # min's indices are argmin's (the first minimum; a NaN row gives its NaN's index), and
-        # its CPU kernel is 1.6x faster
-        out = [self.distance_keys(chunk, codebook, across_rows=False).min(dim=-1).indices
-               for chunk in x.split(SEARCH_CHUNK)]
+        of rows (about SEARCH_KEYS keys each), never building an (n × s × dim) tensor."""
+        rows = max(1, SEARCH_KEYS // max(len(codebook), 1))
+        out = [row_argmin(self.distance_keys(chunk, codebook, across_rows=False))
+               for chunk in x.split(rows)]
         return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
 
     def distance_parts(self, sq: Tensor, x2: Tensor, y2: Tensor) -> DistanceParts:

@@ -220,3 +220,53 @@ def test_distance_keys_give_the_distance_of_every_pair(c):
     else:
         expected = geometry.dist(x.unsqueeze(1), codes.unsqueeze(0), c=c)
         torch.testing.assert_close(torch.acosh(1 + 2 * c * keys) / c ** 0.5, expected)
+
+
+def _ulps(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """|value - reference| in units of the last place of ``reference`` (in value's dtype)."""
+    rounded = reference.to(value.dtype)
+    ulp = torch.nextafter(rounded, torch.full_like(rounded, math.inf)) - rounded
+    return (value.double() - reference).abs() / ulp.double()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 300), st.sampled_from([torch.float32, torch.float64]))
+def test_arcosh_is_acosh_within_four_ulps(log10_excess, dtype):
+    top = 37 if dtype == torch.float32 else 300
+    z = 1 + torch.tensor([10.0 ** (min(log10_excess, top) - 15)], dtype=torch.float64)
+    z = z.to(dtype)  # the argument as the dtype holds it; the truth from it in float64
+    assert _ulps(geometry.poincare.arcosh(z), torch.acosh(z.double())).item() <= 4
+
+
+def test_arcosh_at_one_and_near_the_floor():
+    for dtype in (getattr(torch, name) for name in DTYPES):
+        assert geometry.poincare.arcosh(torch.ones(1, dtype=dtype)).item() == 0
+        z = torch.tensor([1 + 1e-12, 1 + 1e-6, 2.0, 1e30], dtype=torch.float64).to(dtype)
+        assert (_ulps(geometry.poincare.arcosh(z), torch.acosh(z.double())) <= 4).all()
+        z.requires_grad_(True)
+        geometry.poincare.arcosh(z[1:]).sum().backward()
+        exact = z.detach()[1:].double()
+        torch.testing.assert_close(z.grad[1:].double(), 1 / torch.sqrt((exact - 1) * (exact + 1)),
+                                   rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_nearest_keys_are_the_row_distance_keys(dtype, seed):
+    dtype = getattr(torch, dtype)
+    x = points(200, 7, c=0.5, dtype=dtype, seed=seed, near_boundary=seed % 2 == 1)
+    codebook = points(31, 7, c=0.5, dtype=dtype, seed=seed + 9, near_boundary=seed % 2 == 0)
+    keys = geometry.poincare.nearest_keys(x, codebook, c=0.5)
+    expected = geometry.distance_keys(x, codebook, c=0.5, across_rows=False)
+    # equal up to cancellation in ‖x‖² + ‖v‖² - 2⟨x, v⟩, which both share
+    scale = (x.pow(2).sum(-1, keepdim=True) + codebook.pow(2).sum(-1)) / (
+        1 - 0.5 * codebook.pow(2).sum(-1))
+    tolerance = 64 * torch.finfo(dtype).eps * scale
+    assert ((keys - expected).abs() <= tolerance).all()
+    assert torch.equal(PoincareBall(0.5).nearest(x, codebook), row_argmin(expected)) or (
+        _distance_at(x, codebook, PoincareBall(0.5).nearest(x, codebook))
+        - _distance_at(x, codebook, row_argmin(expected))).abs().max() < 1e3 * torch.finfo(dtype).eps
+
+
+def _distance_at(x, codebook, codes):
+    return geometry.dist(x, codebook[codes], c=0.5)

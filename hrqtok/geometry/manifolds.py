@@ -79,6 +79,11 @@ class Manifold:
         ``across_rows=False`` they only order each row (terms constant in a row left out)."""
         raise NotImplementedError
 
+    def nearest_keys(self, x: Tensor, points: Tensor) -> Tensor:
+        """(n, m) keys whose order along each row is that of d(x_i, points_j): what nearest
+        search takes the row minimum of."""
+        return self.distance_keys(x, points, across_rows=False)
+
     def squared_distances(self, x: Tensor, points: Tensor) -> Tensor:
         """(n, m) d(x_i, points_j)², from one matrix product."""
         raise NotImplementedError
@@ -87,8 +92,7 @@ class Manifold:
         """argmin_j d(x_i, codebook_j): x (n, dim), codebook (s, dim) -> (n,) int64, in chunks
         of rows (about SEARCH_KEYS keys each), never building an (n × s × dim) tensor."""
         rows = max(1, SEARCH_KEYS // max(len(codebook), 1))
-        out = [row_argmin(self.distance_keys(chunk, codebook, across_rows=False))
-               for chunk in x.split(rows)]
+        out = [row_argmin(self.nearest_keys(chunk, codebook)) for chunk in x.split(rows)]
         return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
 
     def distance_parts(self, sq: Tensor, x2: Tensor, y2: Tensor) -> DistanceParts:
@@ -269,11 +273,14 @@ class PoincareBall(Manifold):
     def distance_keys(self, x: Tensor, points: Tensor, *, across_rows: bool = True) -> Tensor:
         return poincare.distance_keys(x, points, c=self.c, across_rows=across_rows)
 
+    def nearest_keys(self, x: Tensor, points: Tensor) -> Tensor:
+        return poincare.nearest_keys(x, points, c=self.c)
+
     def squared_distances(self, x: Tensor, points: Tensor) -> Tensor:
         """From the keys ‖x - v‖² / ((1 - c‖x‖²)(1 - c‖v‖²)): d = arcosh(1 + 2c·key) / √c."""
         keys = self.distance_keys(x, points)
         floor = 1.0 + margin(ARCOSH_MARGIN, keys.dtype)
-        return (torch.acosh((1 + 2 * self.c * keys).clamp_min(floor)) / math.sqrt(self.c)).pow(2)
+        return (poincare.arcosh((1 + 2 * self.c * keys).clamp_min(floor)) / math.sqrt(self.c)).pow(2)
 
     def distance_parts(self, sq: Tensor, x2: Tensor, y2: Tensor) -> DistanceParts:
         return poincare.distance_parts(sq, x2, y2, c=self.c)

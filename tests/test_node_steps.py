@@ -7,9 +7,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hrqtok import geometry
-from hrqtok.fit.node_steps import EPS, NodeSteps
+from hrqtok.fit.node_steps import EPS, NodeSteps, distinct_nodes
 from hrqtok.geometry import Euclidean, PoincareBall
 
 
@@ -101,3 +103,13 @@ def test_an_unknown_rule_or_decay_is_refused():
         NodeSteps("adam", 3, Euclidean(), max_length=1.0, rms_decay=0.9)
     with pytest.raises(ValueError, match="RMS decay"):
         NodeSteps("rmsprop", 3, Euclidean(), max_length=1.0, rms_decay=1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 49), max_size=300))
+def test_distinct_nodes_is_torch_unique(ids):
+    index = torch.tensor(ids, dtype=torch.long)
+    expected = torch.unique(index, return_inverse=True, return_counts=True)
+    got = distinct_nodes(index, 50)
+    for a, b in zip(got, expected):
+        assert a.dtype == torch.int64 and torch.equal(a, b)

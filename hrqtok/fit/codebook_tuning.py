@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.fit.node_steps import distinct_nodes
 from hrqtok.fit.optimizers import StackedRiemannianAdam
 from hrqtok.models.hierarchy import HierarchyModel
 
@@ -70,7 +71,7 @@ class CodebookTuning:
             index = torch.cat([part[..., 0].reshape(-1), part[..., 1].reshape(-1),
                                negatives.reshape(-1)])
             # decode each distinct node once (hub hypernyms recur); autograd to the codebooks
-            nodes, inverse = torch.unique(index, return_inverse=True)
+            nodes, inverse, _ = distinct_nodes(index, len(self.codes))
             points = self.model.quantizer.decode_codes(self.codes[nodes])[inverse]
             pairs, dim = part.shape[0] * part.shape[1], points.shape[1]
             shape = part.shape[:2] + (dim,)

@@ -28,7 +28,7 @@ from torch import Tensor
 from hrqtok.config import HierarchyTrainConfig, ModelConfig
 from hrqtok.fit.codebook_tuning import CodebookTuning
 from hrqtok.fit.contrastive import softmax_ranking_loss
-from hrqtok.fit.node_steps import NodeSteps
+from hrqtok.fit.node_steps import NodeSteps, distinct_nodes
 from hrqtok.fit.optimizers import StackedRiemannianAdam
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.fit.tree_init import tree_start
@@ -201,6 +201,7 @@ class HierarchyTraining:
                 "quantization": float(totals[1] / m), "learning_rate": lr, "seconds": seconds,
                 "pairs_per_second": len(order) / max(seconds, 1e-9)}
 
+    @torch.inference_mode()  # nothing here is differentiated by autograd: skip its bookkeeping
     def step(self, batch: Tensor, lr: float, *, quantize: bool) -> np.ndarray:
         """One batch: losses summed over its pairs; returns (rank loss, quantization loss)."""
         model, size, group = self.model, len(batch), self.config.negative_group
@@ -232,7 +233,7 @@ class HierarchyTraining:
         """Σ over pair ends of L_RQ, computed once per distinct node weighted by how often it
         occurs (hub hypernyms recur in most batches); steps the codebooks and appends the
         nodes' gradients to the sparse update."""
-        nodes, counts = torch.unique(ends, return_counts=True)
+        nodes, _, counts = distinct_nodes(ends, len(self.model.embeddings))
         points = self.model.embeddings.detach().index_select(0, nodes)
         out = self.model.quantizer.loss_grads(points, counts.to(points.dtype))
         # a weighted mean over rows; x the number of ends makes it a sum like L_rank

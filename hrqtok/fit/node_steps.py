@@ -23,6 +23,7 @@ Both clip each node's step to ``max_length`` in the manifold's metric.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +31,25 @@ from hrqtok.config import NODE_OPTIMIZERS
 from hrqtok.geometry import Manifold
 
 EPS = 1e-10
+
+
+def distinct_nodes(index: Tensor, n_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.unique(index, return_inverse=True, return_counts=True)`` for node ids in
+    [0, n_nodes): the sorted distinct ids, each entry's position among them, and their counts.
+    On the CPU by marking a table of one flag per node: at a WordNet batch's few thousand ids
+    half the time of unique's sort."""
+    if index.device.type != "cpu":
+        return torch.unique(index, return_inverse=True, return_counts=True)
+    ids = index.numpy()
+    present = np.zeros(n_nodes, dtype=bool)
+    present[ids] = True
+    nodes = np.flatnonzero(present)
+    position = np.empty(n_nodes, dtype=np.int64)
+    position[nodes] = np.arange(len(nodes))
+    inverse = position[ids]
+    counts = np.bincount(inverse, minlength=len(nodes))
+    return (torch.from_numpy(nodes.astype(np.int64, copy=False)), torch.from_numpy(inverse),
+            torch.from_numpy(counts.astype(np.int64, copy=False)))
 
 
 class NodeSteps:
@@ -49,7 +69,7 @@ class NodeSteps:
     def apply(self, table: Tensor, index: Tensor, grad: Tensor, lr: float) -> None:
         """Step the rows ``index`` (m,) of ``table`` (n, dim) in place; a row that occurs
         several times gets the sum of its gradients ``grad`` (m, dim)."""
-        touched, inverse = torch.unique(index, return_inverse=True)
+        touched, inverse, _ = distinct_nodes(index, len(table))
         summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype)
         summed.index_add_(0, inverse, grad)
         points = table.index_select(0, touched)

@@ -57,11 +57,12 @@ class _AutogradQuantizerLoop(HierarchyTraining):
     """fit's step with the (H)RQ loss differentiated by autograd through forward()."""
 
     def quantizer_step(self, ends, index, grads):
-        nodes, counts = torch.unique(ends, return_counts=True)
-        points = self.model.embeddings.detach().index_select(0, nodes).requires_grad_()
-        loss = self.model.quantizer(points, counts.to(points.dtype)).loss * len(ends)
-        self.codebook_optimizer.zero_grad(set_to_none=True)
-        (self.config.quantize_weight * loss).backward()
+        with torch.inference_mode(False), torch.enable_grad():  # step() runs in inference mode
+            nodes, counts = torch.unique(ends.clone(), return_counts=True)
+            points = self.model.embeddings.detach().index_select(0, nodes).requires_grad_()
+            loss = self.model.quantizer(points, counts.to(points.dtype)).loss * len(ends)
+            self.codebook_optimizer.zero_grad(set_to_none=True)
+            (self.config.quantize_weight * loss).backward()
         self.codebook_optimizer.step()
         index.append(nodes)
         grads.append(points.grad)

@@ -7,8 +7,10 @@ on 2 cores, a fifth of a hyperbolic epoch. torch's fused Adam makes the same upd
 pass (1 ms), so the flat weights, nearly all of the model, go to it (``SplitAdam``); only the
 ball's points need the Riemannian step (the gradient rescaled to the metric, a retraction, the
 moments transported). ``StackedRiemannianAdam`` makes that step once over all the points of
-one shape (a quantizer's codebooks) instead of once per parameter: on the small codebooks of a
-WordNet fit the tensor passes cost their call overhead, not their arithmetic."""
+one shape (a quantizer's codebooks) instead of once per parameter, and on a Poincaré ball in
+closed form (a few inner products per point and a chain of per-point scalars, not geoopt's
+general stereographic operations): on the small codebooks of a WordNet fit the tensor passes
+cost their call overhead, not their arithmetic."""
 
 from __future__ import annotations
 
@@ -104,9 +106,10 @@ class StackedRiemannianAdam:
     """geoopt's RiemannianAdam (no weight decay, no AMSGrad, no stabilisation: its defaults)
     with the parameters of one manifold, shape and dtype stepped as one stack (vectors of any
     length together, see ``_Stack``). geoopt's operations on a point are row-wise, so each
-    parameter gets the update geoopt would give it (tests/test_optimizers.py checks it: to the
-    bit for parameters of one shape). ``state[parameter]`` holds views of the stacked moments,
-    so dead-code revival can reset a parameter's rows in place."""
+    parameter gets the update geoopt would give it (tests/test_optimizers.py checks it): on a
+    Poincaré ball by the closed form of ``_poincare_adam_step``, equal to rounding; on other
+    manifolds by geoopt's own operations, to the bit. ``state[parameter]`` holds views of the
+    stacked moments, so dead-code revival can reset a parameter's rows in place."""
 
     def __init__(self, parameters, *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):

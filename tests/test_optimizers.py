@@ -199,3 +199,29 @@ def test_closed_form_ball_step_is_geoopts_away_from_the_boundary(c):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-15)
         torch.testing.assert_close(optimisers[1].state[b]["exp_avg"],
                                    optimisers[0].state[a]["exp_avg"], rtol=1e-11, atol=1e-15)
+
+
+def test_closed_form_ball_step_runs_the_same_on_tensor_columns(monkeypatch):
+    """Off the CPU the per-point scalars are tensors, not NumPy columns: the same chain."""
+    import hrqtok.fit.optimizers as optimizers
+    from hrqtok.geometry.columns import TensorMath
+
+    ball = geoopt.PoincareBall(c=1.5)
+    start = ball.projx(0.4 * torch.randn(2, 30, 4, generator=torch.Generator().manual_seed(5),
+                                         dtype=torch.float64))
+    runs = []
+    for on_tensors in (False, True):
+        with monkeypatch.context() as patch:
+            if on_tensors:
+                patch.setattr(optimizers, "to_columns", lambda tensor: (tensor, TensorMath))
+            parameters = [geoopt.ManifoldParameter(p.clone(), manifold=ball) for p in start]
+            optimiser = StackedRiemannianAdam(parameters, lr=0.02)
+            for step in range(10):
+                optimiser.zero_grad()
+                for p in parameters:
+                    (p - 0.3 * (step % 3) + 0.2).pow(3).sum().backward()
+                optimiser.step()
+            runs.append([p.detach().clone() for p in parameters]
+                        + [optimiser.state[p]["exp_avg"].clone() for p in parameters])
+    for numpy_run, tensor_run in zip(*runs):
+        torch.testing.assert_close(tensor_run, numpy_run, rtol=1e-12, atol=1e-15)

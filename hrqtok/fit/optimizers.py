@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from hrqtok.geometry import poincare
-from hrqtok.geometry.columns import from_columns, to_columns
+from hrqtok.geometry.columns import from_columns, row_dot, to_columns
 from hrqtok.geometry.constants import MIN_NORM
 
 
@@ -86,6 +86,9 @@ class _Stack:
                          else geoopt.Euclidean())
         lengths = [len(p) for p in parameters] if first.dim() == 1 else None
         self.lengths = lengths if lengths and len(set(lengths)) > 1 else None
+        # a ball's points take the closed-form step (its curvature is fixed: read it once)
+        self.curvature = (-float(self.manifold.k) if isinstance(self.manifold, geoopt.PoincareBall)
+                          else None)
         shape = (max(lengths),) if self.lengths else tuple(first.shape)
         self.exp_avg = torch.zeros((len(parameters),) + shape, dtype=first.dtype,
                                    device=first.device)
@@ -160,8 +163,8 @@ class StackedRiemannianAdam:
         for i in members:
             stack.steps[i] = step
         manifold, (beta1, beta2) = stack.manifold, self.betas
-        if isinstance(manifold, geoopt.PoincareBall):
-            new_point = _poincare_adam_step(point, grad, exp_avg, exp_avg_sq, c=-float(manifold.k),
+        if stack.curvature is not None:
+            new_point = _poincare_adam_step(point, grad, exp_avg, exp_avg_sq, c=stack.curvature,
                                             lr=self.lr, betas=self.betas, eps=self.eps, step=step)
         else:  # geoopt's RiemannianAdam.step, term by term
             grad = manifold.egrad2rgrad(point, grad)
@@ -191,8 +194,8 @@ def _poincare_adam_step(point: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq
     handful of full-size ops and a chain of (n, 1) columns (in NumPy on the CPU) instead of
     geoopt's ~120 ops on a general stereographic model."""
     beta1, beta2 = betas
-    x2, xp = to_columns(_dot(point, point))
-    g2, _ = to_columns(_dot(grad, grad))
+    x2, xp = to_columns(row_dot(point, point))
+    g2, _ = to_columns(row_dot(grad, grad))
     with np.errstate(all="ignore"):
         inv_lambda2 = xp.maximum(1 - c * x2, MIN_NORM) ** 2 / 4
         exp_avg.mul_(beta1).add_(grad * from_columns(inv_lambda2), alpha=1 - beta1)
@@ -200,10 +203,10 @@ def _poincare_adam_step(point: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq
         v, _ = to_columns(exp_avg_sq[..., :1].contiguous())
         scale = lr / ((1 - beta1 ** step) * (xp.sqrt(v / (1 - beta2 ** step)) + eps))
         moved = torch.addcmul(point, exp_avg, from_columns(-scale))
-        m2, _ = to_columns(_dot(moved, moved))
-        mx, _ = to_columns(_dot(moved, point))
-        mm, _ = to_columns(_dot(moved, exp_avg))
-        xm, _ = to_columns(_dot(point, exp_avg))
+        m2, _ = to_columns(row_dot(moved, moved))
+        mx, _ = to_columns(row_dot(moved, point))
+        mm, _ = to_columns(row_dot(moved, exp_avg))
+        xm, _ = to_columns(row_dot(point, exp_avg))
         # the projection of geoopt: norms floored at 1e-15, points beyond the bound scaled to it
         norm = xp.sqrt(xp.maximum(m2, MIN_NORM ** 2))
         bound = poincare.max_norm(c=c, dtype=point.dtype)
@@ -218,10 +221,6 @@ def _poincare_adam_step(point: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq
     exp_avg.mul_(from_columns(ratio)).addcmul_(moved, from_columns(on_moved)).addcmul_(
         point, from_columns(on_point))
     return moved.mul_(from_columns(p))
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).sum(-1, keepdim=True)
 
 
 def _plain(tensor: Tensor) -> Tensor:

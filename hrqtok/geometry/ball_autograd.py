@@ -28,17 +28,13 @@ import torch
 from torch import Tensor
 
 from hrqtok.geometry import poincare
-from hrqtok.geometry.columns import from_columns, to_columns
+from hrqtok.geometry.columns import from_columns, row_dot, to_columns
 from hrqtok.geometry.constants import ARTANH_MARGIN, MIN_NORM, TANH_LIMIT
 from hrqtok.geometry.constants import margin as _margin
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).sum(-1, keepdim=True)
 
 
 def _is_bias(u: Tensor, b: Tensor) -> bool:
@@ -49,7 +45,7 @@ def _is_bias(u: Tensor, b: Tensor) -> bool:
 def _dot_rows(a: Tensor, b: Tensor) -> Tensor:
     """⟨a_i, b_i⟩ per row, (n, 1); a matrix-vector product where b is a bias: one op instead
     of a full-size product and a sum."""
-    return (a @ b).unsqueeze(-1) if _is_bias(a, b) else _dot(a, b)
+    return (a @ b).unsqueeze(-1) if _is_bias(a, b) else row_dot(a, b)
 
 
 class _Radial(torch.autograd.Function):
@@ -87,7 +83,7 @@ class _Radial(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, g, k = ctx.saved_tensors
-        return grad * g + x * (_dot(grad, x) * k), None, None
+        return grad * g + x * (row_dot(grad, x) * k), None, None
 
 
 def expmap0(v: Tensor, *, c: float) -> Tensor:
@@ -199,9 +195,9 @@ class _Combination(torch.autograd.Function):
     def forward(ctx, u: Tensor, b: Tensor, c: float, exp0: bool, tangent: bool) -> Tensor:
         # a ManifoldParameter's ops would go through __torch_function__
         u, b = u.as_subclass(Tensor), b.as_subclass(Tensor)
-        u2, xp = to_columns(_dot(u, u))
+        u2, xp = to_columns(row_dot(u, u))
         ub, _ = to_columns(_dot_rows(u, b))
-        b2, _ = to_columns(_dot(b, b))
+        b2, _ = to_columns(row_dot(b, b))
         limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
         with np.errstate(all="ignore"):  # a diverged batch's NaNs pass silently, as in torch
             scalars = _layer_scalars(xp, u2, ub, b2, c=c, limit=limit, exp0=exp0,
@@ -214,7 +210,7 @@ class _Combination(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         u, b, alpha, beta = ctx.saved_tensors
-        d_alpha, _ = to_columns(_dot(grad, u))
+        d_alpha, _ = to_columns(row_dot(grad, u))
         d_beta, _ = to_columns(_dot_rows(grad, b))
         with np.errstate(all="ignore"):
             grads = _layer_scalar_grads(ctx.xp, ctx.scalars, d_alpha, d_beta, c=ctx.c,

@@ -53,6 +53,11 @@ def to_columns(tensor: Tensor):
     return tensor, TensorMath
 
 
+def row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """⟨a_i, b_i⟩ over the last dimension, kept as a column (..., 1): what the chains start from."""
+    return (a * b).sum(-1, keepdim=True)
+
+
 def from_columns(array) -> Tensor:
     """A tensor again: NumPy results become CPU tensors (no copy when contiguous)."""
     if isinstance(array, np.ndarray):

@@ -132,6 +132,7 @@ VALID_ITEMS = _parquet_bytes(pa.table({"id": ["a", "b"], "vec": [[1.0, 2.0], [3.
 
 @FUZZ
 @given(edits, st.lists(st.fixed_dictionaries({"id": ids, "vec": vectors}), min_size=1, max_size=4))
+@example([(0, 0, 0)], [{"id": "0", "vec": "0"}])  # a string column read as digits (found by the fuzzer)
 def test_parquet_items_mutated_and_typed(changes, records):
     try:
         read_items(_tmp(mutate(VALID_ITEMS, changes), ".parquet"), VEC)

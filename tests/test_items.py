@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hrqtok.errors import InputError
-from hrqtok.sources.items import ItemFields, read_items
+from hrqtok.sources.items import ItemFields, item_chunks, read_items
 
 VEC = ItemFields(embedding_field="vec")
 
@@ -68,6 +68,22 @@ def test_vectors_from_csv_and_parquet(tmp_path):
     pq.write_table(pa.table({"id": ["a", "b"], "vec": [[1.0, 2.0], [3.0, 4.0]]}), tmp_path / "v.parquet")
     items = read_items(str(tmp_path / "v.parquet"), VEC)
     assert items.vectors.dtype == np.float32 and items.vectors.tolist() == [[1, 2], [3, 4]]
+
+
+def test_a_text_is_a_vector_only_in_a_csv_cell(tmp_path):
+    """JSONL and Parquet hold typed values: a string there is refused, not read as digits (the
+    fuzzer found a Parquet "0" read as the vector [0])."""
+    message = r"field 'vec' is not a list of numbers but a text \(only a CSV cell"
+    with pytest.raises(InputError, match=r"v.jsonl:1: " + message):
+        read_items(write(tmp_path, "v.jsonl", json.dumps({"id": "a", "vec": "0.1 0.2"}) + "\n"), VEC)
+    pq.write_table(pa.table({"id": ["a"], "vec": ["0"]}), tmp_path / "v.parquet")
+    with pytest.raises(InputError, match=r"v.parquet:1: " + message):
+        read_items(str(tmp_path / "v.parquet"), VEC)
+    with pytest.raises(InputError, match=r"v.parquet:1: " + message):
+        list(item_chunks(str(tmp_path / "v.parquet"), VEC))
+    csv_path = write(tmp_path, "v.csv", 'id,vec\na,0.1 0.2\n')
+    assert read_items(csv_path, VEC).vectors.shape == (1, 2)
+    assert next(item_chunks(csv_path, VEC)).vectors.shape == (1, 2)
 
 
 def test_missing_file(tmp_path):

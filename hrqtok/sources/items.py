@@ -54,6 +54,7 @@ def read_items(path: str, fields: ItemFields = ItemFields(), *, fmt: str | None 
     reader = _Collector(source_name(path), fields, Reservoir(sample, seed) if sample is not None else None)
     for file in files:
         reader.source = source_name(file)  # messages name the file the record is in
+        reader.csv = detect_format(file, fmt) == "csv"
         for line, record in records(file, fmt):
             reader.add(line, record)
     reader.source = source_name(path)  # an input without items is named as it was given
@@ -79,6 +80,7 @@ def record_chunks(numbered: Iterable[tuple[int, dict]], source: str, fields: Ite
     ``unique_ids`` the chunk read so far is yielded before a bad record's error, so that the
     caller's id check sees a repeated id on an earlier line first, as a whole read would."""
     reader = _Collector(source, fields, track_ids=unique_ids)
+    reader.csv = fmt == "csv"
     try:
         for line, record in numbered:
             reader.add(line, record)
@@ -130,6 +132,7 @@ class _Collector:
         self.seen = IdRegister(fields.id_field)
         self.dim_line, self.dim = 0, 0  # the first vector's line and length
         self.dim_source = source  # and its file
+        self.csv = False  # whether records are CSV rows, whose cells spell vectors as text
 
     def _error(self, message: str, line: int) -> InputError:
         return InputError(message, source=self.source, line=line)
@@ -197,7 +200,8 @@ class _Collector:
         if value is None:
             what = "is null" if field in record else "is missing"
             raise self._error(f"field '{field}' {what}; every item needs a vector", line)
-        vector = parse_vector(value, lambda message: self._error(f"field '{field}' {message}", line))
+        vector = parse_vector(value, lambda message: self._error(f"field '{field}' {message}", line),
+                              text=self.csv)
         if self.dim_line and vector.size != self.dim:
             where = f"line {self.dim_line}" if self.dim_source == self.source else \
                 f"{self.dim_source} line {self.dim_line}"

@@ -7,10 +7,14 @@ import json
 import numpy as np
 
 
-def parse_vector(value, error) -> np.ndarray:
-    """A flat, non-empty list of finite numbers (or, from CSV, a string of them) as float32;
-    ``error(message)`` makes the exception to raise. Booleans and texts are not numbers, and a
-    value that overflows float32 is refused rather than turned into infinity."""
+def parse_vector(value, error, *, text: bool = False) -> np.ndarray:
+    """A flat, non-empty list of finite numbers (or, with ``text``, a CSV cell spelling them)
+    as float32; ``error(message)`` makes the exception to raise. Booleans and texts are not
+    numbers (a JSONL or Parquet string is refused, not read as digits), and a value that
+    overflows float32 is refused rather than turned into infinity."""
+    if isinstance(value, str) and not text:
+        raise error("is not a list of numbers but a text (only a CSV cell may spell a vector "
+                    "as text)")
     if isinstance(value, str):  # CSV cells: "[0.1, 0.2]" or "0.1 0.2"
         text = value.strip()
         try:

@@ -39,6 +39,11 @@ class ArtifactError(HrqtokError):
     version."""
 
 
+class OutputError(HrqtokError):
+    """An output a store would not take while it was written (a remote store refused it or
+    went away); the message says what of the old output is left."""
+
+
 class OptionError(HrqtokError):
     """An option that cannot work (a write target that would destroy something, a value out of
     range), found before any work is done. Exit code 2, as for Typer's bad parameters."""

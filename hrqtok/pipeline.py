@@ -69,7 +69,7 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     is stopped leaves no file, and the next run takes those vectors from the cache.
     ``engine``: embed on the actors of a Ray cluster (``engines.ray_data``); the file is the
     same. Returns a summary."""
-    from hrqtok.atomic import atomic_path
+    from hrqtok.remote_writes import output_file
     from hrqtok.store.vectors import VectorWriter
 
     device, gpu = work_device(device, engine)
@@ -81,7 +81,7 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     counts = [count_records(file, fmt) for file in files]
     total = None if None in counts else sum(counts)
     seen = IdRegister(fields.id_field)
-    with atomic_path(out) as target:
+    with output_file(str(out)) as target:
         writer = VectorWriter(target, embedder.identity)
         try:
             for chunk in work_chunks(files, fmt, fields, work, chunk_rows=chunk_size,

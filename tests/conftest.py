@@ -1,4 +1,5 @@
-"""Seeds, dtypes, a deterministic fake embedder and small item files shared by the tests."""
+"""Seeds, dtypes, a deterministic fake embedder, small item files and a local S3 server shared
+by the tests."""
 
 from __future__ import annotations
 
@@ -118,3 +119,44 @@ def tree_parents(branching=3, depth=3):
                 nxt.append(len(parents) - 1)
         level = nxt
     return parents
+
+
+BUCKET = "shop"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """(filesystem, endpoint "host:port") of a fresh local S3-compatible server (moto's, on a
+    free port) with one empty bucket; the environment points pyarrow at it for the module."""
+    from pyarrow import fs
+
+    from hrqtok import locations
+
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"{host}:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", "us-east-1"),
+                            ("AWS_ENDPOINT_URL", f"http://{endpoint}")):
+            patch.setenv(name, value)
+        locations.filesystem_of.cache_clear()  # filesystems are made from the environment
+        filesystem = fs.S3FileSystem(endpoint_override=endpoint, scheme="http",
+                                     allow_bucket_creation=True)
+        filesystem.create_dir(BUCKET)
+        yield filesystem, endpoint
+        locations.filesystem_of.cache_clear()
+    server.stop()
+
+
+def upload(s3, local, key):
+    """Copies a local file, or a folder's files, to ``s3://shop/key``; returns that URI."""
+    filesystem, _ = s3
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    for path in files:
+        inner = f"{BUCKET}/{key}" + ("" if local.is_file() else f"/{path.relative_to(local)}")
+        with filesystem.open_output_stream(inner) as f:
+            f.write(path.read_bytes())
+    return f"s3://{BUCKET}/{key}"

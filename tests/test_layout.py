@@ -7,7 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "hrqtok"
 # bottom to top; a module may import its own layer and those below it
 LAYERS = [
-    {"errors", "paths", "jsonsafe", "atomic", "locations", "targets", "devices"},
+    {"errors", "paths", "jsonsafe", "atomic", "locations", "remote_writes", "targets", "devices"},
     {"geometry"},
     {"config", "quantize.registry"},  # configs name quantizers; the registry is data only
     {"quantize"},

@@ -2,7 +2,8 @@
 through real ``file://`` URIs (tests/test_s3.py reads ``s3://`` ones from a local S3 server). A URI input gives
 what its path gives, for a file and for a Parquet dataset folder, in every reader (fit, encode,
 the Ray engine's splits); messages name the URI; a bad scheme or a missing file is one error
-line; an output that is a URI input's local file is refused."""
+line; an output that is a URI input's local file is refused; hidden names are left out of a
+dataset."""
 
 from __future__ import annotations
 
@@ -51,6 +52,21 @@ def test_what_a_location_is(tmp_path, vector_items):
                                           ("part-0.parquet", "part-2.parquet", "sub/part-1.parquet")]
     assert [p.split("/vectors/")[1] for p in local] == ["part-0.parquet", "part-2.parquet",
                                                         "sub/part-1.parquet"]
+
+
+def test_a_dataset_leaves_out_hidden_names_as_pyarrow_does(tmp_path, vector_items):
+    """A writer's staging leftovers (``.tokens.PID.RANDOM.tmp/``) and ``_``-names are not data."""
+    folder = dataset(tmp_path / "vectors", vector_items)
+    for hidden in (".tokens.123.ab.tmp/part-00000.parquet", "_temporary/part-9.parquet",
+                   "sub/.part-7.parquet"):
+        (folder / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (folder / hidden).write_bytes((folder / "part-0.parquet").read_bytes())
+    expected = ["part-0.parquet", "part-2.parquet", "sub/part-1.parquet"]
+    assert [p.split("/vectors/")[1] for p in parquet_files(folder)] == expected
+    assert [p.split("/vectors/")[1] for p in parquet_files(uri(folder))] == expected
+    import pyarrow.dataset as ds
+
+    assert sorted(p.split("/vectors/")[1] for p in ds.dataset(folder).files) == expected
 
 
 def test_fit_and_encode_read_uris_as_their_paths(tmp_path, vector_items):

@@ -1,10 +1,11 @@
-"""Inputs in a real S3 store: a local S3-compatible server (moto's, started here on a free
+"""Inputs in a real S3 store: a local S3-compatible server (moto's, started by conftest.s3 on a free
 port, with its own buckets and objects) reached over HTTP by pyarrow's S3 filesystem, as a
 user's MinIO or AWS bucket would be. The endpoint and credentials come from the environment
 (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``…) or from the URI's query, as pyarrow takes them.
 An ``s3://`` input gives what its local copy gives, byte for byte, in fit (also --sample),
-embed, encode of a Parquet dataset, inspect and the Ray engine; a bad object or a missing one is one
-error line naming the URI."""
+embed, encode of a Parquet dataset, inspect and the Ray engine (whose table goes to the store);
+a bad object or a missing one is one error line naming the URI. Outputs at ``s3://`` URIs:
+tests/test_remote_outputs.py."""
 
 from __future__ import annotations
 
@@ -16,47 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hrqtok import locations
-from tests.conftest import TINY_FIT
+from tests.conftest import BUCKET, TINY_FIT, upload
 from tests.test_cli import run
-
-moto_server = pytest.importorskip("moto.server")
-
-BUCKET = "shop"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """(filesystem, endpoint "host:port") of a fresh S3 server with one empty bucket; the
-    environment points pyarrow at it for the module."""
-    from pyarrow import fs
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"{host}:{port}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                            ("AWS_DEFAULT_REGION", "us-east-1"),
-                            ("AWS_ENDPOINT_URL", f"http://{endpoint}")):
-            patch.setenv(name, value)
-        locations._filesystem.cache_clear()  # filesystems are made from the environment
-        filesystem = fs.S3FileSystem(endpoint_override=endpoint, scheme="http",
-                                     allow_bucket_creation=True)
-        filesystem.create_dir(BUCKET)
-        yield filesystem, endpoint
-        locations._filesystem.cache_clear()
-    server.stop()
-
-
-def upload(s3, local, key):
-    """Copies a local file, or a folder's files, to ``s3://shop/key``; returns that URI."""
-    filesystem, _ = s3
-    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
-    for path in files:
-        inner = f"{BUCKET}/{key}" + ("" if local.is_file() else f"/{path.relative_to(local)}")
-        with filesystem.open_output_stream(inner) as f:
-            f.write(path.read_bytes())
-    return f"s3://{BUCKET}/{key}"
 
 
 def as_parquet(vector_items, path, group_rows=25):
@@ -135,7 +97,7 @@ def test_the_endpoint_may_be_in_the_uri(tmp_path, s3, fitted, vector_items, monk
     keep them."""
     _, endpoint = s3
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    locations._filesystem.cache_clear()
+    locations.filesystem_of.cache_clear()
     remote = upload(s3, dataset(tmp_path / "vectors", vector_items), "query/vectors")
     query = f"?endpoint_override={endpoint}&scheme=http"
     assert locations.parquet_files(remote + query) == [
@@ -145,7 +107,7 @@ def test_the_endpoint_may_be_in_the_uri(tmp_path, s3, fitted, vector_items, monk
                  "--embedding-field", "vec", "-q")
     assert result.exit_code == 0, result.output
     assert pq.read_table(tmp_path / "t.parquet").num_rows == 120
-    locations._filesystem.cache_clear()
+    locations.filesystem_of.cache_clear()
 
 
 def test_a_bad_row_in_an_s3_part_names_its_uri(tmp_path, s3, vector_items):
@@ -178,11 +140,13 @@ def test_the_ray_engine_reads_s3_as_the_local_engine(tmp_path, s3, fitted, vecto
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     remote = upload(s3, dataset(tmp_path / "vectors", vector_items), "ray/vectors")
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    out = {"local": tmp_path / "local.parquet", "ray": f"s3://{BUCKET}/ray/tokens.parquet"}
     try:
-        for engine in ("local", "ray"):
-            result = run("encode", remote, "--model", fitted, "--out", tmp_path / f"{engine}.parquet",
+        for engine in ("local", "ray"):  # the driver writes the table, here to the store too
+            result = run("encode", remote, "--model", fitted, "--out", out[engine],
                          "--embedding-field", "vec", "--engine", engine, "-q")
             assert result.exit_code == 0, result.output
     finally:
         ray.shutdown()
-    assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
+    written = s3[0].open_input_file(f"{BUCKET}/ray/tokens.parquet").read()
+    assert written == (tmp_path / "local.parquet").read_bytes()

@@ -44,9 +44,10 @@ def export_movielens(
     Example: hrqtok export movielens-100k --out ml-100k
     """
     from hrqtok.sources.movielens import export_movielens_100k
-    from hrqtok.targets import check_output
+    from hrqtok.targets import check_output, refuse_uri
 
     with exit_on_errors():
+        refuse_uri(out, "--out")
         for name in ("items.jsonl", "interactions.tsv"):
             check_output(out / name)
         written = export_movielens_100k(out)

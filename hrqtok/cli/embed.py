@@ -74,7 +74,7 @@ def embed(
     device = _device(device)
     ray = _engine(engine, ray_address, ray_workers)
     with exit_on_errors():
-        check_output(out, inputs=(items,))
+        check_output(out, inputs=(items,), remote=True)
         with progress_bars(quiet) as progress:
             settings = _embed(embedder, embed_precision, embed_backend) or EmbedSettings()
             summary = embed_items(items, out,

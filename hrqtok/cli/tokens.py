@@ -52,6 +52,7 @@ def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
     """--format, else the suffix of --out; stdout and special targets (FIFOs, >(…)) without a
     known suffix get JSONL. An unknown suffix is refused rather than guessed."""
     from hrqtok.atomic import is_special
+    from hrqtok.locations import suffix
     from hrqtok.targets import names_a_folder
 
     if out != "-" and names_a_folder(out):
@@ -62,9 +63,9 @@ def _output_format(out: str, fmt: Optional[OutputFormat]) -> str:
         return "parquet"
     if fmt is not None:
         return fmt.value
-    suffix = Path(out).suffix.lower()
-    if suffix in OUTPUT_SUFFIXES:
-        return OUTPUT_SUFFIXES[suffix]
+    ending = suffix(out)  # of a URI's path, not of its ?options
+    if ending in OUTPUT_SUFFIXES:
+        return OUTPUT_SUFFIXES[ending]
     if out == "-" or is_special(out):
         return "jsonl"
     known = ", ".join(sorted(OUTPUT_SUFFIXES))
@@ -122,7 +123,7 @@ def encode(
         raise typer.BadParameter("ray encodes ITEMS; the fitted items' table is the model's "
                                  "own (leave --engine out)", param_hint="--engine")
     with exit_on_errors():
-        check_output(out, inputs=(items, existing), managed=(model,), folders=True)
+        check_output(out, inputs=(items, existing), managed=(model,), folders=True, remote=True)
         if names_a_folder(out):
             check_replaceable(out)
     fmt = _output_format(out, format)
@@ -224,7 +225,7 @@ def inspect(
     device = _device(device)
     with exit_on_errors():
         if plot is not None:
-            check_output(plot, inputs=(items, table), managed=(model,))
+            check_output(plot, option="--plot", inputs=(items, table), managed=(model,))
         with progress_bars(quiet) as progress:
             report = inspect_catalogue(
                 model, items, fields=_fields(id_field, text_field, embedding_field),

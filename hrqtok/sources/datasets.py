@@ -8,7 +8,8 @@ from hrqtok.locations import kind, parquet_files
 
 def input_files(path: str) -> list[str]:
     """The files an input names: itself, or for a folder (local or a URI) its Parquet files
-    (``*.parquet`` at any depth, in path order: a Parquet dataset's part files)."""
+    (``*.parquet`` at any depth, in path order, hidden names left out: a Parquet dataset's part
+    files)."""
     if path == "-" or kind(path) != "folder":
         return [path]
     files = parquet_files(path)

@@ -37,7 +37,7 @@ from hrqtok.models.hierarchy import HierarchyModel
 from hrqtok.sources.hierarchy import Hierarchy
 from hrqtok.store.hierarchy import read_hierarchy
 from hrqtok.store.tables import TokenTable, read_table, write_table
-from hrqtok.targets import check_inputs_outside, check_writable_folder
+from hrqtok.targets import check_inputs_outside, check_writable_folder, refuse_uri
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, LOG, METRICS, TOKENS = (
@@ -138,7 +138,9 @@ def check_model_target(path: str | Path, *, force: bool,
                        inputs: tuple[str | Path | None, ...] = ()) -> None:
     """Where ``fit`` may write a model: a new (or empty) folder, or, with ``force``, an
     existing hrqtok model directory. Anything else is refused and left untouched. Checked before
-    a fit starts and again before its result takes the place of the old one."""
+    a fit starts and again before its result takes the place of the old one. A model directory
+    is a local folder: a URI is refused."""
+    refuse_uri(path, "--model")
     path = Path(path)
     recover(path)  # a replacement that crashed halfway puts the old model back first
     real = Path(os.path.realpath(path))

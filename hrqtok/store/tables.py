@@ -182,10 +182,14 @@ def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
     """``write_table`` for a table that comes as (ids, tokens) chunks, in order, with its
     ``metadata`` known up front; Parquet gets a row group per chunk. Atomic like
     ``write_table``: a failure part way leaves no file. A ``path`` ending in ``/`` (or an
-    existing folder) gets Parquet part files (``store.token_folders``)."""
+    existing folder) gets Parquet part files (``store.token_folders``). A URI is written
+    through its store (``remote_writes``)."""
+    from hrqtok.locations import output_location
+    from hrqtok.remote_writes import is_remote, remote_file
     from hrqtok.store.token_folders import write_folder
     from hrqtok.targets import names_a_folder
 
+    path = output_location(path)
     if path != "-" and names_a_folder(path):
         if fmt != "parquet":
             raise OptionError("--out", f"{path} names a folder, which holds Parquet part "
@@ -201,6 +205,14 @@ def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
         else:
             _write_body(chunks, fmt, sys.stdout)
             sys.stdout.flush()
+        return
+    if is_remote(path):
+        with remote_file(path) as stream:
+            if fmt == "parquet":
+                _write_parquet(chunks, metadata, stream)
+            else:
+                with io.TextIOWrapper(stream, encoding="utf-8", newline="") as handle:
+                    _write_body(chunks, fmt, handle)
         return
     with atomic_path(path) as target:
         if fmt == "parquet":

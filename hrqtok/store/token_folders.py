@@ -1,21 +1,25 @@
 """A token table as a folder of Parquet part files (`encode --out tokens/`), the shape Spark,
 Ray Data and pyarrow.dataset read and write: ``part-00000.parquet``, ``part-00001.parquet``, …,
 each with the table's schema and metadata and at most ``PART_ROWS`` rows, the rows in order
-across the parts. The folder is written beside its place and swapped in whole
-(``atomic.atomic_dir``), so a reader sees the old parts or the new ones, never a mix.
+across the parts. A local folder is written beside its place and swapped in whole
+(``atomic.atomic_dir``), so a reader sees the old parts or the new ones, never a mix; a folder at
+a URI is staged whole and its parts then moved in one by one (``remote_writes.remote_folder``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from hrqtok.atomic import atomic_dir
 from hrqtok.errors import ArtifactError, OptionError, first_line
+from hrqtok.locations import arrow_errors, filesystem_of, output_location
+from hrqtok.remote_writes import PartPlace, is_remote, remote_folder
 
 PART_ROWS = 1 << 20  # rows per part file (16 row groups of encode's 65,536)
 PART_NAME = re.compile(r"part-\d{5}\.parquet")
@@ -29,10 +33,10 @@ def part_files(folder: str | Path) -> list[Path]:
 def check_replaceable(folder: str | Path, option: str = "--out") -> None:
     """A folder may receive a token table when it is new, empty, or a token folder hrqtok
     wrote (only part files with hrqtok's metadata): anything else is the user's."""
-    import pyarrow.parquet as pq
-
-    from hrqtok.store.tables import META_PREFIX
-
+    folder = output_location(str(folder))
+    if is_remote(folder):
+        _check_remote_replaceable(folder, option)
+        return
     folder = Path(folder)  # "DIR/" as DIR: with the slash, a file at DIR would seem absent
     if not os.path.lexists(folder):
         return
@@ -40,16 +44,44 @@ def check_replaceable(folder: str | Path, option: str = "--out") -> None:
         raise OptionError(option, f"{folder} is a file; a folder of part files needs a new "
                                   "path or a token folder written by hrqtok")
     for entry in sorted(Path(folder).iterdir()):
-        hrqtok_part = False
-        if entry.is_file() and not entry.is_symlink() and PART_NAME.fullmatch(entry.name):
-            try:
-                keys = pq.read_schema(entry).metadata or {}
-                hrqtok_part = any(k.decode("utf-8", "replace").startswith(META_PREFIX)
-                                  for k in keys)
-            except Exception:  # a damaged or foreign file: not ours to replace
-                hrqtok_part = False
-        if not hrqtok_part:
+        ours = (entry.is_file() and not entry.is_symlink()
+                and _is_hrqtok_part(entry.name, {"where": str(entry)}))
+        if not ours:
             raise OptionError(option, f"{folder} holds {entry.name}, which is not a token "
+                                      "table part written by hrqtok; name a new or empty folder")
+
+
+def _is_hrqtok_part(name: str, where: dict) -> bool:
+    """A part file's name with hrqtok's metadata keys in its schema (``where``: the keyword
+    arguments of pq.read_schema that find it)."""
+    import pyarrow.parquet as pq
+
+    from hrqtok.store.tables import META_PREFIX
+
+    if not PART_NAME.fullmatch(name):
+        return False
+    try:
+        keys = pq.read_schema(**where).metadata or {}
+    except Exception:  # a damaged or foreign file: not ours to replace
+        return False
+    return any(k.decode("utf-8", "replace").startswith(META_PREFIX) for k in keys)
+
+
+def _check_remote_replaceable(uri: str, option: str) -> None:
+    """``check_replaceable`` of a folder at a URI; its hidden staging leftovers do not count."""
+    from pyarrow import fs
+
+    filesystem, inner = filesystem_of(uri)
+    try:
+        entries = filesystem.get_file_info(fs.FileSelector(inner.rstrip("/"),
+                                                           allow_not_found=True))
+    except arrow_errors() as e:
+        raise OptionError(option, f"{uri}: cannot list it ({first_line(e)})") from None
+    for entry in sorted(entries, key=lambda e: e.base_name):
+        ours = entry.type == fs.FileType.File and _is_hrqtok_part(
+            entry.base_name, {"where": entry.path, "filesystem": filesystem})
+        if not ours:
+            raise OptionError(option, f"{uri} holds {entry.base_name}, which is not a token "
                                       "table part written by hrqtok; name a new or empty folder")
 
 
@@ -64,24 +96,37 @@ def write_folder(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
 
     from hrqtok.store.tables import _schema, _tokens_array
 
+    folder = output_location(str(folder))
     check_replaceable(folder)
     schema = _schema(metadata)
-    with atomic_dir(folder) as target:
+    with _part_places(folder) as place:
         writer, current = None, -1
         try:
             for part, ids, tokens in _pieces(chunks, part_rows or PART_ROWS):
                 if part != current:
                     if writer is not None:
                         writer.close()
-                    writer = pq.ParquetWriter(target / f"part-{part:05d}.parquet", schema)
+                    writer = pq.ParquetWriter(schema=schema, **place(f"part-{part:05d}.parquet"))
                     current = part
                 writer.write_table(pa.Table.from_arrays(
                     [pa.array(ids, type=pa.string()), _tokens_array(tokens)], schema=schema))
             if writer is None:
-                writer = pq.ParquetWriter(target / "part-00000.parquet", schema)
+                writer = pq.ParquetWriter(schema=schema, **place("part-00000.parquet"))
         finally:
             if writer is not None:
                 writer.close()
+
+
+@contextmanager
+def _part_places(folder: str) -> Iterator[PartPlace]:
+    """Where each part file of a folder being written goes: in a local folder swapped in whole,
+    or staged for a folder at a URI."""
+    if is_remote(folder):
+        with remote_folder(folder, PART_NAME.fullmatch) as place:
+            yield place
+        return
+    with atomic_dir(folder) as target:
+        yield lambda name: {"where": str(target / name)}
 
 
 def _pieces(chunks: Iterable[tuple[list[str], np.ndarray]], part_rows: int):

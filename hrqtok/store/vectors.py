@@ -15,7 +15,8 @@ class VectorWriter:
     """Appends (ids, vectors) chunks to a Parquet file as row groups; ``embedder`` (the model
     that made the vectors) is kept in the file's metadata."""
 
-    def __init__(self, path: str | Path, embedder: str):
+    def __init__(self, path, embedder: str):
+        """``path``: a file's path, or a binary stream (``remote_writes.remote_file``'s)."""
         self.path, self.embedder = path, embedder
         self.writer = None
         self.rows, self.dim = 0, 0
@@ -29,7 +30,8 @@ class VectorWriter:
         table = pa.table({ID_COLUMN: pa.array(ids, pa.string()), VECTOR_COLUMN: column})
         if self.writer is None:
             schema = table.schema.with_metadata({"hrqtok.embedder": self.embedder})
-            self.writer = pq.ParquetWriter(str(self.path), schema)
+            where = str(self.path) if isinstance(self.path, Path) else self.path
+            self.writer = pq.ParquetWriter(where, schema)
         self.writer.write_table(table.replace_schema_metadata(self.writer.schema.metadata))
         self.rows, self.dim = self.rows + len(ids), int(vectors.shape[1])
 

@@ -1,0 +1,156 @@
+"""Outputs in a real S3 store (the local S3-compatible server of ``conftest.s3``): `encode --out`
+and `embed --out` at an ``s3://`` URI write what they write to a local path, byte for byte, as a
+file or a folder of part files; a failure part way leaves the old output whole and no visible
+leftovers; a target that cannot work is refused before any work; options that take local paths
+refuse URIs instead of writing a local ``s3:`` folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from pyarrow import fs
+
+from hrqtok.errors import OptionError
+from hrqtok.store import token_folders
+from hrqtok.store.tables import write_chunks
+from hrqtok.store.token_folders import write_folder
+from tests.conftest import BUCKET, upload
+from tests.test_cli import run
+
+
+def keys(s3, under: str) -> list[str]:
+    """Every object below ``under`` in the bucket, hidden ones too."""
+    filesystem, _ = s3
+    infos = filesystem.get_file_info(fs.FileSelector(f"{BUCKET}/{under}", recursive=True,
+                                                     allow_not_found=True))
+    return sorted(i.path[len(BUCKET) + 1:] for i in infos if i.type == fs.FileType.File)
+
+
+def fetch(s3, key: str) -> bytes:
+    return s3[0].open_input_file(f"{BUCKET}/{key}").read()
+
+
+def chunks(n: int, *, fail_after: int | None = None):
+    """(ids, tokens) chunks of 10 rows; raises after ``fail_after`` chunks."""
+    for i in range(n):
+        if fail_after is not None and i == fail_after:
+            raise RuntimeError("stopped part way")
+        ids = [f"item-{i}-{j}" for j in range(10)]
+        yield ids, np.arange(30, dtype=np.int64).reshape(10, 3) % 7 + i
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_encode_writes_a_file_to_s3_as_to_a_local_path(tmp_path, s3, fitted, fmt):
+    local = tmp_path / f"tokens.{fmt}"
+    remote = f"s3://{BUCKET}/file-{fmt}/tokens.{fmt}"
+    for out in (local, remote):
+        result = run("encode", "--model", fitted, "--out", out, "-q")
+        assert result.exit_code == 0, result.output
+    assert fetch(s3, f"file-{fmt}/tokens.{fmt}") == local.read_bytes()
+    assert keys(s3, f"file-{fmt}") == [f"file-{fmt}/tokens.{fmt}"]  # no staging left over
+
+
+def test_encode_writes_a_token_folder_to_s3_as_to_a_local_one(tmp_path, s3, fitted, vector_items,
+                                                                monkeypatch):
+    monkeypatch.setattr(token_folders, "PART_ROWS", 50)  # 120 items: three parts
+    local, remote = tmp_path / "tokens", f"s3://{BUCKET}/folder/tokens/"
+    for out in (f"{local}/", remote, remote):  # the second remote run replaces the first
+        result = run("encode", vector_items, "--model", fitted, "--out", out,
+                     "--embedding-field", "vec", "-q")
+        assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in local.iterdir())
+    assert names == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert keys(s3, "folder") == [f"folder/tokens/{name}" for name in names]
+    for name in names:
+        assert fetch(s3, f"folder/tokens/{name}") == (local / name).read_bytes()
+    dataset = ds.dataset(f"{BUCKET}/folder/tokens", filesystem=s3[0], format="parquet")
+    assert dataset.to_table().num_rows == 120
+
+
+def test_a_smaller_table_replaces_every_old_part(tmp_path, s3):
+    remote = f"s3://{BUCKET}/shrink/tokens/"
+    write_folder(chunks(3), {"model": "a"}, remote, part_rows=10)
+    write_folder(chunks(2), {"model": "b"}, remote, part_rows=10)
+    write_folder(chunks(2), {"model": "b"}, tmp_path / "tokens", part_rows=10)
+    assert keys(s3, "shrink") == ["shrink/tokens/part-00000.parquet",
+                                  "shrink/tokens/part-00001.parquet"]
+    for name in ("part-00000.parquet", "part-00001.parquet"):
+        assert fetch(s3, f"shrink/tokens/{name}") == (tmp_path / "tokens" / name).read_bytes()
+
+
+def test_a_failure_part_way_leaves_the_old_s3_output_whole(s3):
+    table, folder = f"s3://{BUCKET}/failing/t.parquet", f"s3://{BUCKET}/failing/parts/"
+    write_chunks(chunks(2), {"model": "old"}, table)
+    write_folder(chunks(3), {"model": "old"}, folder, part_rows=10)
+    before = {key: fetch(s3, key) for key in keys(s3, "failing")}
+    with pytest.raises(RuntimeError, match="stopped part way"):
+        write_chunks(chunks(4, fail_after=2), {"model": "new"}, table)
+    with pytest.raises(RuntimeError, match="stopped part way"):
+        write_folder(chunks(4, fail_after=2), {"model": "new"}, folder, part_rows=10)
+    assert {key: fetch(s3, key) for key in keys(s3, "failing")} == before  # staging gone too
+
+
+def test_embed_writes_vectors_to_s3_as_to_a_local_file(tmp_path, s3, text_items, fake_embedder):
+    local, remote = tmp_path / "vectors.parquet", f"s3://{BUCKET}/embed/vectors.parquet"
+    for out in (local, remote):
+        result = run("embed", text_items, "--out", out, "-q")
+        assert result.exit_code == 0, result.output
+    assert fetch(s3, "embed/vectors.parquet") == local.read_bytes()
+    assert keys(s3, "embed") == ["embed/vectors.parquet"]
+
+
+def test_s3_targets_that_cannot_work_are_refused_before_any_work(tmp_path, s3, fitted,
+                                                                   vector_items):
+    filesystem, _ = s3
+    source = upload(s3, vector_items, "refused/items.jsonl")
+    upload(s3, vector_items, "refused/mixed/notes.jsonl")
+    cases = [
+        (("encode", "--model", fitted, "--out", "s3://no-such-bucket/t.parquet"),
+         "Error: --out: cannot write s3://no-such-bucket/t.parquet ("),
+        (("encode", source, "--model", fitted, "--embedding-field", "vec", "--out", source),
+         f"Error: --out: {source} is {source}, an input of this command"),
+        (("encode", source, "--model", fitted, "--embedding-field", "vec", "--out",
+          f"s3://{BUCKET}/refused/"),
+         f"Error: --out: s3://{BUCKET}/refused/ holds {source}, an input of this command"),
+        (("encode", "--model", fitted, "--out", f"s3://{BUCKET}/refused/mixed/"),
+         f"Error: --out: s3://{BUCKET}/refused/mixed/ holds notes.jsonl, which is not a token "
+         "table part written by hrqtok"),
+        (("encode", "--model", fitted, "--out", f"{source}/"),
+         f"Error: --out: {source}/ is a file; a folder of part files needs a new location"),
+        (("embed", source, "--out", f"s3://{BUCKET}/refused/mixed"),
+         f"Error: --out: s3://{BUCKET}/refused/mixed is a folder; name a file"),
+        (("embed", source, "--out", f"s3://{BUCKET}/refused/vectors/"),
+         f"Error: --out: s3://{BUCKET}/refused/vectors/ names a folder; name a file"),
+    ]
+    before = {key: fetch(s3, key) for key in keys(s3, "")}
+    for args, message in cases:
+        result = run(*args, "-q")
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith(message), (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert {key: fetch(s3, key) for key in keys(s3, "")} == before  # probes gone too
+
+
+def test_options_that_take_local_paths_refuse_uris(tmp_path, fitted, vector_items, monkeypatch):
+    """A Path option has already made ``s3://b/m`` into ``s3:/b/m``: without the refusal the
+    command wrote a local folder named ``s3:`` and said nothing."""
+    monkeypatch.chdir(tmp_path)
+    for args, option in [
+        (("fit", vector_items, "--embedding-field", "vec", "--model", "s3://bucket/m"), "--model"),
+        (("inspect", "--model", fitted, "--plot", "gs://bucket/usage.png"), "--plot"),
+        (("export", "movielens-100k", "--out", "s3://bucket/ml"), "--out"),
+    ]:
+        result = run(*args, "-q")
+        assert result.exit_code == 2, (args, result.output)
+        uri = args[args.index(option) + 1]
+        assert result.stderr.strip() == (f"Error: {option}: {uri} is a URI; {option} takes a "
+                                         "local path (a local one that starts so: give it from /)")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(":")]  # no s3: nor gs:
+
+
+def test_check_remote_output_is_an_option_error_for_an_unusable_uri():
+    from hrqtok.remote_writes import check_remote_output
+
+    with pytest.raises(OptionError, match="--out: s3://"):
+        check_remote_output("s3://bucket/t.parquet?scheme=nonsense")

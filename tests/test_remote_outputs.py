@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from pyarrow import fs
 
@@ -98,6 +99,31 @@ def test_embed_writes_vectors_to_s3_as_to_a_local_file(tmp_path, s3, text_items,
         assert result.exit_code == 0, result.output
     assert fetch(s3, "embed/vectors.parquet") == local.read_bytes()
     assert keys(s3, "embed") == ["embed/vectors.parquet"]
+
+
+def test_token_tables_at_s3_are_read_as_their_local_copies(tmp_path, s3, fitted, vector_items,
+                                                             monkeypatch):
+    """`--existing`, `decode --tokens` and `inspect --tokens` take a table (a file or a folder
+    of parts) at a URI, and what they make is what its local copy makes."""
+    monkeypatch.setattr(token_folders, "PART_ROWS", 50)
+    tables = {"local": f"{tmp_path}/old/", "remote": f"s3://{BUCKET}/read/old/"}
+    for out in tables.values():
+        result = run("encode", vector_items, "--model", fitted, "--out", out,
+                     "--embedding-field", "vec", "-q")
+        assert result.exit_code == 0, result.output
+    first = pq.read_table(tmp_path / "old" / "part-00000.parquet").column("tokens")[0].as_py()
+    made = {}
+    for name, table in tables.items():
+        out = tmp_path / f"{name}.parquet"
+        result = run("encode", vector_items, "--model", fitted, "--existing", table, "--out", out,
+                     "--embedding-field", "vec", "-q")
+        assert result.exit_code == 0, result.output
+        decoded = run("decode", "--model", fitted, "--tokens", table, *first, "--json")
+        inspected = run("inspect", "--model", fitted, "--tokens", table, "--json")
+        assert decoded.exit_code == 0 and inspected.exit_code == 0, (decoded.output,
+                                                                     inspected.output)
+        made[name] = (out.read_bytes(), decoded.stdout, inspected.stdout)
+    assert made["remote"] == made["local"]
 
 
 def test_s3_targets_that_cannot_work_are_refused_before_any_work(tmp_path, s3, fitted,

@@ -38,7 +38,8 @@ from hrqtok.jsonsafe import dumps
 def embed(
     items: ItemsArg = None,
     out: Annotated[str, typer.Option(
-        "--out", "-o", help="Parquet file to write (id, embedding); never one of the inputs.",
+        "--out", "-o", help="Parquet file to write (id, embedding), also a URI (s3://…); "
+                            "never one of the inputs.",
         show_default=False)] = "",
     id_field: IdOpt = None,
     text_field: TextOpt = None,

@@ -78,11 +78,13 @@ def encode(
     model: ModelOpt = Path("hrqtok-model"),
     out: Annotated[str, typer.Option(
         "--out", "-o", help="Output file, - for stdout, a FIFO, or a folder (DIR/) of Parquet "
-                            "part files; never one of the inputs.")] = "-",
+                            "part files; either may be a URI (s3://…); never one of the "
+                            "inputs.")] = "-",
     format: Annotated[Optional[OutputFormat], typer.Option(
         "--format", help="Output format (default: from --out's suffix; jsonl for stdout).")] = None,
-    existing: Annotated[Optional[Path], typer.Option(
-        help="Earlier token table of this model: its ids keep their multitokens.")] = None,
+    existing: Annotated[Optional[str], typer.Option(
+        help="Earlier token table of this model (a file or a folder of parts, also at a URI): "
+             "its ids keep their multitokens.")] = None,
     existing_other_model: Annotated[bool, typer.Option(
         "--existing-other-model", help="Accept an --existing table made by another model: its "
                                        "ids keep their multitokens, new items get this model's codes.")] = False,
@@ -150,7 +152,7 @@ def decode(
     input: Annotated[Optional[str], typer.Option(
         "--input", "-i", help="File of multitokens in any format encode writes (Parquet, "
                               "JSONL, CSV, strings, lines of integers); - is stdin.")] = None,
-    table: Annotated[Optional[Path], typer.Option(
+    table: Annotated[Optional[str], typer.Option(
         "--tokens", help="Token table of this model to look ids up in (default: the model's).")] = None,
     vectors: Annotated[bool, typer.Option("--vectors", help="Add decoder reconstructions.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSONL output even for arguments.")] = False,
@@ -199,7 +201,7 @@ def decode(
 def inspect(
     items: ItemsArg = None,
     model: ModelOpt = Path("hrqtok-model"),
-    table: Annotated[Optional[Path], typer.Option(
+    table: Annotated[Optional[str], typer.Option(
         "--tokens", help="Report on this token table instead of the model's.")] = None,
     id_field: IdOpt = None,
     text_field: TextOpt = None,

@@ -295,12 +295,15 @@ def _tokens_column(arrow, path, meta: dict) -> np.ndarray:
 def read_table(path: str | Path, *, data: bytes | None = None) -> TokenTable:
     """Read and check a Parquet token table written by hrqtok (a file, ``-`` or a FIFO; or
     ``data`` already read, named ``path`` in messages; or a folder of part files that
-    `encode --out DIR/` wrote). Every problem is an ArtifactError naming the file and, where
+    `encode --out DIR/` wrote; either also at a URI). Every problem is an ArtifactError naming the file and, where
     there is one, the row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if data is None and str(path) != "-" and Path(path).is_dir():
+    from hrqtok.locations import is_uri, kind
+
+    folder = is_uri(path) and kind(path) == "folder" or not is_uri(path) and Path(path).is_dir()
+    if data is None and str(path) != "-" and folder:
         from hrqtok.store.token_folders import read_folder
 
         return read_folder(path)

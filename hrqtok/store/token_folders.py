@@ -18,16 +18,34 @@ import numpy as np
 
 from hrqtok.atomic import atomic_dir
 from hrqtok.errors import ArtifactError, OptionError, first_line
-from hrqtok.locations import arrow_errors, filesystem_of, output_location
+from hrqtok.locations import arrow_errors, filesystem_of, output_location, parquet_source
 from hrqtok.remote_writes import PartPlace, is_remote, remote_folder
 
 PART_ROWS = 1 << 20  # rows per part file (16 row groups of encode's 65,536)
 PART_NAME = re.compile(r"part-\d{5}\.parquet")
 
 
-def part_files(folder: str | Path) -> list[Path]:
-    """The part files of a token folder, in order."""
+def part_files(folder: str | Path) -> list:
+    """The part files of a token folder, in order: Paths, or URIs for a folder at a URI."""
+    if is_remote(str(folder)):
+        base, _, query = str(folder).partition("?")
+        names = sorted(entry.base_name for entry in _remote_entries(str(folder))
+                       if PART_NAME.fullmatch(entry.base_name))
+        return [f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "") for name in names]
     return sorted(p for p in Path(folder).iterdir() if PART_NAME.fullmatch(p.name))
+
+
+def _remote_entries(uri: str, option: str | None = None) -> list:
+    """The FileInfos of a folder at a URI (none when it does not exist); a failure to list it
+    is a bad ``option``, or a damaged artefact when it is read."""
+    from pyarrow import fs
+
+    filesystem, inner = filesystem_of(uri)
+    try:
+        return filesystem.get_file_info(fs.FileSelector(inner.rstrip("/"), allow_not_found=True))
+    except arrow_errors() as e:
+        message = f"{uri}: cannot list it ({first_line(e)})"
+        raise (OptionError(option, message) if option else ArtifactError(message)) from None
 
 
 def check_replaceable(folder: str | Path, option: str = "--out") -> None:
@@ -71,13 +89,8 @@ def _check_remote_replaceable(uri: str, option: str) -> None:
     """``check_replaceable`` of a folder at a URI; its hidden staging leftovers do not count."""
     from pyarrow import fs
 
-    filesystem, inner = filesystem_of(uri)
-    try:
-        entries = filesystem.get_file_info(fs.FileSelector(inner.rstrip("/"),
-                                                           allow_not_found=True))
-    except arrow_errors() as e:
-        raise OptionError(option, f"{uri}: cannot list it ({first_line(e)})") from None
-    for entry in sorted(entries, key=lambda e: e.base_name):
+    filesystem, _ = filesystem_of(uri)
+    for entry in sorted(_remote_entries(uri, option), key=lambda e: e.base_name):
         ours = entry.type == fs.FileType.File and _is_hrqtok_part(
             entry.base_name, {"where": entry.path, "filesystem": filesystem})
         if not ours:
@@ -158,12 +171,13 @@ def read_folder(folder: str | Path):
     tables = []
     for part in parts:
         try:
-            tables.append(pq.read_table(part))
+            tables.append(pq.read_table(parquet_source(part)))
         except (pa.ArrowException, OSError) as e:
             raise ArtifactError(f"{part}: not a readable Parquet token table "
                                 f"({first_line(e)})") from None
         if tables[-1].schema.metadata != tables[0].schema.metadata:
-            raise ArtifactError(f"{part}: its metadata differs from {parts[0].name}'s; the "
+            first = str(parts[0]).partition("?")[0].rsplit("/", 1)[-1]
+            raise ArtifactError(f"{part}: its metadata differs from {first}'s; the "
                                 "parts come from different encodes: encode again")
     try:
         whole = pa.concat_tables(tables)

@@ -166,6 +166,7 @@ def test_options_that_take_local_paths_refuse_uris(tmp_path, fitted, vector_item
         (("fit", vector_items, "--embedding-field", "vec", "--model", "s3://bucket/m"), "--model"),
         (("inspect", "--model", fitted, "--plot", "gs://bucket/usage.png"), "--plot"),
         (("export", "movielens-100k", "--out", "s3://bucket/ml"), "--out"),
+        (("encode", "--model", "s3://bucket/m", "--out", "t.parquet"), "--model"),
     ]:
         result = run(*args, "-q")
         assert result.exit_code == 2, (args, result.output)

@@ -331,6 +331,7 @@ def _check_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor], path: 
 
 
 def load_model_dir(path: str | Path) -> ModelDir:
+    refuse_uri(path, "--model")  # a model directory is a local folder
     path = Path(path)
     recover(path)
     if not path.is_dir():

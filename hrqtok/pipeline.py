@@ -63,14 +63,14 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
                 fmt: str | None = None, embed: EmbedSettings = EmbedSettings(),
                 chunk_size: int = 4096, device: str = "auto", engine: RaySettings | None = None,
                 progress: ProgressFn | None = None) -> dict:
-    """Embed the items' texts into a vector table at ``out`` (Parquet: id, embedding), a chunk
-    at a time, so memory does not grow with the input. ``source``: a file, ``-``, or a folder
+    """Embed the items' texts into a vector table at ``out`` (Parquet: id, embedding; a file, or
+    a folder of part files when ``out`` ends in ``/``; local or a URI), a chunk at a time, so
+    memory does not grow with the input. ``source``: a file, ``-``, or a folder
     of Parquet files. Every vector also goes to the embedding cache as it is made: a run that
     is stopped leaves no file, and the next run takes those vectors from the cache.
     ``engine``: embed on the actors of a Ray cluster (``engines.ray_data``); the file is the
     same. Returns a summary."""
-    from hrqtok.remote_writes import output_file
-    from hrqtok.store.vectors import VectorWriter
+    from hrqtok.store.vectors import vector_output
 
     device, gpu = work_device(device, engine)
     # names the model; loads it on first use (a slow first load reports to progress)
@@ -81,17 +81,13 @@ def embed_items(source: str, out: str | Path, *, fields: ItemFields = ItemFields
     counts = [count_records(file, fmt) for file in files]
     total = None if None in counts else sum(counts)
     seen = IdRegister(fields.id_field)
-    with output_file(str(out)) as target:
-        writer = VectorWriter(target, embedder.identity)
-        try:
-            for chunk in work_chunks(files, fmt, fields, work, chunk_rows=chunk_size,
-                                     engine=engine, total=total, gpu=gpu):
-                seen.add_all(chunk.ids, chunk.source, chunk.lines)
-                writer.write(chunk.ids, chunk.values)
-                if progress:
-                    progress("embed", writer.rows, max(total or 0, writer.rows), None)
-        finally:
-            writer.close()
+    with vector_output(str(out), embedder.identity) as writer:
+        for chunk in work_chunks(files, fmt, fields, work, chunk_rows=chunk_size,
+                                 engine=engine, total=total, gpu=gpu):
+            seen.add_all(chunk.ids, chunk.source, chunk.lines)
+            writer.write(chunk.ids, chunk.values)
+            if progress:
+                progress("embed", writer.rows, max(total or 0, writer.rows), None)
     if progress:  # the line count was an upper bound
         progress("embed", writer.rows, writer.rows, None)
     return {"items": writer.rows, "dim": writer.dim, "embedder": embedder.identity,

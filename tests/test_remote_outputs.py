@@ -13,7 +13,7 @@ import pytest
 from pyarrow import fs
 
 from hrqtok.errors import OptionError
-from hrqtok.store import token_folders
+from hrqtok.store import token_folders, vectors
 from hrqtok.store.tables import write_chunks
 from hrqtok.store.token_folders import write_folder
 from tests.conftest import BUCKET, upload
@@ -145,9 +145,8 @@ def test_s3_targets_that_cannot_work_are_refused_before_any_work(tmp_path, s3, f
         (("encode", "--model", fitted, "--out", f"{source}/"),
          f"Error: --out: {source}/ is a file; a folder of part files needs a new location"),
         (("embed", source, "--out", f"s3://{BUCKET}/refused/mixed"),
-         f"Error: --out: s3://{BUCKET}/refused/mixed is a folder; name a file"),
-        (("embed", source, "--out", f"s3://{BUCKET}/refused/vectors/"),
-         f"Error: --out: s3://{BUCKET}/refused/vectors/ names a folder; name a file"),
+         f"Error: --out: s3://{BUCKET}/refused/mixed holds notes.jsonl, which is not a vector "
+         "table part written by hrqtok"),
     ]
     before = {key: fetch(s3, key) for key in keys(s3, "")}
     for args, message in cases:
@@ -176,8 +175,45 @@ def test_options_that_take_local_paths_refuse_uris(tmp_path, fitted, vector_item
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(":")]  # no s3: nor gs:
 
 
-def test_check_remote_output_is_an_option_error_for_an_unusable_uri():
+def test_check_remote_output_refuses_what_a_caller_cannot_write(s3):
     from hrqtok.remote_writes import check_remote_output
 
     with pytest.raises(OptionError, match="--out: s3://"):
         check_remote_output("s3://bucket/t.parquet?scheme=nonsense")
+    with pytest.raises(OptionError, match="names a folder; name a file"):
+        check_remote_output(f"s3://{BUCKET}/vectors/", folders=False)
+
+
+def test_embed_writes_a_vector_folder_locally_and_to_s3(tmp_path, s3, text_items, fitted,
+                                                        fake_embedder, monkeypatch):
+    """`embed --out DIR/`: parts of about VECTOR_PART_BYTES (here 20 rows of 48 floats), which
+    read as the single file reads, in pyarrow.dataset and in encode."""
+    monkeypatch.setattr(vectors, "VECTOR_PART_BYTES", 20 * 4 * 48)
+    file, folder = tmp_path / "vectors.parquet", tmp_path / "vectors"
+    remote = f"s3://{BUCKET}/vector-folder/vectors/"
+    for out in (file, f"{folder}/", remote):
+        result = run("embed", text_items, "--out", out, "-q")
+        assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    for name in names:
+        assert fetch(s3, f"vector-folder/vectors/{name}") == (folder / name).read_bytes()
+    whole = pq.read_table(file)
+    parts = ds.dataset(folder, format="parquet").to_table()
+    assert parts.to_pylist() == whole.to_pylist()
+    assert pq.read_schema(folder / names[0]).metadata == whole.schema.metadata
+    model = fitted.parent / "model-48"
+    result = run("fit", file, "--embedding-field", "embedding", "--model", model,
+                 "--quantizer", "rq-kmeans", "--codebook-size", 4, "-q")
+    assert result.exit_code == 0, result.output
+    for source, out in ((file, "from-file.parquet"), (remote, "from-parts.parquet")):
+        result = run("encode", source, "--model", model, "--embedding-field", "embedding",
+                     "--out", tmp_path / out, "-q")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "from-file.parquet").read_bytes() == (
+        tmp_path / "from-parts.parquet").read_bytes()
+    tokens = tmp_path / "tokens"  # a token folder is not a vector folder's to replace
+    assert run("encode", "--model", fitted, "--out", f"{tokens}/", "-q").exit_code == 0
+    result = run("embed", text_items, "--out", f"{tokens}/", "-q")
+    assert result.exit_code == 2
+    assert "holds part-00000.parquet, which is not a vector table part" in result.stderr

@@ -38,8 +38,9 @@ from hrqtok.jsonsafe import dumps
 def embed(
     items: ItemsArg = None,
     out: Annotated[str, typer.Option(
-        "--out", "-o", help="Parquet file to write (id, embedding), also a URI (s3://…); "
-                            "never one of the inputs.",
+        "--out", "-o", help="Parquet file to write (id, embedding), or a folder (DIR/) of "
+                            "Parquet part files; either may be a URI (s3://…); never one of "
+                            "the inputs.",
         show_default=False)] = "",
     id_field: IdOpt = None,
     text_field: TextOpt = None,
@@ -59,6 +60,7 @@ def embed(
     table to fit or encode with --embedding-field embedding.
 
     Examples: hrqtok embed items.jsonl --out vectors.parquet;
+    hrqtok embed s3://shop/items/ --out s3://shop/vectors/;
     hrqtok embed items.jsonl --out vectors.parquet --embed-precision bfloat16;
     hrqtok embed items.jsonl --out vectors.parquet --embed-backend openvino --embed-precision int8;
     hrqtok embed items.jsonl --out vectors.parquet --engine ray --ray-workers 4;
@@ -66,7 +68,9 @@ def embed(
     """
     from hrqtok.pipeline import EmbedSettings, embed_items
     from hrqtok.sources.items import ItemFields
-    from hrqtok.targets import check_output
+    from hrqtok.store.part_folders import check_replaceable
+    from hrqtok.store.vectors import VECTORS
+    from hrqtok.targets import check_output, names_a_folder
 
     if items is None:
         raise typer.BadParameter("give an items file, or - for stdin", param_hint="ITEMS")
@@ -75,7 +79,9 @@ def embed(
     device = _device(device)
     ray = _engine(engine, ray_address, ray_workers)
     with exit_on_errors():
-        check_output(out, inputs=(items,), remote=True)
+        check_output(out, inputs=(items,), folders=True, remote=True)
+        if names_a_folder(out):
+            check_replaceable(out, VECTORS)
         with progress_bars(quiet) as progress:
             settings = _embed(embedder, embed_precision, embed_backend) or EmbedSettings()
             summary = embed_items(items, out,

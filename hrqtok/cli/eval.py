@@ -41,7 +41,9 @@ CompareOpt = Annotated[bool, typer.Option(
 RunsOpt = Annotated[int, typer.Option(min=1, help="Seeds to average (mean ± std).")]
 EvalSeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED - 1000,
                                           help="First seed; runs use seed, seed + 1, ….")]
-TokensOpt = Annotated[str, typer.Option("--tokens", help="Token table (Parquet) to evaluate.")]
+TokensOpt = Annotated[str, typer.Option(
+    "--tokens", help="Token table to evaluate (Parquet: a file or a folder of parts, also at "
+                     "a URI).")]
 # the downstream transformer
 EpochsOpt = Annotated[int, typer.Option(min=0, help="Training epochs of the transformer.")]
 BatchOpt = Annotated[int, typer.Option(min=1)]

@@ -153,7 +153,8 @@ def decode(
         "--input", "-i", help="File of multitokens in any format encode writes (Parquet, "
                               "JSONL, CSV, strings, lines of integers); - is stdin.")] = None,
     table: Annotated[Optional[str], typer.Option(
-        "--tokens", help="Token table of this model to look ids up in (default: the model's).")] = None,
+        "--tokens", help="Token table of this model to look ids up in (a file or a folder of "
+                         "parts, also at a URI; default: the model's).")] = None,
     vectors: Annotated[bool, typer.Option("--vectors", help="Add decoder reconstructions.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSONL output even for arguments.")] = False,
     quiet: QuietOpt = False,
@@ -202,7 +203,8 @@ def inspect(
     items: ItemsArg = None,
     model: ModelOpt = Path("hrqtok-model"),
     table: Annotated[Optional[str], typer.Option(
-        "--tokens", help="Report on this token table instead of the model's.")] = None,
+        "--tokens", help="Report on this token table instead of the model's (a file or a "
+                         "folder of parts, also at a URI).")] = None,
     id_field: IdOpt = None,
     text_field: TextOpt = None,
     embedding_field: EmbeddingOpt = None,

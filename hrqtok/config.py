@@ -192,6 +192,7 @@ class TrainConfig:
 
 INITS = ("random", "tree")  # HierarchyTrainConfig.init
 NODE_OPTIMIZERS = ("rsgd", "rmsprop")  # HierarchyTrainConfig.node_optimizer
+BURN_IN_NEGATIVES = ("uniform", "frequency")  # HierarchyTrainConfig.burn_in_negatives
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,10 @@ class HierarchyTrainConfig:
     max_step: float = 1.0  # longest step a node's embedding may take, in manifold length
     codebook_learning_rate: float = 1e-2  # RiemannianAdam rate of the codebooks
     negatives: int = 50  # sampled non-hypernyms of u per pair
+    # how burn-in draws them: "uniform" over the nodes, or "frequency": in proportion to each
+    # node's train hyponyms (Nickel & Kiela's reference code), so that the inner nodes, which
+    # crowd the deep ones later, are laid apart before training proper
+    burn_in_negatives: str = "uniform"
     negative_group: int = 32  # pairs sharing one draw of negatives (1: a draw per pair)
     quantize_weight: float = 0.1  # weight of the (H)RQ loss of both ends of a pair
     # then, multitokens fixed, epochs that tune only the codebooks on the ranking loss of the
@@ -236,6 +241,9 @@ class HierarchyTrainConfig:
         require_finite(self)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.burn_in_negatives not in BURN_IN_NEGATIVES:
+            raise ValueError(f"burn-in negatives must be one of {BURN_IN_NEGATIVES}, "
+                             f"got {self.burn_in_negatives!r}")
         if self.node_optimizer not in NODE_OPTIMIZERS:
             raise ValueError(f"node optimizer must be one of {NODE_OPTIMIZERS}, "
                              f"got {self.node_optimizer!r}")

@@ -41,6 +41,37 @@ def test_sampler_masks_every_hypernym_and_the_anchor(seed):
                 assert bool(masked[g, i, k]) == ((u, n) in related or u == n)
 
 
+def test_frequency_negatives_follow_the_train_hyponym_counts():
+    """Burn-in's frequency sampler: each node in proportion to how often it is a train pair's
+    hypernym; leaves never."""
+    sampler = NegativeSampler(40, PAIRS, 50, torch.Generator().manual_seed(0))
+    sampler.by_frequency = True
+    negatives, _ = sampler.sample(torch.zeros(2000, 1, dtype=torch.long))
+    drawn = np.bincount(negatives.reshape(-1).numpy(), minlength=40)
+    hyponyms = np.bincount(PAIRS[:, 1], minlength=40)
+    assert (drawn[hyponyms == 0] == 0).all() and (drawn[hyponyms > 0] > 0).all()
+    expected = hyponyms / hyponyms.sum() * drawn.sum()
+    assert np.abs(drawn - expected).max() < 5 * np.sqrt(expected.max())  # 100,000 draws
+    sampler.by_frequency = False
+    negatives, _ = sampler.sample(torch.zeros(2000, 1, dtype=torch.long))
+    assert (np.bincount(negatives.reshape(-1).numpy(), minlength=40) > 0).all()
+
+
+@pytest.mark.parametrize("negatives", ["uniform", "frequency"])
+def test_only_burn_in_draws_by_frequency(monkeypatch, negatives):
+    seen = []
+    sample = NegativeSampler.sample
+    monkeypatch.setattr(NegativeSampler, "sample",
+                        lambda self, anchors: seen.append(self.by_frequency) or sample(self, anchors))
+    config = HierarchyTrainConfig(epochs=2, burn_in_epochs=2, batch_size=51, negatives=5,
+                                  negative_group=51, eval_every=0, tune_epochs=0,
+                                  burn_in_negatives=negatives)
+    fit_hierarchy(PAIRS, np.zeros(len(PAIRS), dtype=bool), 40, _model_config(), config)
+    assert seen == [negatives == "frequency"] * 4 + [False] * 4  # 2 batches an epoch
+    with pytest.raises(ValueError, match="burn-in negatives"):
+        HierarchyTrainConfig(burn_in_negatives="hard")
+
+
 @pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
 def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
     config = HierarchyTrainConfig(batch_size=16, negatives=5, negative_group=4, max_step=1e9,

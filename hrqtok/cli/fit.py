@@ -21,6 +21,7 @@ from hrqtok.cli.console import (
 from hrqtok.cli.options import (
     BackendOpt,
     Balance,
+    BurnInNegatives,
     Centroid,
     CodePoint,
     EmbedderOpt,
@@ -133,6 +134,10 @@ def fit(
     negatives: Annotated[int, typer.Option(min=1, help="With --wordnet: sampled non-hypernyms per pair.")] = 50,
     burn_in_epochs: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs at a low rate before the codebooks start.")] = HierarchyTrainConfig.burn_in_epochs,
+    burn_in_negatives: Annotated[BurnInNegatives, typer.Option(
+        help="With --wordnet: how burn-in draws negatives. uniform: over all nouns; frequency: "
+             "in proportion to each noun's train hyponyms (Nickel & Kiela's code), which lays "
+             "the inner nouns apart first.")] = BurnInNegatives(HierarchyTrainConfig.burn_in_negatives),
     init: Annotated[Init, typer.Option(
         help="With --wordnet: where node embeddings start. random: uniform near the origin "
              "(Nickel & Kiela); tree: a layout of the train pairs' hierarchy, each node in a "
@@ -225,7 +230,7 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
                  "eval_every", "quantize_weight", "tune_epochs", "init",
-                 "node_optimizer", "node_rms_decay")
+                 "node_optimizer", "node_rms_decay", "burn_in_negatives")
 
 
 def _given(ctx: typer.Context) -> list[str]:

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrqtok.config import BALANCES, CENTROIDS, CODE_POINTS, GEOMETRIES, INITS, NODE_OPTIMIZERS
+from hrqtok.config import (
+    BALANCES,
+    BURN_IN_NEGATIVES,
+    CENTROIDS,
+    CODE_POINTS,
+    GEOMETRIES,
+    INITS,
+    NODE_OPTIMIZERS,
+)
 from hrqtok.fit.options import MODE_DEFAULTS
 from hrqtok.quantize.registry import QUANTIZERS
 from hrqtok.sources.embedder import BACKENDS, PRECISIONS
@@ -20,6 +28,7 @@ Balance = Enum("Balance", {b: b for b in BALANCES}, type=str)
 Centroid = Enum("Centroid", {c: c for c in CENTROIDS}, type=str)
 Init = Enum("Init", {i: i for i in INITS}, type=str)
 NodeOptimizer = Enum("NodeOptimizer", {o: o for o in NODE_OPTIMIZERS}, type=str)
+BurnInNegatives = Enum("BurnInNegatives", {n: n for n in BURN_IN_NEGATIVES}, type=str)
 CodePoint = Enum("CodePoint", {p: p for p in CODE_POINTS}, type=str)
 OutputFormat = Enum("OutputFormat", {f: f for f in ("parquet", "jsonl", "csv", "strings")}, type=str)
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)

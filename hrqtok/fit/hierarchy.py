@@ -50,17 +50,29 @@ class HierarchyFitResult(NamedTuple):
 
 
 class NegativeSampler:
-    """Uniform negatives shared by groups of pairs; a (pair, negative) where the negative is
-    the pair's anchor u or one of u's train hypernyms is masked out of that pair's softmax."""
+    """Negatives shared by groups of pairs, uniform over the nodes, or with ``by_frequency`` in
+    proportion to each node's train hyponyms (how often it is a train pair's hypernym: Nickel
+    & Kiela's burn-in sampler); a (pair, negative) where the negative is the pair's anchor u or
+    one of u's train hypernyms is masked out of that pair's softmax."""
 
     def __init__(self, n_nodes: int, train_pairs: np.ndarray, negatives: int,
                  generator: torch.Generator):
         self.n, self.k, self.generator = n_nodes, negatives, generator
         self.pairs = PairSet(train_pairs, n_nodes)
+        hyponyms = np.bincount(train_pairs[:, 1], minlength=n_nodes).astype(np.float64)
+        # inverse transform sampling: the first node whose cumulative share exceeds a uniform
+        self.cumulative = torch.from_numpy(np.cumsum(hyponyms) / max(hyponyms.sum(), 1.0))
+        self.by_frequency = False
 
     def sample(self, anchors: Tensor) -> tuple[Tensor, Tensor]:
         """anchors (g, G) -> negatives (g, K) and the mask (g, G, K)."""
-        negatives = torch.randint(self.n, (anchors.shape[0], self.k), generator=self.generator)
+        shape = (anchors.shape[0], self.k)
+        if self.by_frequency and self.cumulative[-1] > 0:
+            uniform = torch.rand(shape, generator=self.generator, dtype=torch.float64)
+            negatives = torch.searchsorted(self.cumulative, uniform, right=True)
+            negatives.clamp_max_(self.n - 1)  # rounding may leave the last share below 1
+        else:
+            negatives = torch.randint(self.n, shape, generator=self.generator)
         u, v = anchors.unsqueeze(2), negatives.unsqueeze(1)  # (g, G, K) when broadcast
         hit = self.pairs.contains(u, v) | (v == u)
         return negatives, hit
@@ -132,6 +144,7 @@ class HierarchyTraining:
         tuning = None
         for epoch in range(1, self.total_epochs + 1):
             burn_in = epoch <= self.config.burn_in_epochs
+            self.sampler.by_frequency = burn_in and self.config.burn_in_negatives == "frequency"
             if joint and not burn_in and not self.initialised:
                 self.initialise_codebooks()
             if epoch > trained:

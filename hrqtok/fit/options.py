@@ -57,7 +57,7 @@ TRAINED = ", ".join(name for name, entry in QUANTIZERS.items() if entry.trained)
 MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
     **{name: (lambda w, q: w, "--wordnet") for name in (
         "root", "test_fraction", "negatives", "burn_in_epochs", "eval_every", "quantize_weight",
-        "init", "node_optimizer", "node_rms_decay")},
+        "init", "node_optimizer", "node_rms_decay", "burn_in_negatives")},
     **{name: (lambda w, q: not w, "ITEMS (not --wordnet)") for name in (
         "id_field", "text_field", "embedding_field", "input_format", "embedder", "embed_precision",
         "embed_backend", "hidden_dims", "sample")},

@@ -216,10 +216,11 @@ class HierarchyTrainConfig:
     max_step: float = 1.0  # longest step a node's embedding may take, in manifold length
     codebook_learning_rate: float = 1e-2  # RiemannianAdam rate of the codebooks
     negatives: int = 50  # sampled non-hypernyms of u per pair
-    # how burn-in draws them: "uniform" over the nodes, or "frequency": in proportion to each
-    # node's train hyponyms (Nickel & Kiela's reference code), so that the inner nodes, which
-    # crowd the deep ones later, are laid apart before training proper
-    burn_in_negatives: str = "uniform"
+    # how burn-in draws them: "frequency", in proportion to each node's train hyponyms (Nickel &
+    # Kiela's reference code), so that the inner nodes, which crowd the deep ones later, are
+    # laid apart before training proper (all nouns: train MAP 0.876 against 0.712 at epoch 90;
+    # README, Measured); or "uniform" over the nodes
+    burn_in_negatives: str = "frequency"
     negative_group: int = 32  # pairs sharing one draw of negatives (1: a draw per pair)
     quantize_weight: float = 0.1  # weight of the (H)RQ loss of both ends of a pair
     # then, multitokens fixed, epochs that tune only the codebooks on the ranking loss of the

@@ -34,10 +34,11 @@ ITEM_QUANTIZERS = ("hrq", "rq", "hypervq", "hrq-kmeans", "rq-kmeans")
 WORDNET_QUANTIZERS = ("hrq", "rq", "hrq-kmeans", "rq-kmeans")
 NETWORK = ["--latent-dim", "4", "--hidden-dims", "16", "--epochs", "3", "--warmup-epochs", "2",
            "--batch-size", "32"]
-# --node-optimizer rsgd: the golden WordNet fits were written when it was the only rule
+# --node-optimizer rsgd and --burn-in-negatives uniform: the golden WordNet fits were written
+# when they were the only rules
 WORDNET = ["--wordnet", "--root", "feline.n.01", "--epochs", "3", "--burn-in-epochs", "2",
            "--latent-dim", "3", "--levels", "2", "--codebook-size", "4", "--eval-every", "2",
-           "--node-optimizer", "rsgd"]
+           "--node-optimizer", "rsgd", "--burn-in-negatives", "uniform"]
 TINY_SEQ2SEQ = ["--epochs", "1", "--d-model", "16", "--heads", "2", "--layers", "1",
                 "--feedforward", "32", "--batch-size", "64"]
 

@@ -73,6 +73,9 @@ def check_remote_output(uri: str, *, option: str = "--out", folders: bool = Fals
     from pyarrow import fs
 
     filesystem, inner = _place(uri, option)
+    if "/" not in inner.strip("/"):  # staging goes beside the output, and a root has no beside
+        raise OptionError(option, f"{uri} is the root of its bucket or store; name a file or "
+                                  "a folder inside it")
     slash = uri.partition("?")[0].endswith("/")
     if slash and not folders:
         raise OptionError(option, f"{uri} names a folder; name a file")

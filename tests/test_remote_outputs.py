@@ -182,6 +182,8 @@ def test_check_remote_output_refuses_what_a_caller_cannot_write(s3):
         check_remote_output("s3://bucket/t.parquet?scheme=nonsense")
     with pytest.raises(OptionError, match="names a folder; name a file"):
         check_remote_output(f"s3://{BUCKET}/vectors/", folders=False)
+    with pytest.raises(OptionError, match="is the root of its bucket or store"):
+        check_remote_output(f"s3://{BUCKET}/", folders=True)
 
 
 def test_embed_writes_a_vector_folder_locally_and_to_s3(tmp_path, s3, text_items, fitted,

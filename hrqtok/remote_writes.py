@@ -131,9 +131,9 @@ def remote_file(uri: str) -> Iterator:
 
 @contextmanager
 def output_file(path: str) -> Iterator:
-    """Where a writer (pq.ParquetWriter) writes a file output: a temporary local path
-    (``atomic.atomic_path``), or a stream at a URI (``remote_file``). Either takes the old
-    file's place only when the block ends without error."""
+    """A binary stream for a file output, local (a temporary sibling, ``atomic.atomic_path``)
+    or at a URI (``remote_file``); what is written takes the old file's place only when the
+    block ends without error."""
     from hrqtok.atomic import atomic_path
     from hrqtok.locations import output_location
 
@@ -142,8 +142,8 @@ def output_file(path: str) -> Iterator:
         with remote_file(path) as stream:
             yield stream
         return
-    with atomic_path(path) as target:
-        yield str(target)
+    with atomic_path(path) as target, open(target, "wb") as stream:
+        yield stream
 
 
 def _move(filesystem, source: str, target: str, uri: str, after: str) -> None:

@@ -84,6 +84,23 @@ def test_fit_and_encode_read_uris_as_their_paths(tmp_path, vector_items):
     assert len((tmp_path / "local.jsonl").read_text().splitlines()) == 120
 
 
+def test_file_uri_outputs_and_token_folders_are_their_paths(tmp_path, vector_items):
+    """`--out file:///…/` writes the local folder, and `--existing file:///…/` reads it back."""
+    folder = dataset(tmp_path / "vectors", vector_items)
+    result = run("fit", vector_items, "--model", tmp_path / "m", "--embedding-field", "vec",
+                 *TINY_FIT)
+    assert result.exit_code == 0, result.output
+    tokens = tmp_path / "tokens"
+    result = run("encode", folder, "--model", tmp_path / "m", "--out", uri(tokens) + "/", "-q")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tokens.iterdir()] == ["part-00000.parquet"]
+    for existing, out in ((tokens, "local.jsonl"), (uri(tokens) + "/", "uri.jsonl")):
+        result = run("encode", folder, "--model", tmp_path / "m", "--existing", existing,
+                     "--out", tmp_path / out, "-q")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "uri.jsonl").read_bytes()
+
+
 def test_messages_name_the_uri_and_row(tmp_path, vector_items):
     folder = dataset(tmp_path / "vectors", vector_items)
     part = folder / "sub" / "part-1.parquet"

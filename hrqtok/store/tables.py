@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hrqtok.atomic import atomic_path
 from hrqtok.errors import ArtifactError, OptionError, first_line
 from hrqtok.sources.records import read_bytes_or_path
 
@@ -185,7 +184,7 @@ def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
     existing folder) gets Parquet part files (``store.token_folders``). A URI is written
     through its store (``remote_writes``)."""
     from hrqtok.locations import output_location
-    from hrqtok.remote_writes import is_remote, remote_file
+    from hrqtok.remote_writes import output_file
     from hrqtok.store.token_folders import write_folder
     from hrqtok.targets import names_a_folder
 
@@ -206,20 +205,11 @@ def write_chunks(chunks: Iterable[tuple[list[str], np.ndarray]], metadata: dict,
             _write_body(chunks, fmt, sys.stdout)
             sys.stdout.flush()
         return
-    if is_remote(path):
-        with remote_file(path) as stream:
-            if fmt == "parquet":
-                _write_parquet(chunks, metadata, stream)
-            else:
-                with io.TextIOWrapper(stream, encoding="utf-8", newline="") as handle:
-                    _write_body(chunks, fmt, handle)
-        return
-    with atomic_path(path) as target:
+    with output_file(path) as stream:
         if fmt == "parquet":
-            with open(target, "wb") as handle:
-                _write_parquet(chunks, metadata, handle)
+            _write_parquet(chunks, metadata, stream)
         else:
-            with open(target, "w", encoding="utf-8", newline="") as handle:
+            with io.TextIOWrapper(stream, encoding="utf-8", newline="") as handle:
                 _write_body(chunks, fmt, handle)
 
 
@@ -300,9 +290,10 @@ def read_table(path: str | Path, *, data: bytes | None = None) -> TokenTable:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hrqtok.locations import is_uri, kind
+    from hrqtok.locations import is_uri, kind, output_location
 
-    folder = is_uri(path) and kind(path) == "folder" or not is_uri(path) and Path(path).is_dir()
+    path = output_location(path) if isinstance(path, str) else path  # file:// as its path
+    folder = (kind(path) == "folder") if is_uri(path) else Path(path).is_dir()
     if data is None and str(path) != "-" and folder:
         from hrqtok.store.token_folders import read_folder
 

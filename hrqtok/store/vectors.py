@@ -22,8 +22,8 @@ VECTORS = TableKind("vector table", lambda keys: EMBEDDER_KEY in keys)
 
 
 class VectorWriter:
-    """Appends (ids, vectors) chunks as row groups to a Parquet file at ``where`` (a path or a
-    binary stream), or with ``place`` to the part files of a folder; ``embedder`` (the model
+    """Appends (ids, vectors) chunks as row groups to a Parquet file at ``where`` (a binary
+    stream, or a path), or with ``place`` to the part files of a folder; ``embedder`` (the model
     that made the vectors) is kept in the metadata."""
 
     def __init__(self, where=None, embedder: str = "", *, place: PartPlace | None = None):

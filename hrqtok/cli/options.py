@@ -46,7 +46,8 @@ EmbedderOpt = Annotated[Optional[str], typer.Option(
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     help="Embedder precision (default: float32). On a 2-core CPU with AVX-512 and AMX, "
          "bfloat16 was 1.6-3.8x faster, cosine 0.9999 to float32; int8 (with --embed-backend "
-         "openvino) 3.1-5.2x, mean cosine 0.995.")]
+         "openvino) 3.1-5.2x, mean cosine 0.995. With AVX2 alone neither is faster (torch "
+         "bfloat16 8x slower): a warning says so.")]
 Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
 BackendOpt = Annotated[Optional[Backend], typer.Option(
     help="What runs the embedder (default: torch); openvino: the CPU plugin of OpenVINO, "

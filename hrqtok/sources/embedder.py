@@ -16,6 +16,7 @@ import numpy as np
 from hrqtok.errors import HrqtokError, first_line
 from hrqtok.paths import cache_dir
 from hrqtok.sources import packaged
+from hrqtok.sources.cpu_support import precision_note, torch_bf16_native
 
 BACKENDS = ("torch", "openvino")  # openvino: sources/openvino_embedder.py
 TORCH_PRECISIONS = ("float32", "bfloat16")
@@ -55,6 +56,10 @@ class SentenceTransformerEmbedder:
         if self.precision == "bfloat16":
             import torch
 
+            if model.device.type == "cpu":
+                note = precision_note("torch", "bfloat16", torch_bf16_native())
+                if note:
+                    log.warning(note)
             model = model.to(torch.bfloat16)
         return model
 

@@ -5,7 +5,8 @@ The model's transformer is converted once per machine from the same local weight
 as sentence-transformers' own modules, on the transformer's output.
 
 - float32: OpenVINO with f32 inference (the reference; no faster than torch on 2 cores).
-- bfloat16: the plugin's bf16 inference (AMX or AVX-512 BF16 where the CPU has them).
+- bfloat16: the plugin's bf16 inference (AMX or AVX-512 BF16 where the CPU has them; without
+  them it runs as f32, and the run says so: ``cpu_support``).
 - int8: NNCF's static post-training quantization, calibrated on a fixed set of 300 packaged
   WordNet glosses (``calibration_texts.txt``), run with bf16 inference for the rest. The
   feed-forward blocks' output layers stay unquantized: quantizing them cost most of the
@@ -34,6 +35,7 @@ import numpy as np
 from hrqtok.errors import HrqtokError
 from hrqtok.paths import cache_dir
 from hrqtok.sources import packaged
+from hrqtok.sources.cpu_support import has_int8_dot_products, openvino_bf16_native, precision_note
 
 OPENVINO_PRECISIONS = ("float32", "bfloat16", "int8")
 INFERENCE_HINT = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}
@@ -77,6 +79,19 @@ def _folder_fingerprint(target: str) -> str:
     entries = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
                      for p in folder.rglob("*") if p.is_file())
     return repr(entries)
+
+
+def _warn_if_not_native(precision: str, core) -> None:
+    """A warning line where this CPU makes ``precision`` no faster than float32."""
+    if precision == "bfloat16":
+        native = openvino_bf16_native(core)
+    elif precision == "int8":
+        native = has_int8_dot_products()
+    else:
+        return
+    note = precision_note("openvino", precision, native)
+    if note:
+        log.warning(note)
 
 
 class OpenVINOEmbedder:
@@ -131,7 +146,9 @@ class OpenVINOEmbedder:
 
         config = {"INFERENCE_PRECISION_HINT": INFERENCE_HINT[self.precision],
                   "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        compiled = openvino.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+        core = openvino.Core()
+        _warn_if_not_native(self.precision, core)
+        compiled = core.compile_model(str(folder / "model.xml"), "CPU", config)
         self._request = compiled.create_infer_request()
         self._inputs = [port.any_name for port in compiled.inputs]
 

@@ -1,7 +1,9 @@
 """The ball's operations with closed-form backward passes (hrqtok.geometry.ball_autograd)
 against autograd through the functional core (``poincare``, the reference): the same values
 (to the bit where the forward runs the reference's ops) and the same gradients, inside the ball
-and on its boundary margin, in float32 and float64, at several curvatures."""
+and on its boundary margin, in float32 and float64, at several curvatures. Every test runs
+twice: with the compiled row loops (``ball_kernels``, what the CPU runs) and with the NumPy
+chain of columns they replaced; the loops are also held to that chain directly."""
 
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ CURVATURES = [0.5, 1.0, 2.0]
 # tangent lengths: near the origin, typical, and far enough that exp0 lands on the margin
 SCALES = [1e-3, 0.5, 2.0, 40.0]
 TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-9, atol=1e-11)}
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    monkeypatch.setattr(ball_autograd, "COMPILED", request.param == "compiled")
+    return request.param
 
 
 def _grads(fn, inputs: list[torch.Tensor], weights: torch.Tensor):
@@ -168,3 +176,37 @@ def test_a_dtype_without_a_numpy_twin_takes_the_tensor_chain():
     low.sum().backward()
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), expected, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["bias", "rows", "bias-exp0-tangent", "rows-tangent"])
+@pytest.mark.parametrize("path", ["compiled"], indirect=True)  # it sets both paths itself
+def test_the_compiled_loops_equal_the_numpy_chain(dtype, kind, monkeypatch, path):
+    """The same layer and sums, value and gradients, by the compiled loops and by the NumPy
+    chain: to float64 rounding in float64, and within float32 rounding in float32 (the loops
+    sum in float64). Rows from the origin to far past the boundary margin."""
+    c = 0.7
+    u = torch.cat([_tangent(30, 9, scale, torch.float64, seed=20 + i)
+                   for i, scale in enumerate(SCALES)]).to(dtype)
+    other = poincare.expmap0(_tangent(len(u), 9, 1.0, torch.float64, seed=30), c=c).to(dtype)
+    b = other[5] if kind.startswith("bias") else other
+    exp0 = kind in ("bias", "bias-exp0-tangent")
+    tangent = kind.endswith("tangent")
+    if not exp0:  # a Möbius sum takes points of the ball
+        u = poincare.expmap0(u, c=c)
+    weights = torch.randn(u.shape, generator=torch.Generator().manual_seed(31), dtype=dtype)
+    results = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(ball_autograd, "COMPILED", compiled)
+        results[compiled] = _grads(lambda u, b: ball_autograd._Combination.apply(
+            u, b, c, exp0, tangent), [u, b], weights)
+    (value, grads), (expected, expected_grads) = results[True], results[False]
+    # near the margin log0 divides by 1 - c‖y‖² (8e-3 in float32, 2e-5 in float64), as in the
+    # tests above: rounding grows with it there
+    tol = {(torch.float64, False): dict(rtol=1e-12, atol=1e-13),
+           (torch.float64, True): dict(rtol=1e-10, atol=1e-11),
+           (torch.float32, False): dict(rtol=1e-4, atol=1e-5),
+           (torch.float32, True): dict(rtol=2e-3, atol=2e-4)}[dtype, tangent]
+    torch.testing.assert_close(value, expected, **tol)
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, **tol)

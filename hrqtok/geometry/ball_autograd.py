@@ -27,10 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrqtok.geometry import poincare
+from hrqtok.geometry import ball_kernels, poincare
 from hrqtok.geometry.columns import from_columns, row_dot, to_columns
 from hrqtok.geometry.constants import ARTANH_MARGIN, MIN_NORM, TANH_LIMIT
 from hrqtok.geometry.constants import margin as _margin
+
+
+KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
@@ -183,6 +186,20 @@ def _layer_scalar_grads(xp, k: dict, d_alpha, d_beta, *, c: float, limit: float 
     return d_u2, d_ub, d_b2
 
 
+COMPILED = True  # the CPU runs ball_kernels' loops where they apply (tests turn it off)
+
+
+def _kernel_arrays(u: Tensor, b: Tensor):
+    """(u, b) as C-ordered NumPy arrays for ``ball_kernels``, b as (n, d) or (1, d) for a bias;
+    None where the loops do not apply (off the CPU, a dtype without them, other shapes)."""
+    if not (COMPILED and u.device.type == "cpu" and u.dtype in KERNEL_DTYPES
+            and b.dtype == u.dtype and u.dim() == 2
+            and (b.shape == u.shape or (_is_bias(u, b) and len(b) == u.shape[1]))):
+        return None
+    b = b.unsqueeze(0) if b.dim() == 1 else b
+    return (np.ascontiguousarray(u.detach().numpy()), np.ascontiguousarray(b.detach().numpy()))
+
+
 class _Combination(torch.autograd.Function):
     """project(exp0(u) ⊕ b) (``exp0``), or project(u ⊕ b), then log0 of it (``tangent``) or
     not. Every step scales u or adds a multiple of b, so the output is α·u + β·b with per-row
@@ -195,20 +212,33 @@ class _Combination(torch.autograd.Function):
     def forward(ctx, u: Tensor, b: Tensor, c: float, exp0: bool, tangent: bool) -> Tensor:
         # a ManifoldParameter's ops would go through __torch_function__
         u, b = u.as_subclass(Tensor), b.as_subclass(Tensor)
+        limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
+        bound = poincare.max_norm(c=c, dtype=u.dtype)
+        ctx.c, ctx.limit, ctx.bound, ctx.exp0 = c, limit, bound, exp0
+        arrays = _kernel_arrays(u, b)
+        ctx.compiled = arrays is not None
+        if ctx.compiled:  # one compiled loop over the rows (ball_kernels)
+            ctx.save_for_backward(u, b)
+            return torch.from_numpy(ball_kernels.combination_forward(
+                *arrays, c, bound, limit or 1.0, exp0, tangent))
         u2, xp = to_columns(row_dot(u, u))
         ub, _ = to_columns(_dot_rows(u, b))
         b2, _ = to_columns(row_dot(b, b))
-        limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
         with np.errstate(all="ignore"):  # a diverged batch's NaNs pass silently, as in torch
-            scalars = _layer_scalars(xp, u2, ub, b2, c=c, limit=limit, exp0=exp0,
-                                     bound=poincare.max_norm(c=c, dtype=u.dtype))
+            scalars = _layer_scalars(xp, u2, ub, b2, c=c, limit=limit, exp0=exp0, bound=bound)
         alpha, beta = from_columns(scalars["alpha"]), from_columns(scalars["beta"])
-        ctx.c, ctx.limit, ctx.xp, ctx.scalars = c, limit, xp, scalars
+        ctx.xp, ctx.scalars = xp, scalars
         ctx.save_for_backward(u, b, alpha, beta)
         return torch.addcmul(beta * b, alpha, u)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        if ctx.compiled:
+            u, b = ctx.saved_tensors
+            grad_u, grad_b = ball_kernels.combination_backward(
+                np.ascontiguousarray(grad.numpy()), *_kernel_arrays(u, b), ctx.c, ctx.bound,
+                ctx.limit or 1.0, ctx.exp0, ctx.limit is not None)
+            return torch.from_numpy(grad_u), torch.from_numpy(grad_b).view(b.shape), None, None, None
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(row_dot(grad, u))
         d_beta, _ = to_columns(_dot_rows(grad, b))

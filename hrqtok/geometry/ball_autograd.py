@@ -32,7 +32,6 @@ from hrqtok.geometry.columns import from_columns, row_dot, to_columns
 from hrqtok.geometry.constants import ARTANH_MARGIN, MIN_NORM, TANH_LIMIT
 from hrqtok.geometry.constants import margin as _margin
 
-
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 

@@ -162,3 +162,50 @@ def combination_backward(grad, u, b, c, bound, limit, exp0, tangent):
             grad_u[i, j] = alpha * gj + 2 * d_u2 * uj + d_ub * bj
             grad_b64[row, j] += beta * gj + d_ub * uj + 2 * d_b2 * bj
     return grad_u, grad_b64.astype(u.dtype)
+
+
+@numba.njit(**JIT)
+def riemannian_adam_rows(point, grad, exp_avg, exp_avg_sq, c, lr, beta1, beta2, eps, step,
+                         bound):
+    """geoopt's RiemannianAdam step on rows of the ball in closed form, one loop per row
+    (``fit.optimizers._poincare_adam_step``, term by term): updates the moments in place and
+    returns the new points. Every column of a row's ``exp_avg_sq`` holds its one value."""
+    n, dim = point.shape
+    out = np.empty_like(point)
+    bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step
+    for i in range(n):
+        x2 = g2 = 0.0
+        for j in range(dim):
+            x2 += float(point[i, j]) * float(point[i, j])
+            g2 += float(grad[i, j]) * float(grad[i, j])
+        inv_lambda2 = _max(1 - c * x2, MIN_NORM) ** 2 / 4
+        v = beta2 * float(exp_avg_sq[i, 0]) + (1 - beta2) * (g2 * inv_lambda2)
+        for j in range(dim):
+            exp_avg_sq[i, j] = v
+        scale = lr / (bias1 * (math.sqrt(v / bias2) + eps))
+        m2 = mx = mm = xm = 0.0
+        for j in range(dim):
+            m = beta1 * float(exp_avg[i, j]) + (1 - beta1) * (float(grad[i, j]) * inv_lambda2)
+            exp_avg[i, j] = m
+            x = float(point[i, j])
+            moved = x - scale * m
+            out[i, j] = moved
+            m2 += moved * moved
+            mx += moved * x
+            mm += moved * m
+            xm += x * m
+        # the projection: norms floored at 1e-15, points beyond the bound scaled to it
+        p = _min(bound / math.sqrt(_max(m2, FLOOR2)), 1.0)
+        y2, yx, ym = m2 * p * p, mx * p, mm * p
+        # gyr[y, -x] m = m + (2a·y - 2b·x) / d, then · λ_x / λ_y
+        a = -c * c * ym * x2 - c * xm + 2 * c * c * yx * xm
+        b = c * c * xm * y2 - c * ym
+        d = _max(1 - 2 * c * yx + c * c * y2 * x2, MIN_NORM)
+        ratio = _max(1 - c * y2, MIN_NORM) / _max(1 - c * x2, MIN_NORM)
+        on_moved, on_point = ratio * 2 * a / d * p, -ratio * 2 * b / d
+        for j in range(dim):
+            moved = float(out[i, j])
+            exp_avg[i, j] = (float(exp_avg[i, j]) * ratio + moved * on_moved
+                             + float(point[i, j]) * on_point)
+            out[i, j] = moved * p
+    return out

@@ -215,9 +215,9 @@ class _Combination(torch.autograd.Function):
         bound = poincare.max_norm(c=c, dtype=u.dtype)
         ctx.c, ctx.limit, ctx.bound, ctx.exp0 = c, limit, bound, exp0
         arrays = _kernel_arrays(u, b)
-        ctx.compiled = arrays is not None
+        ctx.compiled, ctx.b_is_bias = arrays is not None, b.dim() == 1
         if ctx.compiled:  # one compiled loop over the rows (ball_kernels)
-            ctx.save_for_backward(u, b)
+            ctx.arrays = arrays  # NumPy views of u and b: the backward pass's inputs
             return torch.from_numpy(ball_kernels.combination_forward(
                 *arrays, c, bound, limit or 1.0, exp0, tangent))
         u2, xp = to_columns(row_dot(u, u))
@@ -233,11 +233,11 @@ class _Combination(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         if ctx.compiled:
-            u, b = ctx.saved_tensors
             grad_u, grad_b = ball_kernels.combination_backward(
-                np.ascontiguousarray(grad.numpy()), *_kernel_arrays(u, b), ctx.c, ctx.bound,
+                np.ascontiguousarray(grad.numpy()), *ctx.arrays, ctx.c, ctx.bound,
                 ctx.limit or 1.0, ctx.exp0, ctx.limit is not None)
-            return torch.from_numpy(grad_u), torch.from_numpy(grad_b).view(b.shape), None, None, None
+            b_shape = ctx.arrays[1].shape[1:] if ctx.b_is_bias else ctx.arrays[1].shape
+            return torch.from_numpy(grad_u), torch.from_numpy(grad_b).view(b_shape), None, None, None
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(row_dot(grad, u))
         d_beta, _ = to_columns(_dot_rows(grad, b))

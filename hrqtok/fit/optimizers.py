@@ -203,9 +203,11 @@ def _poincare_adam_step(point: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq
     if (COMPILED and point.device.type == "cpu" and point.dtype in KERNEL_DTYPES
             and all(t.dtype == point.dtype and t.is_contiguous() for t in tensors)):
         rows = [t.reshape(-1, point.shape[-1]).numpy() for t in tensors]  # views: moments in place
-        moved = ball_kernels.riemannian_adam_rows(
-            *rows, c, lr, beta1, beta2, eps, step, poincare.max_norm(c=c, dtype=point.dtype))
-        return torch.from_numpy(moved).view(point.shape)
+        moved = torch.empty_like(point)
+        ball_kernels.riemannian_adam_rows(*rows, c, lr, beta1, beta2, eps, step,
+                                          poincare.max_norm(c=c, dtype=point.dtype),
+                                          moved.view(-1, point.shape[-1]).numpy())
+        return moved
     x2, xp = to_columns(row_dot(point, point))
     g2, _ = to_columns(row_dot(grad, grad))
     with np.errstate(all="ignore"):

@@ -218,8 +218,10 @@ class _Combination(torch.autograd.Function):
         ctx.compiled, ctx.b_is_bias = arrays is not None, b.dim() == 1
         if ctx.compiled:  # one compiled loop over the rows (ball_kernels)
             ctx.arrays = arrays  # NumPy views of u and b: the backward pass's inputs
-            return torch.from_numpy(ball_kernels.combination_forward(
-                *arrays, c, bound, limit or 1.0, exp0, tangent))
+            out = torch.empty_like(u)
+            ball_kernels.combination_forward(*arrays, c, bound, limit or 1.0, exp0, tangent,
+                                             out.numpy())
+            return out
         u2, xp = to_columns(row_dot(u, u))
         ub, _ = to_columns(_dot_rows(u, b))
         b2, _ = to_columns(row_dot(b, b))
@@ -233,11 +235,13 @@ class _Combination(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         if ctx.compiled:
-            grad_u, grad_b = ball_kernels.combination_backward(
-                np.ascontiguousarray(grad.numpy()), *ctx.arrays, ctx.c, ctx.bound,
-                ctx.limit or 1.0, ctx.exp0, ctx.limit is not None)
-            b_shape = ctx.arrays[1].shape[1:] if ctx.b_is_bias else ctx.arrays[1].shape
-            return torch.from_numpy(grad_u), torch.from_numpy(grad_b).view(b_shape), None, None, None
+            u, b = ctx.arrays
+            grad_u = torch.empty(u.shape, dtype=grad.dtype)
+            grad_b = torch.empty(b.shape, dtype=grad.dtype)
+            ball_kernels.combination_backward(
+                np.ascontiguousarray(grad.numpy()), u, b, ctx.c, ctx.bound, ctx.limit or 1.0,
+                ctx.exp0, ctx.limit is not None, grad_u.numpy(), grad_b.numpy())
+            return grad_u, grad_b.view(b.shape[1:] if ctx.b_is_bias else b.shape), None, None, None
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(row_dot(grad, u))
         d_beta, _ = to_columns(_dot_rows(grad, b))

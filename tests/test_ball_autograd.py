@@ -199,7 +199,7 @@ def test_the_compiled_loops_equal_the_numpy_chain(dtype, kind, monkeypatch, path
     for compiled in (True, False):
         monkeypatch.setattr(ball_autograd, "COMPILED", compiled)
         results[compiled] = _grads(lambda u, b: ball_autograd._Combination.apply(
-            u, b, c, exp0, tangent), [u, b], weights)
+            u, b, c, exp0, tangent, True), [u, b], weights)
     (value, grads), (expected, expected_grads) = results[True], results[False]
     # near the margin log0 divides by 1 - c‖y‖² (8e-3 in float32, 2e-5 in float64), as in the
     # tests above: rounding grows with it there
@@ -210,3 +210,44 @@ def test_the_compiled_loops_equal_the_numpy_chain(dtype, kind, monkeypatch, path
     torch.testing.assert_close(value, expected, **tol)
     for grad, expected_grad in zip(grads, expected_grads):
         torch.testing.assert_close(grad, expected_grad, **tol)
+
+
+@pytest.mark.parametrize("path", ["compiled"], indirect=True)
+def test_training_runs_the_loops_and_inference_the_chain(monkeypatch, path):
+    """A step with gradients runs the compiled loops, forward and backward; without gradients
+    the same layer runs the column chain (the values encode always had) and the loops are not
+    called."""
+    from hrqtok.geometry import ball_kernels
+
+    calls = []
+    for name in ("combination_forward", "combination_backward"):
+        real = getattr(ball_kernels, name)
+        monkeypatch.setattr(ball_kernels, name,
+                            lambda *args, _real=real, _name=name: calls.append(_name) or _real(*args))
+    u = _tangent(16, 6, 0.5, torch.float32, seed=40)
+    b = poincare.expmap0(torch.full((6,), 0.1), c=1.0).requires_grad_()
+    with torch.no_grad():
+        inference = ball_autograd.mobius_layer(u, b, c=1.0, tangent=True)
+    assert calls == []
+    trained = ball_autograd.mobius_layer(u.requires_grad_(), b, c=1.0, tangent=True)
+    trained.sum().backward()
+    assert calls == ["combination_forward", "combination_backward"]
+    torch.testing.assert_close(trained.detach(), inference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["compiled"], indirect=True)
+def test_inference_never_imports_numba(path):
+    """numba takes about a second to import: commands that only encode, decode or inspect do
+    not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from hrqtok.config import ModelConfig\n"
+            "from hrqtok.models.autoencoder import HRQVAE\n"
+            "model = HRQVAE(ModelConfig(geometry='hyperbolic', input_dim=8, latent_dim=3,"
+            " hidden_dims=(4,))).eval()\n"
+            "model.encode(torch.randn(5, 8)); model.decode_codes(torch.zeros(5, 3, dtype=torch.long))\n"
+            "import hrqtok.cli\n"
+            "assert 'numba' not in sys.modules, 'numba imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

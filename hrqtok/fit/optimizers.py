@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrqtok.geometry import ball_kernels, poincare
+from hrqtok.geometry import poincare
 from hrqtok.geometry.ball_autograd import KERNEL_DTYPES
 from hrqtok.geometry.columns import from_columns, row_dot, to_columns
 from hrqtok.geometry.constants import MIN_NORM
@@ -202,6 +202,8 @@ def _poincare_adam_step(point: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq
     tensors = (point, grad, exp_avg, exp_avg_sq)
     if (COMPILED and point.device.type == "cpu" and point.dtype in KERNEL_DTYPES
             and all(t.dtype == point.dtype and t.is_contiguous() for t in tensors)):
+        from hrqtok.geometry import ball_kernels  # numba: imported where a fit first steps
+
         rows = [t.reshape(-1, point.shape[-1]).numpy() for t in tensors]  # views: moments in place
         moved = torch.empty_like(point)
         ball_kernels.riemannian_adam_rows(*rows, c, lr, beta1, beta2, eps, step,

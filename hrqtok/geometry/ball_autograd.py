@@ -13,7 +13,8 @@ is one ``torch.autograd.Function`` with its vector-Jacobian product worked out b
   depend on ‖x‖², ⟨x,y⟩, ‖y‖² alone; so is a whole Möbius layer after its matrix product
   (exp0, bias, projection, log0). Those run as a chain of (n, 1) columns, forward and in
   reverse mode (``_layer_scalars``, ``_layer_scalar_grads``), in NumPy on the CPU, where its
-  ops cost a quarter of torch's; values are equal to rounding.
+  ops cost a quarter of torch's; values are equal to rounding. A training step on the CPU runs
+  each of them as one compiled loop over the rows instead (``ball_kernels``).
 Without gradients the plain functions run. ``tests/test_ball_autograd.py`` checks values and
 gradients against autograd through ``poincare`` in float32 and float64, boundary cases included,
 and against finite differences.
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hrqtok.geometry import ball_kernels, poincare
+from hrqtok.geometry import poincare
 from hrqtok.geometry.columns import from_columns, row_dot, to_columns
 from hrqtok.geometry.constants import ARTANH_MARGIN, MIN_NORM, TANH_LIMIT
 from hrqtok.geometry.constants import margin as _margin
@@ -101,7 +102,7 @@ def logmap0(y: Tensor, *, c: float) -> Tensor:
 def add(x: Tensor, y: Tensor, *, c: float) -> Tensor:
     """project(x ⊕ y), with a closed-form backward (values equal to rounding)."""
     if _needs_grad(x, y):
-        return _Combination.apply(x, y, c, False, False)
+        return _Combination.apply(x, y, c, False, False, True)
     return poincare.project(poincare.mobius_add(x, y, c=c), c=c)
 
 
@@ -208,15 +209,20 @@ class _Combination(torch.autograd.Function):
     other's rows (a layer's bias)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, b: Tensor, c: float, exp0: bool, tangent: bool) -> Tensor:
+    def forward(ctx, u: Tensor, b: Tensor, c: float, exp0: bool, tangent: bool,
+                training: bool) -> Tensor:
         # a ManifoldParameter's ops would go through __torch_function__
         u, b = u.as_subclass(Tensor), b.as_subclass(Tensor)
         limit = 1.0 - _margin(ARTANH_MARGIN, u.dtype) if tangent else None
         bound = poincare.max_norm(c=c, dtype=u.dtype)
         ctx.c, ctx.limit, ctx.bound, ctx.exp0 = c, limit, bound, exp0
-        arrays = _kernel_arrays(u, b)
+        # ``training`` (gradients wanted) runs the compiled loops; inference keeps the column
+        # chain, whose values it always had, and never imports numba (a second at start-up)
+        arrays = _kernel_arrays(u, b) if training else None
         ctx.compiled, ctx.b_is_bias = arrays is not None, b.dim() == 1
         if ctx.compiled:  # one compiled loop over the rows (ball_kernels)
+            from hrqtok.geometry import ball_kernels
+
             ctx.arrays = arrays  # NumPy views of u and b: the backward pass's inputs
             out = torch.empty_like(u)
             ball_kernels.combination_forward(*arrays, c, bound, limit or 1.0, exp0, tangent,
@@ -235,13 +241,16 @@ class _Combination(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         if ctx.compiled:
+            from hrqtok.geometry import ball_kernels
+
             u, b = ctx.arrays
             grad_u = torch.empty(u.shape, dtype=grad.dtype)
             grad_b = torch.empty(b.shape, dtype=grad.dtype)
             ball_kernels.combination_backward(
                 np.ascontiguousarray(grad.numpy()), u, b, ctx.c, ctx.bound, ctx.limit or 1.0,
                 ctx.exp0, ctx.limit is not None, grad_u.numpy(), grad_b.numpy())
-            return grad_u, grad_b.view(b.shape[1:] if ctx.b_is_bias else b.shape), None, None, None
+            return (grad_u, grad_b.view(b.shape[1:] if ctx.b_is_bias else b.shape), None, None,
+                    None, None)
         u, b, alpha, beta = ctx.saved_tensors
         d_alpha, _ = to_columns(row_dot(grad, u))
         d_beta, _ = to_columns(_dot_rows(grad, b))
@@ -257,7 +266,7 @@ class _Combination(torch.autograd.Function):
             grad_b = beta.squeeze(-1) @ grad + d_ub.squeeze(-1) @ u + (2 * d_b2.sum()) * b
         elif ctx.needs_input_grad[1]:
             grad_b = (beta * grad + d_ub * u + (2 * d_b2) * b).sum_to_size(b.shape)
-        return grad_u, grad_b, None, None, None
+        return grad_u, grad_b, None, None, None, None
 
 
 def mobius_layer(u: Tensor, b: Tensor, *, c: float, tangent: bool) -> Tensor:
@@ -265,4 +274,4 @@ def mobius_layer(u: Tensor, b: Tensor, *, c: float, tangent: bool) -> Tensor:
     ``tangent``: a Möbius linear layer after its matrix product (exp0(W v) ⊕ b = (W ⊗ exp0(v))
     ⊕ b), in one step with a closed-form backward. Equal to the composition of ``poincare``'s
     functions to float rounding."""
-    return _Combination.apply(u, b, c, True, tangent)
+    return _Combination.apply(u, b, c, True, tangent, _needs_grad(u, b))

@@ -10,6 +10,12 @@ of scalars in float64 (the same formulas as ``ball_autograd._layer_scalars`` and
 ``_layer_scalar_grads``, line by line), and the output row. The backward pass recomputes the
 chain from the inner products instead of keeping ~25 columns from the forward.
 
+They run the training steps, where batches are small and the calls were the cost; inference
+(encode, decode, a fit's evaluation passes) keeps the column chain, whose values it always had,
+and does not import numba (about a second at start-up). Outputs go into tensors torch
+allocates: arrays allocated here came from other memory than torch's, and at a 4,096-row batch
+every one cost fresh pages (300 page faults a batch, a third more time).
+
 ``tests/test_ball_autograd.py`` checks these loops, as the NumPy path they replace, against
 autograd through ``poincare``. Compiled code is cached on disk (numba's ``cache=True``), so
 only the first run on a machine compiles (a few seconds); NaN and infinity pass through as in
@@ -109,9 +115,7 @@ def _chain_grads(u2, ub, b2, d_alpha, d_beta, c, bound, limit, exp0, tangent):
 @numba.njit(**JIT)
 def combination_forward(u, b, c, bound, limit, exp0, tangent, out):
     """u (n, d); b (n, d), or (1, d) for a bias shared by the rows -> α·u + β·b into ``out``
-    (n, d). Outputs are allocated by the caller (torch): arrays allocated here came from
-    other memory than torch's, and at a 4,096-row encode every one cost fresh pages (300 page
-    faults a batch, a third more time)."""
+    (n, d)."""
     n, dim = u.shape
     shared = b.shape[0] == 1
     brow = np.empty(dim, np.float64)  # b's row in memory of the loop's own

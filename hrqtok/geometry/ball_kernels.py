@@ -13,8 +13,8 @@ chain from the inner products instead of keeping ~25 columns from the forward.
 They run the training steps, where batches are small and the calls were the cost; inference
 (encode, decode, a fit's evaluation passes) keeps the column chain, whose values it always had,
 and does not import numba (about a second at start-up). Outputs go into tensors torch
-allocates: arrays allocated here came from other memory than torch's, and at a 4,096-row batch
-every one cost fresh pages (300 page faults a batch, a third more time).
+allocates: arrays allocated here came from other memory than torch's, often fresh pages at a
+4,096-row batch (hundreds of page faults a batch), and an encode took a third more time.
 
 ``tests/test_ball_autograd.py`` checks these loops, as the NumPy path they replace, against
 autograd through ``poincare``. Compiled code is cached on disk (numba's ``cache=True``), so

@@ -146,8 +146,10 @@ def test_geodesic_loss_and_row_weights(geometry_name):
 @pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
 @pytest.mark.parametrize("c", [0.5, 2.0])
 @pytest.mark.parametrize("near_boundary", [False, True])
-def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c, near_boundary):
-    config = ModelConfig(input_dim=5, hidden_dims=(), latent_dim=5, levels=3, codebook_size=16,
+@pytest.mark.parametrize("levels", [3, 4])
+def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c, near_boundary,
+                                                              levels):
+    config = ModelConfig(input_dim=5, hidden_dims=(), latent_dim=5, levels=levels, codebook_size=16,
                          geometry=geometry_name, curvature=c, quantization_loss="geodesic")
     quantizer = build_quantizer(config).double()
     x = points(60, 5, c=c, dtype=torch.float64, seed=3, near_boundary=near_boundary)
@@ -162,7 +164,7 @@ def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c,
         details = quantizer.details(x)
         for r, error in zip(details.residuals, details.errors):
             inside &= (r.norm(dim=-1) < geometry.max_norm(c=c, dtype=torch.float64)) & (error > 1e-3)
-    assert inside.float().mean() > 0.5
+    assert inside.sum() >= 25  # deeper walks leave more tiny last-level distances
     x, weights = x[inside], weights[inside]
     if config.geometry == "hyperbolic":  # the Möbius form of d saturates this close to the boundary
         quantizer.distance = lambda a, b: geometry.dist_arcosh(a, b, c=c)
@@ -177,6 +179,18 @@ def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c,
     torch.testing.assert_close(fast.grad_x, reference_x.grad, **tol)
     for grad, codebook in zip(fast.grad_codebooks, quantizer.codebooks):
         torch.testing.assert_close(grad, codebook.grad, **tol)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4, 5])
+def test_prefixes_are_the_right_nested_sums_of_the_leading_codes(levels):
+    """p_i = e_0 ⊕ (e_1 ⊕ (… ⊕ e_i)), what the commitment gradients measure from: the sum is
+    not associative on the ball, so a shortcut that regroups it is wrong from 4 levels on."""
+    quantizer = hyperbolic(levels=levels)
+    g = torch.Generator().manual_seed(2)
+    chosen = [geometry.project(torch.randn(7, 5, generator=g, dtype=torch.float64) * 0.4, c=1.0)
+              for _ in range(levels)]
+    for i, prefix in enumerate(quantizer.prefixes(chosen)):
+        torch.testing.assert_close(prefix, quantizer.combine(chosen[:i + 1]), rtol=1e-12, atol=1e-14)
 
 
 def test_closed_form_grads_refuse_the_coordinate_loss_on_the_ball():

@@ -236,9 +236,12 @@ class ResidualQuantizer(nn.Module):
     def prefixes(self, chosen: list[Tensor]) -> list[Tensor]:
         """p_i = e_0 ⊕ (e_1 ⊕ (… ⊕ e_i)) for every i: ``combine`` of each leading run of
         ``chosen``, built together from the right, k - 1 batched sums for k levels."""
-        tails = torch.stack(chosen)  # tails[i]: after step t, e_{i-t} ⊕ (… ⊕ e_i) for i ≥ t
+        codes = torch.stack(chosen)
+        tails = codes.clone()  # tails[i]: after step t, e_{i-t} ⊕ (… ⊕ e_i) for i ≥ t
         for t in range(1, len(chosen)):
-            tails[t:] = self.manifold.add(tails[:-t], tails[t:])
+            # one more code on the left of each tail; the sum is not associative on the ball,
+            # so it must be a code, not another tail (that held only up to 3 levels)
+            tails[t:] = self.manifold.add(codes[:-t], tails[t:])
         return list(tails.unbind(0))
 
     # --- inference -----------------------------------------------------------------------------

@@ -98,6 +98,31 @@ def test_pair_set_agrees_with_python_sets(n, count, seed):
         assert pair_set.contains(torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])).all()
 
 
+@given(st.integers(1, 60), st.integers(0, 300), st.integers(1, 5), st.integers(1, 9),
+       st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_negative_hits_agree_with_python_sets_on_both_paths(n, count, groups, size, seed):
+    """A sampled negative leaves an anchor's softmax when it is the anchor or one of its
+    pairs' other ends: pair_kernels' loop and the tensor operations, against Python sets."""
+    from hrqtok.sources import hierarchy
+
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(0, n, size=(count, 2))
+    anchors = rng.integers(0, n, size=(groups, size))
+    negatives = rng.integers(0, n, size=(groups, 7))
+    truth = {(int(u), int(v)) for u, v in pairs}
+    expected = np.array([[[(int(u), int(v)) in truth or u == v for v in negatives[g]]
+                          for u in anchors[g]] for g in range(groups)])
+    pair_set = PairSet(pairs, n)
+    for compiled in (True, False):
+        hierarchy.COMPILED = compiled
+        try:
+            found = pair_set.negative_hits(torch.from_numpy(anchors), torch.from_numpy(negatives))
+        finally:
+            hierarchy.COMPILED = True
+        assert found.shape == expected.shape and (found.numpy() == expected).all()
+
+
 def test_pair_set_filter_passes_few_misses_and_broadcasts():
     rng = np.random.default_rng(0)
     pairs = rng.integers(0, 5000, size=(20000, 2))

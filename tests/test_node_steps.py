@@ -1,5 +1,6 @@
 """The WordNet fit's sparse node steps: rmsprop against a slow per-node reference, its
-scale-free first step, and the clip, on the ball and in flat space."""
+scale-free first step, and the clip, on the ball and in flat space; each on the compiled
+loop and on the tensor operations."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hrqtok import geometry
+from hrqtok.fit import node_steps
 from hrqtok.fit.node_steps import EPS, NodeSteps, distinct_nodes
 from hrqtok.geometry import Euclidean, PoincareBall
+
+
+@pytest.fixture(autouse=True, params=["compiled", "tensors"])
+def path(request, monkeypatch):
+    """Every check on both paths: node_kernels' loop and the tensor operations."""
+    monkeypatch.setattr(node_steps, "COMPILED", request.param == "compiled")
+    return request.param
 
 
 def _points(n, dim, seed, manifold):
@@ -113,3 +122,27 @@ def test_distinct_nodes_is_torch_unique(ids):
     got = distinct_nodes(index, 50)
     for a, b in zip(got, expected):
         assert a.dtype == torch.int64 and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["rsgd", "rmsprop"])
+@pytest.mark.parametrize("manifold", [PoincareBall(0.5), Euclidean()], ids=str)
+def test_the_compiled_step_equals_the_tensor_step(name, manifold, monkeypatch):
+    """Many repeats of few nodes, nodes near the boundary, clipped and unclipped steps."""
+    n, dim = 50, 10
+    g = torch.Generator().manual_seed(5)
+    start = _points(n, dim, 7, manifold)
+    tables, states = {}, {}
+    for compiled in (True, False):
+        monkeypatch.setattr(node_steps, "COMPILED", compiled)
+        table = start.clone()
+        steps = NodeSteps(name, n, manifold, max_length=0.3, rms_decay=0.9)
+        g.manual_seed(5)
+        for _ in range(5):
+            index = torch.randint(n, (400,), generator=g)
+            grad = torch.randn(400, dim, generator=g, dtype=torch.float64) * 10 ** torch.randint(
+                -3, 3, (400, 1), generator=g).to(torch.float64)
+            steps.apply(table, index, grad, 0.02)
+        tables[compiled], states[compiled] = table, steps.mean_square
+    torch.testing.assert_close(tables[True], tables[False], rtol=1e-12, atol=1e-14)
+    if name == "rmsprop":
+        torch.testing.assert_close(states[True], states[False], rtol=1e-12, atol=0)

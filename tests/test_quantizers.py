@@ -5,6 +5,7 @@ import torch
 from hrqtok import geometry
 from hrqtok.config import ModelConfig
 from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.quantize import residual
 from hrqtok.quantize.build import build_quantizer
 from hrqtok.quantize.kmeans import inertia, kmeans
 from hrqtok.quantize.nearest import NearestCode
@@ -147,8 +148,10 @@ def test_geodesic_loss_and_row_weights(geometry_name):
 @pytest.mark.parametrize("c", [0.5, 2.0])
 @pytest.mark.parametrize("near_boundary", [False, True])
 @pytest.mark.parametrize("levels", [3, 4])
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "tensors"])
 def test_closed_form_loss_grads_match_autograd_through_forward(geometry_name, c, near_boundary,
-                                                              levels):
+                                                              levels, compiled, monkeypatch):
+    monkeypatch.setattr(residual, "COMPILED", compiled)  # walk_kernels' loop, or tensor ops
     config = ModelConfig(input_dim=5, hidden_dims=(), latent_dim=5, levels=levels, codebook_size=16,
                          geometry=geometry_name, curvature=c, quantization_loss="geodesic")
     quantizer = build_quantizer(config).double()
@@ -191,6 +194,35 @@ def test_prefixes_are_the_right_nested_sums_of_the_leading_codes(levels):
               for _ in range(levels)]
     for i, prefix in enumerate(quantizer.prefixes(chosen)):
         torch.testing.assert_close(prefix, quantizer.combine(chosen[:i + 1]), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_compiled_loss_grads_equal_the_tensor_path(geometry_name, dtype, monkeypatch):
+    """walk_kernels' loop against the tensor operations it replaces, at a WordNet step's
+    shape (10-d, 3 × 256 codes, points out to the boundary): the same codes, values to
+    rounding."""
+    config = ModelConfig(input_dim=10, hidden_dims=(), latent_dim=10, levels=3,
+                         codebook_size=256, geometry=geometry_name, curvature=1.0,
+                         quantization_loss="geodesic")
+    quantizer = build_quantizer(config).to(dtype)
+    x = points(700, 10, c=1.0, dtype=dtype, seed=3, near_boundary=True)
+    g = torch.Generator().manual_seed(1)
+    quantizer.initialise(x, iters=5, generator=g)
+    weights = torch.rand(700, generator=g, dtype=dtype) + 0.5
+    out = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(residual, "COMPILED", compiled)
+        out[compiled] = quantizer.loss_grads(x, weights)
+    fast, slow = out[True], out[False]
+    assert torch.equal(fast.codes, slow.codes)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(fast.loss, slow.loss, rtol=rtol, atol=0)
+    scale = slow.grad_x.abs().max()
+    torch.testing.assert_close(fast.grad_x / scale, slow.grad_x / scale, rtol=0, atol=rtol)
+    for a, b in zip(fast.grad_codebooks, slow.grad_codebooks):
+        scale = b.abs().max()
+        torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=rtol * 100)
 
 
 def test_closed_form_grads_refuse_the_coordinate_loss_on_the_ball():

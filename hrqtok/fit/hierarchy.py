@@ -73,9 +73,7 @@ class NegativeSampler:
             negatives.clamp_max_(self.n - 1)  # rounding may leave the last share below 1
         else:
             negatives = torch.randint(self.n, shape, generator=self.generator)
-        u, v = anchors.unsqueeze(2), negatives.unsqueeze(1)  # (g, G, K) when broadcast
-        hit = self.pairs.contains(u, v) | (v == u)
-        return negatives, hit
+        return negatives, self.pairs.negative_hits(anchors, negatives)
 
 
 def fit_hierarchy(pairs: np.ndarray, test: np.ndarray, n_nodes: int, model_config: ModelConfig,

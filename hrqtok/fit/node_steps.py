@@ -28,9 +28,10 @@ import torch
 from torch import Tensor
 
 from hrqtok.config import NODE_OPTIMIZERS
-from hrqtok.geometry import Manifold
+from hrqtok.geometry import Manifold, poincare
 
 EPS = 1e-10
+COMPILED = True  # the CPU steps by node_kernels' loop (tests turn it off)
 
 
 def distinct_nodes(index: Tensor, n_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -64,11 +65,16 @@ class NodeSteps:
         self.name, self.manifold, self.max_length = name, manifold, max_length
         self.rms_decay = rms_decay
         self.mean_square = torch.zeros(n_nodes, dtype=torch.float64) if name == "rmsprop" else None
+        self._position: np.ndarray | None = None  # the compiled step's scratch, one per node
 
     @torch.no_grad()
     def apply(self, table: Tensor, index: Tensor, grad: Tensor, lr: float) -> None:
         """Step the rows ``index`` (m,) of ``table`` (n, dim) in place; a row that occurs
         several times gets the sum of its gradients ``grad`` (m, dim)."""
+        if (COMPILED and table.device.type == "cpu" and table.dtype == torch.float64
+                and grad.dtype == torch.float64 and table.is_contiguous()):
+            self._compiled(table, index, grad, lr)
+            return
         touched, inverse, _ = distinct_nodes(index, len(table))
         summed = torch.zeros(len(touched), grad.shape[1], dtype=grad.dtype)
         summed.index_add_(0, inverse, grad)
@@ -80,3 +86,17 @@ class NodeSteps:
             self.mean_square[touched] = mean_square
             summed = summed / (mean_square.sqrt() + EPS).unsqueeze(1)
         table[touched] = self.manifold.rsgd_step(points, summed, lr, max_length=self.max_length)
+
+    def _compiled(self, table: Tensor, index: Tensor, grad: Tensor, lr: float) -> None:
+        from hrqtok.fit import node_kernels  # numba: imported where a WordNet fit steps
+
+        if self._position is None or len(self._position) != len(table):
+            self._position = np.full(len(table), -1, dtype=np.int64)
+        flat = self.manifold.flat
+        c = 0.0 if flat else self.manifold.c
+        rmsprop = self.mean_square is not None
+        node_kernels.sparse_step(
+            table.numpy(), index.to(torch.int64).numpy(), grad.contiguous().numpy(), lr,
+            self.mean_square.numpy() if rmsprop else np.zeros(0), rmsprop, self.rms_decay, EPS,
+            c, flat, 0.0 if flat else poincare.max_norm(c=c, dtype=table.dtype),
+            self.max_length or 0.0, self.max_length is not None, self._position)

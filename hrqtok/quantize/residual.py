@@ -19,11 +19,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from hrqtok.geometry import Euclidean, Manifold
+from hrqtok.geometry import Euclidean, Manifold, poincare
+from hrqtok.geometry.constants import ARCOSH_MARGIN, margin
 from hrqtok.quantize.balance import balanced_assignment
 from hrqtok.quantize.kmeans import IterationFn, kmeans
 from hrqtok.quantize.levels import plain
 
+COMPILED = True  # loss_grads on the CPU runs walk_kernels' loop (tests turn it off)
 BEAM_CHUNK = 4096  # items per beam-search chunk: (chunk × beam × codebook size) keys at a time
 
 # step(level, r_i) -> (r_i as the walk continues from it, e_i)
@@ -205,6 +207,8 @@ class ResidualQuantizer(nn.Module):
             raise ValueError("closed-form gradients need the geodesic quantization loss")
         share = (x.new_full((len(x),), 1.0 / max(len(x), 1)) if weights is None
                  else weights / weights.sum())
+        if COMPILED and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            return self._compiled_loss_grads(x, share)
         codes, residuals, chosen = [], [], []
 
         def step(level: int, residual: Tensor) -> tuple[Tensor, Tensor]:
@@ -232,6 +236,24 @@ class ResidualQuantizer(nn.Module):
         grad_x.mul_(self.commitment * share.unsqueeze(-1))
         return QuantizationGrads(loss, torch.stack(codes, dim=-1), grad_x,
                                  list(buffer.split(self.sizes)))
+
+    def _compiled_loss_grads(self, x: Tensor, share: Tensor) -> QuantizationGrads:
+        """``loss_grads`` as one compiled loop over the rows (``walk_kernels``), in tensors
+        torch allocates."""
+        from hrqtok.quantize import walk_kernels  # numba: imported where a WordNet fit steps
+
+        codebooks = torch.stack([plain(self.points(i)) for i in range(self.levels)]).to(x.dtype)
+        codes = torch.empty(len(x), self.levels, dtype=torch.int64)
+        grad_x = torch.empty_like(x)
+        buffer = x.new_empty((sum(self.sizes), x.shape[1]))
+        c = 0.0 if self.manifold.flat else self.manifold.c
+        bound = 0.0 if self.manifold.flat else poincare.max_norm(c=c, dtype=x.dtype)
+        walk_kernels.set_threads(torch.get_num_threads())
+        loss = walk_kernels.residual_loss_grads(
+            x.contiguous().numpy(), share.to(torch.float64).numpy(), codebooks.numpy(), c,
+            self.manifold.flat, bound, 1.0 + margin(ARCOSH_MARGIN, x.dtype), self.commitment,
+            codes.numpy(), grad_x.numpy(), buffer.numpy())
+        return QuantizationGrads(x.new_tensor(loss), codes, grad_x, list(buffer.split(self.sizes)))
 
     def prefixes(self, chosen: list[Tensor]) -> list[Tensor]:
         """p_i = e_0 ⊕ (e_1 ⊕ (… ⊕ e_i)) for every i: ``combine`` of each leading run of

@@ -91,6 +91,9 @@ def split_pairs(n_pairs: int, test_fraction: float, seed: int) -> np.ndarray:
     return test
 
 
+COMPILED = True  # negative_hits on the CPU runs pair_kernels' loop (tests turn it off)
+
+
 class PairSet:
     """A set of (u, v) pairs of nodes 0 … n-1 for vectorised membership tests: the sorted
     int64 keys u·n + v, searched with one searchsorted, behind a filter of one byte per slot
@@ -103,6 +106,7 @@ class PairSet:
     def __init__(self, pairs: np.ndarray, n: int):
         self.n = n
         self.keys = torch.from_numpy(np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]))
+        self.starts: np.ndarray | None = None  # built by the first compiled negative_hits
         # about 26 slots per pair (4 % false passes), at most 16 MB
         bits = min(max(int(len(pairs) * 26).bit_length(), 4), 24)
         self.mask = (1 << bits) - 1
@@ -123,3 +127,21 @@ class PairSet:
             at = torch.searchsorted(self.keys, queries).clamp_max(len(self.keys) - 1)
             found[where] = self.keys[at] == queries
         return found
+
+    def negative_hits(self, anchors: Tensor, negatives: Tensor) -> Tensor:
+        """anchors (g, G), negatives (g, K) int64 -> (g, G, K) bool: whether negative k of
+        group g is anchor i's own node or one of its pairs' other ends (a sampled negative
+        that must leave the softmax)."""
+        if COMPILED and anchors.device.type == "cpu":
+            from hrqtok.sources import pair_kernels  # numba: imported where a WordNet fit steps
+
+            if self.starts is None:  # where each u's run of keys begins (n + 1,)
+                self.starts = np.searchsorted(self.keys.numpy(), np.arange(self.n + 1) * self.n)
+            out = torch.empty(anchors.shape + negatives.shape[1:], dtype=torch.bool)
+            pair_kernels.negative_hits(
+                anchors.to(torch.int64).contiguous().numpy(),
+                negatives.to(torch.int64).contiguous().numpy(), self.keys.numpy(), self.starts,
+                self.n, out.numpy())
+            return out
+        u, v = anchors.unsqueeze(2), negatives.unsqueeze(1)  # (g, G, K) when broadcast
+        return self.contains(u, v) | (v == u)

@@ -261,8 +261,8 @@ class ResidualQuantizer(nn.Module):
         codes = torch.stack(chosen)
         tails = codes.clone()  # tails[i]: after step t, e_{i-t} ⊕ (… ⊕ e_i) for i ≥ t
         for t in range(1, len(chosen)):
-            # one more code on the left of each tail; the sum is not associative on the ball,
-            # so it must be a code, not another tail (that held only up to 3 levels)
+            # one more code on the left of each tail: a code, not another tail, whose codes
+            # the longer tails already hold (regrouping them was right only up to 3 levels)
             tails[t:] = self.manifold.add(codes[:-t], tails[t:])
         return list(tails.unbind(0))
 

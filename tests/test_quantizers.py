@@ -225,6 +225,34 @@ def test_compiled_loss_grads_equal_the_tensor_path(geometry_name, dtype, monkeyp
         torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=rtol * 100)
 
 
+def test_compiled_loss_grads_do_not_depend_on_the_thread_count():
+    """Blocks of rows walk on numba's threads; the sums over rows come afterwards, in row
+    order, so one thread and all of them give the same bytes."""
+    import numba
+
+    from hrqtok.quantize import walk_kernels
+
+    config = ModelConfig(input_dim=10, hidden_dims=(), latent_dim=10, levels=3, codebook_size=64,
+                         curvature=1.0, quantization_loss="geodesic")
+    quantizer = build_quantizer(config).double()
+    x = points(1000, 10, c=1.0, dtype=torch.float64, seed=4, near_boundary=True)
+    quantizer.initialise(x, iters=3, generator=torch.Generator().manual_seed(2))
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for count in (1, numba.config.NUMBA_NUM_THREADS):
+            torch.set_num_threads(count)  # the loop runs on torch's thread count
+            out.append(quantizer.loss_grads(x))
+            assert numba.get_num_threads() == min(count, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        torch.set_num_threads(threads)
+    one, many = out
+    assert torch.equal(one.codes, many.codes) and torch.equal(one.grad_x, many.grad_x)
+    assert one.loss.item() == many.loss.item()
+    assert all(torch.equal(a, b) for a, b in zip(one.grad_codebooks, many.grad_codebooks))
+    assert walk_kernels.BLOCK < len(x) // 2  # several blocks, so threads do share the rows
+
+
 def test_closed_form_grads_refuse_the_coordinate_loss_on_the_ball():
     with pytest.raises(ValueError, match="geodesic"):
         hyperbolic().double().loss_grads(points(4, 5, c=1.0, dtype=torch.float64, seed=0))

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from hrqtok.geometry import Euclidean, Manifold, poincare
+from hrqtok.geometry.ball_autograd import KERNEL_DTYPES
 from hrqtok.geometry.constants import ARCOSH_MARGIN, margin
 from hrqtok.quantize.balance import balanced_assignment
 from hrqtok.quantize.kmeans import IterationFn, kmeans
@@ -207,7 +208,7 @@ class ResidualQuantizer(nn.Module):
             raise ValueError("closed-form gradients need the geodesic quantization loss")
         share = (x.new_full((len(x),), 1.0 / max(len(x), 1)) if weights is None
                  else weights / weights.sum())
-        if COMPILED and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        if COMPILED and x.device.type == "cpu" and x.dtype in KERNEL_DTYPES:
             return self._compiled_loss_grads(x, share)
         codes, residuals, chosen = [], [], []
 

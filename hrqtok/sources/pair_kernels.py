@@ -1,9 +1,9 @@
 """A compiled loop (numba) for ``PairSet.negative_hits`` on the CPU: which sampled negatives
 of a WordNet batch are its anchors' train hypernyms (or the anchors themselves).
 
-A batch at 512 pairs tests 25,600 (anchor, negative) pairs. The tensor path looks each one up
-in a 16 MB filter at a random slot, and in a fit those lookups miss the caches: 0.7–0.8 of a
-step's 5.5 ms on all nouns, of which the loop over the same filter saved only a sixth. Here
+A batch of 512 pairs tests 25,600 (anchor, negative) pairs. The tensor path looks each one up
+in a 16 MB filter at a random slot, and in a fit those lookups miss the caches: 0.8 of a step's
+5.5 ms on all nouns, of which a compiled loop over the same filter saved only a sixth. Here
 each anchor's pairs are read instead: they are one contiguous run of the sorted keys u·n + v
 (about 8 for a noun), so a group's 50 negatives are compared against a few cached values.
 ``tests/test_hierarchy.py`` holds it to the tensor path and to Python sets. Compiled code is

@@ -19,7 +19,7 @@ import time
 import torch
 from torch import Tensor
 
-from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.fit.contrastive import table_ranking_loss
 from hrqtok.fit.node_steps import distinct_nodes
 from hrqtok.fit.optimizers import StackedRiemannianAdam
 from hrqtok.models.hierarchy import HierarchyModel
@@ -57,7 +57,7 @@ class CodebookTuning:
     def gradients(self, batch: Tensor) -> float:
         """Adds d(summed ranking loss of the batch)/d(codebooks) to their .grad; returns the
         loss. The ranking loss's gradient at the decoded points is the closed form of
-        ``softmax_ranking_loss``; autograd carries it through the Möbius sums."""
+        ``table_ranking_loss``; autograd carries it through the Möbius sums."""
         full = len(batch) - len(batch) % self.group
         parts = [p for p in (batch[:full].view(-1, self.group, 2), batch[full:].view(1, -1, 2))
                  if p.numel()]
@@ -72,15 +72,13 @@ class CodebookTuning:
                                negatives.reshape(-1)])
             # decode each distinct node once (hub hypernyms recur); autograd to the codebooks
             nodes, inverse, _ = distinct_nodes(index, len(self.codes))
-            points = self.model.quantizer.decode_codes(self.codes[nodes])[inverse]
-            pairs, dim = part.shape[0] * part.shape[1], points.shape[1]
-            shape = part.shape[:2] + (dim,)
-            out = softmax_ranking_loss(
-                points[:pairs].detach().view(shape), points[pairs:2 * pairs].detach().view(shape),
-                points[2 * pairs:].detach().view(*negatives.shape, dim), masked,
-                manifold=self.model.manifold)
-            points.backward(torch.cat([out.grad_anchors.reshape(-1, dim),
-                                       out.grad_positives.reshape(-1, dim),
-                                       out.grad_negatives.reshape(-1, dim)]))
+            points = self.model.quantizer.decode_codes(self.codes[nodes])
+            pairs = part.shape[0] * part.shape[1]
+            at = (inverse[:pairs].view(part.shape[:2]), inverse[pairs:2 * pairs].view(part.shape[:2]),
+                  inverse[2 * pairs:].view(negatives.shape))
+            out = table_ranking_loss(points.detach(), *at, masked, manifold=self.model.manifold)
+            # each occurrence's gradient, summed onto its distinct node
+            points.backward(torch.zeros_like(points).index_add_(
+                0, inverse, torch.cat([g.reshape(-1, points.shape[1]) for g in out[1:]])))
             total += out.loss.item()
         return total

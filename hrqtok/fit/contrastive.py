@@ -9,7 +9,9 @@ h) work into batched matrix products and lets a step touch G + G + K rows of the
 table per group instead of G·(2 + K): scattering rows is what costs most on a CPU.
 
 Training spends nearly all its time here, so forward and backward share every intermediate;
-tests/test_contrastive.py checks loss and gradients against autograd through geometry.
+``table_ranking_loss`` reads the rows from the embedding table, and on the CPU runs
+``ranking_kernels``' compiled loop instead. tests/test_contrastive.py checks loss and gradients
+of both against autograd through geometry.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import torch
 from torch import Tensor
 
 from hrqtok.geometry import Manifold
+from hrqtok.geometry.ball_autograd import KERNEL_DTYPES
+from hrqtok.geometry.constants import ARCOSH_MARGIN, margin
+
+COMPILED = True  # table_ranking_loss on the CPU runs ranking_kernels' loop (tests turn it off)
 
 
 class RankingLoss(NamedTuple):
@@ -60,3 +66,32 @@ def softmax_ranking_loss(anchors: Tensor, positives: Tensor, negatives: Tensor,
     grad_negatives = (negatives * (2 * (a_neg + bn_neg).sum(1)).unsqueeze(2)
                       - 2 * torch.bmm(a_neg.transpose(1, 2), anchors))
     return RankingLoss(loss, grad_anchors, grad_positives, grad_negatives)
+
+
+def table_ranking_loss(table: Tensor, anchors: Tensor, positives: Tensor, negatives: Tensor,
+                       masked: Tensor | None = None, *, manifold: Manifold) -> RankingLoss:
+    """``softmax_ranking_loss`` of the rows of ``table`` (n, h) at the int64 indices anchors,
+    positives (g, G) and negatives (g, K)."""
+    if COMPILED and table.device.type == "cpu" and table.dtype in KERNEL_DTYPES:
+        from hrqtok.fit import ranking_kernels  # numba: imported where a WordNet fit steps
+        from hrqtok.quantize.walk_kernels import set_threads
+
+        dim = table.shape[1]
+        grads = (table.new_empty(anchors.shape + (dim,)), table.new_empty(positives.shape + (dim,)),
+                 table.new_empty(negatives.shape + (dim,)))
+        if masked is None:
+            masked = torch.zeros(anchors.shape + negatives.shape[1:], dtype=torch.bool)
+        set_threads(torch.get_num_threads())
+        c = 0.0 if manifold.flat else manifold.c
+        loss = ranking_kernels.ranking_loss_grads(
+            table.contiguous().numpy(), *(i.to(torch.int64).contiguous().numpy()
+                                          for i in (anchors, positives, negatives)),
+            masked.contiguous().numpy(), c, manifold.flat,
+            1.0 + margin(ARCOSH_MARGIN, table.dtype), *(g.numpy() for g in grads))
+        return RankingLoss(torch.tensor(loss, dtype=table.dtype), *grads)
+
+    def rows(index: Tensor) -> Tensor:
+        return table.index_select(0, index.reshape(-1)).view(*index.shape, -1)
+
+    return softmax_ranking_loss(rows(anchors), rows(positives), rows(negatives), masked,
+                                manifold=manifold)

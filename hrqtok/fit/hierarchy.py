@@ -27,7 +27,7 @@ from torch import Tensor
 
 from hrqtok.config import HierarchyTrainConfig, ModelConfig
 from hrqtok.fit.codebook_tuning import CodebookTuning
-from hrqtok.fit.contrastive import softmax_ranking_loss
+from hrqtok.fit.contrastive import table_ranking_loss
 from hrqtok.fit.node_steps import NodeSteps, distinct_nodes
 from hrqtok.fit.optimizers import StackedRiemannianAdam
 from hrqtok.fit.revival import revive_dead_codes
@@ -224,16 +224,13 @@ class HierarchyTraining:
         index, grads, ends, rank_loss = [], [], [], 0.0
         for part in parts:
             negatives, masked = self.sampler.sample(part[..., 0])
-            part_index = [part[..., 0].reshape(-1), part[..., 1].reshape(-1), negatives.reshape(-1)]
-            u, v, n = (table.index_select(0, i) for i in part_index)
-            shape = part.shape[:2] + (table.shape[1],)
-            out = softmax_ranking_loss(u.view(shape), v.view(shape), n.view(*negatives.shape, -1),
-                                       masked, manifold=model.manifold)
+            out = table_ranking_loss(table, part[..., 0], part[..., 1], negatives, masked,
+                                     manifold=model.manifold)
             rank_loss += out.loss.item()
+            part_index = [part[..., 0].reshape(-1), part[..., 1].reshape(-1), negatives.reshape(-1)]
             index += part_index
             ends += part_index[:2]
-            grads += [out.grad_anchors.reshape(u.shape), out.grad_positives.reshape(v.shape),
-                      out.grad_negatives.reshape(n.shape)]
+            grads += [g.reshape(-1, table.shape[1]) for g in out[1:]]
         quantization = 0.0
         if quantize:  # the (H)RQ loss of both ends of every pair
             quantization = self.quantizer_step(torch.cat(ends), index, grads)

@@ -28,6 +28,7 @@ from hrqtok.sources.hierarchy import split_pairs
 from hrqtok.sources.wordnet import load_nouns
 
 BATCHES, STEPS, NEGATIVES = (512, 2048), 300, 50  # 300 steps: shorter runs varied by 15 %
+WARM_UP = 5  # steps before each timing
 
 
 def _model_config(geometry_name, dim):
@@ -96,6 +97,8 @@ def throughput():
                               torch.Generator().manual_seed(0), None)
             if quantize:
                 loop.initialise_codebooks()
+            for b in batches[:WARM_UP]:  # compiles the numba loops (on a first run) untimed
+                loop.step(b, 0.001, quantize=quantize)
             start = time.perf_counter()
             for b in batches:
                 loop.step(b, 0.001, quantize=quantize)

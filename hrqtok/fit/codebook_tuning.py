@@ -74,7 +74,8 @@ class CodebookTuning:
             nodes, inverse, _ = distinct_nodes(index, len(self.codes))
             points = self.model.quantizer.decode_codes(self.codes[nodes])
             pairs = part.shape[0] * part.shape[1]
-            at = (inverse[:pairs].view(part.shape[:2]), inverse[pairs:2 * pairs].view(part.shape[:2]),
+            shape = part.shape[:2]
+            at = (inverse[:pairs].view(shape), inverse[pairs:2 * pairs].view(shape),
                   inverse[2 * pairs:].view(negatives.shape))
             out = table_ranking_loss(points.detach(), *at, masked, manifold=self.model.manifold)
             # each occurrence's gradient, summed onto its distinct node

@@ -75,7 +75,7 @@ def _group_loss(table, anchors, positives, negatives, masked, c, flat, floor,
         on_norms2[k] = 0.0 if flat else c / max(1 - c * norms2[k], MIN_NORM)
     grad_negatives[:, :] = 0.0
     weight, sq, factor = np.empty(count), np.empty(count), np.empty(count)
-    on_u, on_v = np.empty(dim), np.empty(dim)
+    on_u = np.empty(dim)
     total = 0.0
     for i in range(size):
         u, v = table[anchors[i]], table[positives[i]]

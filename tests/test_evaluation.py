@@ -167,6 +167,7 @@ def test_summarise_means_and_sample_std():
     summary = summarise([{"recall@10": 0.5}, {"recall@10": 0.7}])
     assert summary["runs"] == 2 and summary["recall@10"]["mean"] == pytest.approx(0.6)
     assert summary["recall@10"]["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert summary["recall@10"]["values"] == [0.5, 0.7]  # in seed order, for paired differences
     assert BOS != PAD
 
 
@@ -182,5 +183,6 @@ def test_score_systems_passes_the_tokens_or_fresh_random_ones_per_seed():
     assert [s[:2] for s in seen] == [(True, 7), (True, 8), (False, 7), (False, 8)]
     assert seen[2][2] != seen[3][2]  # a new draw for each seed
     assert results["model"]["score"]["mean"] == pytest.approx(7.5) and results["random"]["runs"] == 2
+    assert results["model"]["score"]["values"] == [7.0, 8.0]
     with pytest.raises(ValueError, match="unknown systems"):
         score_systems(tokens, [4, 4], evaluate, systems=("other",), seed=0, runs=1)

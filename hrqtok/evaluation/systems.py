@@ -26,12 +26,15 @@ def table_sizes(table: TokenTable) -> list[int]:
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Mean and standard deviation of every field over runs (std 0 for a single run)."""
+    """Mean and standard deviation of every field over runs (std 0 for a single run), with the
+    runs' own values in seed order: systems scored at one seed share their samples, so their
+    per-seed differences compare them more sharply than the two means do."""
     out: dict = {"runs": len(runs)}
     for key in runs[0]:
         values = np.array([r[key] for r in runs], dtype=float)
         out[key] = {"mean": float(values.mean()),
-                    "std": float(values.std(ddof=1)) if len(runs) > 1 else 0.0}
+                    "std": float(values.std(ddof=1)) if len(runs) > 1 else 0.0,
+                    "values": values.tolist()}
     return out
 
 

@@ -8,11 +8,19 @@ import torch
 
 from hrqtok import geometry
 from hrqtok.geometry import Euclidean, PoincareBall
+from hrqtok.metrics import ranking
 from hrqtok.metrics.ranking import closure_ranking
 from hrqtok.sources.hierarchy import split_pairs, transitive_closure
 from tests import reference
 from tests.conftest import tree_parents
 from tests.test_hierarchy import random_dag
+
+
+@pytest.fixture(params=[True, False], ids=["compiled", "tensor"])
+def compiled(request, monkeypatch):
+    """Each ranking test runs the compiled placement loop and the tensor path."""
+    monkeypatch.setattr(ranking, "COMPILED", request.param)
+    return request.param
 
 
 def _points(n, dim, seed, scale=0.5):
@@ -22,7 +30,7 @@ def _points(n, dim, seed, scale=0.5):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("c", [1.0, None])
-def test_matches_reference(seed, c):
+def test_matches_reference(seed, c, compiled):
     parents = random_dag(50, seed)
     pairs = transitive_closure(parents)
     test = split_pairs(len(pairs), 0.3, seed)
@@ -37,7 +45,7 @@ def test_matches_reference(seed, c):
         assert got[name]["pairs"] == int(mask.sum())
 
 
-def test_ties_count_one_half_like_the_reference():
+def test_ties_count_one_half_like_the_reference(compiled):
     parents = random_dag(40, 3)
     pairs = transitive_closure(parents)
     points = _points(40, 2, 0)
@@ -101,9 +109,10 @@ def _dense_buckets(positive, negatives):
 
 @pytest.mark.parametrize("far", [0.0, 50.0])  # most negatives inside the farthest positive, or few
 @pytest.mark.parametrize("seed", range(3))
-def test_placing_only_the_negatives_inside_the_farthest_positive_loses_nothing(seed, far):
-    """Both paths of _buckets agree with placing every negative, on the valid positions (the
-    columns past a row's last positive are padding, cut off by the caller), ties included."""
+def test_placing_only_the_negatives_inside_the_farthest_positive_loses_nothing(seed, far, compiled):
+    """The compiled loop and both tensor paths of _buckets agree with placing every negative,
+    on the valid positions (the columns past a row's last positive are padding, cut off by the
+    caller), ties included."""
     from hrqtok.metrics.ranking import _buckets
 
     g = torch.Generator().manual_seed(seed)
@@ -128,3 +137,26 @@ def test_placing_only_the_negatives_inside_the_farthest_positive_loses_nothing(s
         for r in range(rows):  # cumulated over the valid positions, as the ranks use them
             c = int(counts[r])
             assert torch.equal(mine[r, :c].cumsum(0), reference_counts[r, :c].cumsum(0))
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.5])  # most negatives inside the farthest ancestor, or few
+def test_compiled_placement_gives_the_tensor_paths_figures_on_any_thread_count(monkeypatch, scale):
+    parents = random_dag(300, 5)
+    pairs = transitive_closure(parents)
+    test = split_pairs(len(pairs), 0.2, 5)
+    points = _points(300, 3, 5, scale=scale)
+
+    def figures():
+        return closure_ranking(points, {"train": pairs[~test], "test": pairs[test]}, pairs,
+                               manifold=PoincareBall(1.0))
+
+    monkeypatch.setattr(ranking, "COMPILED", False)
+    expected = figures()
+    monkeypatch.setattr(ranking, "COMPILED", True)
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            assert figures() == expected  # integer counts: the same floats exactly
+    finally:
+        torch.set_num_threads(threads)

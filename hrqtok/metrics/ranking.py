@@ -24,6 +24,7 @@ from torch import Tensor
 from hrqtok.geometry import Manifold
 
 CHUNK_ELEMENTS = 1 << 24  # (rows × nodes) scores per chunk: 128 MiB in float64
+COMPILED = True  # _buckets on the CPU runs rank_kernels' loop (tests turn it off)
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -137,6 +138,15 @@ def _buckets(positive: Tensor, valid: Tensor, negatives: Tensor,
     """
     rows, width = positive.shape
     buckets = width + 1
+    if COMPILED and negatives.device.type == "cpu" and negatives.dtype == positive.dtype == torch.float64:
+        from hrqtok.metrics import rank_kernels  # numba: imported where a report ranks
+        from hrqtok.quantize.walk_kernels import set_threads
+
+        set_threads(torch.get_num_threads())
+        counts = [np.zeros((rows, buckets), dtype=np.int64) for _ in range(2)]
+        rank_kernels.place_negatives(negatives.contiguous().numpy(), local.numpy(),
+                                     positive.contiguous().numpy(), valid.sum(1).numpy(), *counts)
+        return tuple(torch.from_numpy(c) for c in counts)
     farthest = positive.gather(1, (valid.sum(1, keepdim=True) - 1).clamp_min(0))
     limit = torch.full((len(negatives), 1), float("-inf"), dtype=negatives.dtype)
     limit[local] = farthest

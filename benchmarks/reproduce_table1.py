@@ -12,7 +12,8 @@ The table gives recall@10 (mean ± std over runs) with the mean clustered standa
 run, recall@10 on the pairs whose hypernym is not among the 10 most frequent train hypernyms
 ("rare"), recall@1, the reference of always answering those 10, and, as evidence of the tokens'
 structure, how often a noun shares its first 1 / 2 tokens with its direct hypernym, with any
-closure hypernym and with a random noun (`metrics.json` of the fit), and the wall times.
+closure hypernym and with a random noun, the closure MAP of the embedding and of the decoded
+multitokens over the train pairs (all from `metrics.json` of the fit), and the wall times.
 
 Fits run --fit-jobs at a time (default one, on all the cores: a full-length all-noun fit takes
 about 24 min on 2 cores and well over an hour on one), then evaluations --jobs at a time, each
@@ -111,6 +112,12 @@ def threads_env(jobs: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
 
 
+def train_maps(metrics: dict) -> str:
+    """Closure MAP over the train pairs of the embedding and of the decoded multitokens."""
+    ranking = metrics["hierarchy"]["ranking"]
+    return " / ".join(f"{ranking[kind]['train']['map']:.3f}" for kind in ("continuous", "quantized"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latent-dims", default="8,32")
@@ -144,8 +151,8 @@ def main() -> None:
           f"evaluation(s) at a time; in {workdir}\n")
     print("| h | tokens | recall@10 % | s.e. | rare@10 % | recall@1 % | top-10 ref. % | paper "
           "recall@10 % | collisions % | shares 1 / 2 tokens with: parent | closure hypernym | "
-          "random noun | fit min | eval min |")
-    print("| --- " * 15 + "|")
+          "random noun | train MAP: continuous / tokens | fit min | eval min |")
+    print("| --- " * 16 + "|")
     for h in dims:
         for system in SYSTEMS:
             fitted = system != "random"
@@ -157,6 +164,7 @@ def main() -> None:
                 f"{PAPER[system].get(h, '')}" if fitted else "",
                 f"{100 * metrics['table']['collisions']['collision_rate']:.1f}" if fitted else "",
                 *(prefix_shares(metrics) if fitted else ["", "", ""]),
+                train_maps(metrics) if fitted else "",
                 f"{fit_seconds[(system, h)] / 60:.1f}" if fitted else "",
                 f"{eval_seconds[(system, h)] / 60:.1f}"]) + " |")
     print("\nrecall@10 of HRQ minus RQ, per h (points; the s.e. of a difference of two "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,12 @@ def best_time(fn, *, repeat: int = 5, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def threads_env(jobs: int) -> dict:
+    """The environment of one of ``jobs`` concurrent jobs: its share of the cores (torch
+    threads fighting over cores make a job many times slower)."""
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
 
 
 def hrqtok(*args: str, env: dict | None = None) -> str:

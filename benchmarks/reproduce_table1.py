@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import tempfile
 import time
@@ -37,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import hrqtok
+from _common import hrqtok, threads_env
 
 GEOMETRIES = {"HRQ": "hyperbolic", "RQ": "euclidean"}
 SYSTEMS = ("HRQ", "RQ", "random")
@@ -105,11 +104,6 @@ def prefix_shares(metrics: dict) -> list[str]:
     shares = metrics["hierarchy"]["prefix_agreement"]
     return [" / ".join(f"{100 * v:.1f}" for v in shares[key][:2])
             for key in ("parent_pairs", "closure_pairs", "random_pairs")]
-
-
-def threads_env(jobs: int) -> dict:
-    """The environment of one of ``jobs`` concurrent jobs: its share of the cores."""
-    return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
 
 
 def train_maps(metrics: dict) -> str:

@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import hrqtok, mean_std
+from _common import hrqtok, mean_std, threads_env
 
 COLUMNS = ("train MAP", "train MR", "quantized MAP", "quantized MR", "held-out MAP",
            "held-out quantized MAP", "collisions", "fit seconds")
 
 
-def fit(model: Path, weight: float, seed: int, args: argparse.Namespace, threads: int) -> dict:
+def fit(model: Path, weight: float, seed: int, args: argparse.Namespace, env: dict) -> dict:
     """metrics.json of one fit (reused when the model directory already holds it)."""
     metrics = model / "metrics.json"
     if not metrics.exists():
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         hrqtok("fit", "--wordnet", "--root", args.root, "--latent-dim", str(args.latent_dim),
                "--codebook-size", str(args.codebook_size), "--quantize-weight", str(weight),
                "--seed", str(seed), "--model", str(model), "--force", *args.extra, env=env)
@@ -63,11 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     weights = [float(w) for w in args.weights.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hrqtok-front-"))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    env = threads_env(args.jobs)
     runs = [(w, s) for w in weights for s in range(args.seeds)]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(
-            lambda run: figures(fit(workdir / f"w{run[0]}-seed{run[1]}", *run, args, threads)),
+            lambda run: figures(fit(workdir / f"w{run[0]}-seed{run[1]}", *run, args, env)),
             runs))
     print(f"{args.root}, {args.latent_dim}-d, 3 x {args.codebook_size} codes, "
           f"{args.seeds} seeds (mean ± std), {args.jobs} fits at a time; models in {workdir}\n")

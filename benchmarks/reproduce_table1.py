@@ -11,12 +11,12 @@ the same sample of pairs (--train-pairs / --test-pairs; the whole split when not
 The table gives recall@10 (mean ± std over runs) with the mean clustered standard error of one
 run, recall@10 on the pairs whose hypernym is not among the 10 most frequent train hypernyms
 ("rare"), recall@1, the reference of always answering those 10, and, as evidence of the tokens'
-structure, how often a noun shares its first 1 / 2 tokens with its direct hypernym, with any
+structure, the collisions and the distinct multitokens, how often a noun shares its first 1 / 2 tokens with its direct hypernym, with any
 closure hypernym and with a random noun, the closure MAP of the embedding and of the decoded
 multitokens over the train pairs (all from `metrics.json` of the fit), and the wall times.
 
 Fits run --fit-jobs at a time (default one, on all the cores: a full-length all-noun fit takes
-about 24 min on 2 cores and well over an hour on one), then evaluations --jobs at a time, each
+20–27 min on 2 cores and well over an hour on one), then evaluations --jobs at a time, each
 on its share of the cores. Everything is kept in --workdir and reused by a later run with the
 same directory.
 
@@ -106,6 +106,11 @@ def prefix_shares(metrics: dict) -> list[str]:
             for key in ("parent_pairs", "closure_pairs", "random_pairs")]
 
 
+def distinct_multitokens(metrics: dict) -> str:
+    """How many of the s^k code paths the nouns use (before the disambiguation token)."""
+    return f"{metrics['table']['prefixes'][-1]['prefixes']:,}"
+
+
 def train_maps(metrics: dict) -> str:
     """Closure MAP over the train pairs of the embedding and of the decoded multitokens."""
     ranking = metrics["hierarchy"]["ranking"]
@@ -144,9 +149,9 @@ def main() -> None:
           f"fit options {args.fit_args or 'defaults'}; {args.fit_jobs} fit(s) and {args.jobs} "
           f"evaluation(s) at a time; in {workdir}\n")
     print("| h | tokens | recall@10 % | s.e. | rare@10 % | recall@1 % | top-10 ref. % | paper "
-          "recall@10 % | collisions % | shares 1 / 2 tokens with: parent | closure hypernym | "
-          "random noun | train MAP: continuous / tokens | fit min | eval min |")
-    print("| --- " * 16 + "|")
+          "recall@10 % | collisions % | distinct multitokens | shares 1 / 2 tokens with: parent "
+          "| closure hypernym | random noun | train MAP: continuous / tokens | fit min | eval min |")
+    print("| --- " * 17 + "|")
     for h in dims:
         for system in SYSTEMS:
             fitted = system != "random"
@@ -157,6 +162,7 @@ def main() -> None:
                 f"| {h}", system, *cells(result),
                 f"{PAPER[system].get(h, '')}" if fitted else "",
                 f"{100 * metrics['table']['collisions']['collision_rate']:.1f}" if fitted else "",
+                distinct_multitokens(metrics) if fitted else "",
                 *(prefix_shares(metrics) if fitted else ["", "", ""]),
                 train_maps(metrics) if fitted else "",
                 f"{fit_seconds[(system, h)] / 60:.1f}" if fitted else "",

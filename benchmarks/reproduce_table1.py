@@ -11,18 +11,19 @@ the same sample of pairs (--train-pairs / --test-pairs; the whole split when not
 The table gives recall@10 (mean ± std over runs) with the mean clustered standard error of one
 run, recall@10 on the pairs whose hypernym is not among the 10 most frequent train hypernyms
 ("rare"), recall@1, the reference of always answering those 10, and, as evidence of the tokens'
-structure, the collisions and the distinct multitokens, how often a noun shares its first 1 / 2 tokens with its direct hypernym, with any
-closure hypernym and with a random noun, the closure MAP of the embedding and of the decoded
-multitokens over the train pairs (all from `metrics.json` of the fit), and the wall times.
+structure, the collisions and distinct multitokens, how often a noun shares its first 1 / 2
+tokens with its direct hypernym, with any closure hypernym and with a random noun, the closure
+MAP of the embedding and of the decoded multitokens over the train pairs (all from
+`metrics.json` of the fit), and the wall times.
 
 Fits run --fit-jobs at a time (default one, on all the cores: a full-length all-noun fit takes
-20–27 min on 2 cores and well over an hour on one), then evaluations --jobs at a time, each
+12–27 min on 2 cores and well over an hour on one), then evaluations --jobs at a time, each
 on its share of the cores. Everything is kept in --workdir and reused by a later run with the
 same directory.
 
 Usage: python benchmarks/reproduce_table1.py [--latent-dims 8,32] [--root SYNSET] [--runs 3]
            [--train-pairs N] [--test-pairs M] [--fit-args "--epochs 60"] [--eval-args "..."]
-           [--fit-jobs 1] [--jobs 2] [--workdir DIR]
+           [--fit-seed 0] [--fit-jobs 1] [--jobs 2] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def fit(workdir: Path, name: str, h: int, args: argparse.Namespace, env: dict) -
     root = ["--root", args.root] if args.root else []
     return timed(model / "metrics.json", lambda: hrqtok(
         "fit", "--wordnet", *root, "--geometry", GEOMETRIES[name], "--latent-dim", str(h),
-        "--codebook-size", str(CODEBOOK_SIZE), "--levels", str(LEVELS), "--seed", "0",
+        "--codebook-size", str(CODEBOOK_SIZE), "--levels", str(LEVELS),
+        "--seed", str(args.fit_seed),
         "--model", str(model), "--force", *shlex.split(args.fit_args), env=env))
 
 
@@ -126,6 +128,8 @@ def main() -> None:
     parser.add_argument("--test-pairs", type=int, default=None)
     parser.add_argument("--fit-args", default="", help="more `hrqtok fit` options, for both")
     parser.add_argument("--eval-args", default="", help="more `eval hypernyms` options")
+    parser.add_argument("--fit-seed", type=int, default=0,
+                        help="both fits' seed (it also draws the held-out split)")
     parser.add_argument("--fit-jobs", type=int, default=1, help="fits at a time")
     parser.add_argument("--jobs", type=int, default=2, help="evaluations at a time")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -146,7 +150,8 @@ def main() -> None:
     print(f"{args.root or 'all nouns'}, k = {LEVELS}, s = {CODEBOOK_SIZE}, {args.runs} transformer "
           f"seeds (mean ± std; s.e.: the mean clustered standard error of one run); "
           f"train pairs {args.train_pairs or 'all'}, test pairs {args.test_pairs or 'all'}; "
-          f"fit options {args.fit_args or 'defaults'}; {args.fit_jobs} fit(s) and {args.jobs} "
+          f"fit seed {args.fit_seed}, options {args.fit_args or 'defaults'}; "
+          f"{args.fit_jobs} fit(s) and {args.jobs} "
           f"evaluation(s) at a time; in {workdir}\n")
     print("| h | tokens | recall@10 % | s.e. | rare@10 % | recall@1 % | top-10 ref. % | paper "
           "recall@10 % | collisions % | distinct multitokens | shares 1 / 2 tokens with: parent "

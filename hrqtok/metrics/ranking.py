@@ -9,9 +9,9 @@ the mean over hyponyms u of the average precision of u's evaluated ancestors amo
 the negatives.
 
 The search is exact but never sorts a row: one matrix product gives the scores of a chunk of
-rows, and each negative is placed among its row's few positives (by a compiled loop on the
-CPU, ``rank_kernels``; by binary search otherwise), so the cost does not grow with how badly a
-hypernym is ranked.
+rows, and each negative is placed among its row's few positives (by a compiled loop for
+float64 on the CPU, ``rank_kernels``; by binary search otherwise), so the cost does not grow
+with how badly a hypernym is ranked.
 """
 
 from __future__ import annotations

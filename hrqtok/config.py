@@ -210,7 +210,8 @@ class HierarchyTrainConfig:
     node_optimizer: str = "rmsprop"
     # rmsprop: weight of a node's previous mean square gradient length at each of its updates
     # (about its last 1 / (1 - decay) updates count). 0.99 is better on all nouns (train MAP
-    # 0.71 against 0.61) but worse on mammals (0.912 against 0.934 without the HRQ term)
+    # 0.71 against 0.61) but worse on mammals (0.912 against 0.934 without the HRQ term); the
+    # defaults of large hierarchies take it (fit.options.LARGE_HIERARCHY_DEFAULTS)
     node_rms_decay: float = 0.9
     learning_rate: float = 0.1  # node step rate (rsgd: per pair; rmsprop: ~ a step's length)
     max_step: float = 1.0  # longest step a node's embedding may take, in manifold length

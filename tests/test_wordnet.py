@@ -109,6 +109,40 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     assert train["node_rms_decay"] == 0.95
 
 
+def test_large_hierarchies_get_their_own_defaults_and_given_options_win():
+    from hrqtok.config import HierarchyTrainConfig, ModelConfig, TrainConfig
+    from hrqtok.fit.options import LARGE_HIERARCHY, FitOptions
+
+    options = FitOptions(wordnet=True)
+    model, train = options.configs(input_dim=0, items=LARGE_HIERARCHY - 1)
+    assert model.commitment == ModelConfig.commitment and train == HierarchyTrainConfig()
+    model, train = options.configs(input_dim=0, items=LARGE_HIERARCHY)
+    assert model.commitment == 0
+    assert (train.burn_in_epochs, train.epochs, train.batch_size, train.node_rms_decay) == (
+        20, 90, 1024, 0.99)
+    assert train.quantize_weight == HierarchyTrainConfig.quantize_weight  # the rest as before
+    given = FitOptions(wordnet=True, commitment=0.25, train={"epochs": 200, "node_rms_decay": 0.9})
+    model, train = given.configs(input_dim=0, items=82_115)
+    assert model.commitment == 0.25 and (train.epochs, train.node_rms_decay) == (200, 0.9)
+    assert train.batch_size == 1024 and train.burn_in_epochs == 20  # not given: the large ones
+    model, train = FitOptions().configs(input_dim=8, items=10 * LARGE_HIERARCHY)  # items: never
+    assert model.commitment == ModelConfig.commitment and train == TrainConfig()
+
+
+def test_fit_takes_the_hierarchy_size_from_the_nouns(tmp_path, monkeypatch):
+    from hrqtok.fit import options
+
+    path = tmp_path / "mammals"
+    monkeypatch.setattr(options, "LARGE_HIERARCHY", 1_000)  # mammal.n.01 has 1,182 nouns
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), *TINY])
+    assert result.exit_code == 0, result.output
+    config = json.loads((path / "config.json").read_text())
+    assert config["model"]["commitment"] == 0
+    assert (config["train"]["batch_size"], config["train"]["node_rms_decay"]) == (1024, 0.99)
+    # given on the command line: kept
+    assert (config["train"]["epochs"], config["train"]["burn_in_epochs"]) == (3, 2)
+
+
 def test_model_dir_gives_back_the_split(mammal_model):
     from hrqtok.store.model_dir import load_model_dir
 

@@ -40,6 +40,7 @@ from hrqtok.cli.options import (
     _device,
     _embed,
     _fields,
+    _large_help,
     _limits,
     _mode_help,
 )
@@ -84,7 +85,9 @@ def fit(
         show_default=False)] = None,
     curvature: Annotated[float, typer.Option(
         min=1e-6, max=MAX_CURVATURE, help="Curvature c of the ball, below 100.")] = 1.0,
-    commitment: Annotated[float, typer.Option(min=0.0, help="Commitment weight alpha.")] = 0.25,
+    commitment: Annotated[float, typer.Option(
+        min=0.0, help="Commitment weight alpha: how hard the (H)RQ term pulls the latents "
+                      "towards their codes. " + _large_help("commitment"))] = 0.25,
     balance: Annotated[Balance, typer.Option(
         help="sinkhorn: assign each level's codes with uniform usage over the items encoded "
              "together (Sinkhorn-Knopp on the distances): the fitted table and every encode; "
@@ -133,7 +136,8 @@ def fit(
         help="With --wordnet: held-out share of the closure pairs, in (0, 1).")] = 0.15,
     negatives: Annotated[int, typer.Option(min=1, help="With --wordnet: sampled non-hypernyms per pair.")] = 50,
     burn_in_epochs: Annotated[int, typer.Option(
-        min=0, help="With --wordnet: epochs at a low rate before the codebooks start.")] = HierarchyTrainConfig.burn_in_epochs,
+        min=0, help="With --wordnet: epochs at a low rate before the codebooks start. "
+                    + _large_help("burn_in_epochs"))] = HierarchyTrainConfig.burn_in_epochs,
     burn_in_negatives: Annotated[BurnInNegatives, typer.Option(
         help="With --wordnet: how burn-in draws negatives. uniform: over all nouns; frequency: "
              "in proportion to each noun's train hyponyms (Nickel & Kiela's code), which lays "
@@ -149,7 +153,7 @@ def fit(
     node_rms_decay: Annotated[float, typer.Option(
         min=0.0, max=0.999999, help="With --wordnet and --node-optimizer rmsprop: weight of a "
              "node's previous mean square gradient length at each update (about the last "
-             "1/(1-decay) updates count).")] = HierarchyTrainConfig.node_rms_decay,
+             "1/(1-decay) updates count). " + _large_help("node_rms_decay"))] = HierarchyTrainConfig.node_rms_decay,
     eval_every: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(

@@ -16,7 +16,7 @@ from hrqtok.config import (
     INITS,
     NODE_OPTIMIZERS,
 )
-from hrqtok.fit.options import MODE_DEFAULTS
+from hrqtok.fit.options import LARGE_HIERARCHY, LARGE_HIERARCHY_DEFAULTS, MODE_DEFAULTS
 from hrqtok.quantize.registry import QUANTIZERS
 from hrqtok.sources.embedder import BACKENDS, PRECISIONS
 from hrqtok.sources.items import ItemFields
@@ -96,7 +96,15 @@ def _device(text: str) -> str:
 
 def _mode_help(name: str, text: str = "") -> str:
     items, wordnet = MODE_DEFAULTS[name]
-    return f"{text} (default: {items}; {wordnet} with --wordnet)".strip()
+    large = (f", {LARGE_HIERARCHY_DEFAULTS[name]} on {LARGE_HIERARCHY:,} nouns or more"
+             if name in LARGE_HIERARCHY_DEFAULTS else "")
+    return f"{text} (default: {items}; {wordnet} with --wordnet{large})".strip()
+
+
+def _large_help(name: str) -> str:
+    """What a WordNet default becomes on a large hierarchy, for an option's help."""
+    return (f"With --wordnet on {LARGE_HIERARCHY:,} nouns or more the default is "
+            f"{LARGE_HIERARCHY_DEFAULTS[name]}.")
 
 
 def _fields(id_field, text_field, embedding_field) -> ItemFields | None:

@@ -248,7 +248,9 @@ def check_beam(config: ModelConfig, beam: int, saved: dict | None = None) -> Non
     """Beam search ranks each item's own code paths; a balanced model assigns codes over all
     the items encoded together, which no per-item search keeps. A WordNet model whose
     codebooks were tuned to its fixed multitokens (config.json ``saved``) has code points that
-    no longer approximate its nodes' embeddings, so a search over them would not be meaningful."""
+    no longer approximate its nodes' embeddings, and one whose embeddings trained on after the
+    multitokens were fixed (``release_epochs``) no longer has the embeddings they were chosen
+    from, so a search would not be meaningful."""
     if beam > 1 and config.balance != "none":
         raise OptionError("--beam", f"this model assigns codes balanced ({config.balance}) over "
                                     "the items encoded together; beam search cannot keep that: "
@@ -257,6 +259,11 @@ def check_beam(config: ModelConfig, beam: int, saved: dict | None = None) -> Non
         raise OptionError("--beam", "this WordNet model's codebooks were tuned to its stored "
                                     "multitokens (--tune-epochs), so a search over them no longer "
                                     "follows the embeddings: leave out --beam")
+    if beam > 1 and (saved or {}).get("train", {}).get("release_epochs", 0) > 0:
+        raise OptionError("--beam", "this WordNet model's embeddings trained on after its "
+                                    "multitokens were fixed (--release-epochs), so a search "
+                                    "over them no longer gives those multitokens: leave out "
+                                    "--beam, or fit with --release-epochs 0")
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,

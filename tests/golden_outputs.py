@@ -39,6 +39,7 @@ NETWORK = ["--latent-dim", "4", "--hidden-dims", "16", "--epochs", "3", "--warmu
 WORDNET = ["--wordnet", "--root", "feline.n.01", "--epochs", "3", "--burn-in-epochs", "2",
            "--latent-dim", "3", "--levels", "2", "--codebook-size", "4", "--eval-every", "2",
            "--node-optimizer", "rsgd", "--burn-in-negatives", "uniform"]
+NO_RELEASE = ["--release-epochs", "0"]  # trained quantizers: the fits from before the release
 TINY_SEQ2SEQ = ["--epochs", "1", "--d-model", "16", "--heads", "2", "--layers", "1",
                 "--feedforward", "32", "--batch-size", "64"]
 
@@ -137,7 +138,7 @@ def generate() -> tuple[dict, dict]:
         for quantizer in WORDNET_QUANTIZERS:
             model = folder / f"wordnet-{quantizer}"
             # untuned, so that --beam applies (a tuned model refuses it): see wordnet/hrq-tuned
-            untuned = [] if quantizer.endswith("kmeans") else ["--tune-epochs", "0"]
+            untuned = [] if quantizer.endswith("kmeans") else ["--tune-epochs", "0", *NO_RELEASE]
             _run(["fit", *WORDNET, "--quantizer", quantizer, "--model", str(model), "--seed", "0",
                   *untuned, "--quiet"])
             name = f"wordnet/{quantizer}"
@@ -145,7 +146,7 @@ def generate() -> tuple[dict, dict]:
             beam = _run(["encode", "--model", str(model), "--beam", "3", "--out", "-", "--quiet"])
             out[f"{name}/encode-beam"] = _json_lines(beam)
         model = folder / "wordnet-hrq-tuned"
-        _run(["fit", *WORDNET, "--model", str(model), "--seed", "0", "--tune-epochs", "5",
+        _run(["fit", *WORDNET, *NO_RELEASE, "--model", str(model), "--seed", "0", "--tune-epochs", "5",
               "--quiet"])
         _model_outputs(model, out, files, "wordnet/hrq-tuned")
         model = folder / "wordnet-hrq"

@@ -65,9 +65,10 @@ def test_only_burn_in_draws_by_frequency(monkeypatch, negatives):
                         lambda self, anchors: seen.append(self.by_frequency) or sample(self, anchors))
     config = HierarchyTrainConfig(epochs=2, burn_in_epochs=2, batch_size=51, negatives=5,
                                   negative_group=51, eval_every=0, tune_epochs=0,
-                                  burn_in_negatives=negatives)
+                                  release_epochs=1, burn_in_negatives=negatives)
     fit_hierarchy(PAIRS, np.zeros(len(PAIRS), dtype=bool), 40, _model_config(), config)
-    assert seen == [negatives == "frequency"] * 4 + [False] * 4  # 2 batches an epoch
+    # 2 batches an epoch: burn-in, training, release
+    assert seen == [negatives == "frequency"] * 4 + [False] * 4 + [False] * 2
     with pytest.raises(ValueError, match="burn-in negatives"):
         HierarchyTrainConfig(burn_in_negatives="hard")
 
@@ -107,11 +108,14 @@ def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
     assert torch.allclose(model.embeddings, expected, atol=1e-10)
 
 
-def _fit_tree(geometry_name, tune_epochs=5, burn_in_negatives="frequency"):
+def _fit_tree(geometry_name, tune_epochs=5, burn_in_negatives="frequency", release_epochs=0,
+              quantize_weight=HierarchyTrainConfig.quantize_weight):
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=100, burn_in_epochs=10, batch_size=16, negatives=10,
                                   learning_rate=0.1, negative_group=8, eval_every=0, seed=0,
-                                  tune_epochs=tune_epochs, burn_in_negatives=burn_in_negatives)
+                                  tune_epochs=tune_epochs, burn_in_negatives=burn_in_negatives,
+                                  release_epochs=release_epochs,
+                                  quantize_weight=quantize_weight)
     result = fit_hierarchy(PAIRS, test, 40, _model_config(geometry_name), config)
     score = closure_ranking(result.model.embeddings, {"train": PAIRS[~test]}, PAIRS,
                             manifold=result.model.manifold)["train"]
@@ -159,9 +163,13 @@ def test_learning_rate_schedule_in_the_log():
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=5, burn_in_epochs=2, batch_size=32, negatives=5,
                                   learning_rate=0.2, burn_in_factor=0.05, final_factor=0.1,
-                                  eval_every=0, tune_epochs=2, tune_learning_rate=0.5)
-    rates = [row["learning_rate"] for row in fit_hierarchy(PAIRS, test, 40, _model_config(), config).log]
-    assert rates == pytest.approx([0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02, 0.5, 0.5])
+                                  eval_every=0, release_epochs=3, tune_epochs=2,
+                                  tune_learning_rate=0.5)
+    log = fit_hierarchy(PAIRS, test, 40, _model_config(), config).log
+    assert [row["learning_rate"] for row in log] == pytest.approx(
+        [0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02, 0.2, 0.11, 0.02, 0.5, 0.5])
+    assert [row["phase"] for row in log] == (["burn-in"] * 2 + ["train"] * 5 + ["release"] * 3
+                                             + ["tune"] * 2)
 
 
 def test_a_step_never_moves_a_node_further_than_max_step():
@@ -192,7 +200,8 @@ def test_the_quantizer_step_runs_only_with_a_quantize_weight(monkeypatch, weight
                                   quantize_weight=weight)
     result = fit_hierarchy(PAIRS, np.zeros(len(PAIRS), dtype=bool), 40, _model_config(), config)
     assert len(seen) == calls
-    assert all((row["quantization"] > 0) == (weight > 0) for row in result.log[1:])
+    assert all((row["quantization"] > 0) == (weight > 0)
+               for row in result.log if row["phase"] == "train")
 
 
 @pytest.mark.parametrize("quantizer", ["hrq-kmeans", "rq-kmeans"])
@@ -220,6 +229,32 @@ def test_kmeans_quantizers_train_embeddings_alone_then_cluster_them(quantizer):
                                                          members, c=1.0).norm(dim=-1).mean() + 1e-9
     codes = result.model.encode()
     assert codes.shape == (40, 2) and torch.isfinite(result.model.decode_codes(codes)).all()
+
+
+@pytest.mark.parametrize("geometry_name", ["hyperbolic", "euclidean"])
+def test_the_release_moves_only_the_embeddings_and_undoes_the_pull(geometry_name):
+    """Epochs after the multitokens are fixed train the nodes without the (H)RQ term: the
+    multitokens and codebooks stay the joint training's, the embedding ranks better again."""
+    pulled, pulled_score = _fit_tree(geometry_name, tune_epochs=0, quantize_weight=1.0)
+    released, released_score = _fit_tree(geometry_name, tune_epochs=0, quantize_weight=1.0,
+                                         release_epochs=30)
+    assert torch.equal(pulled.codes, released.codes)
+    for (name, a), (_, b) in zip(pulled.model.quantizer.state_dict().items(),
+                                 released.model.quantizer.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(pulled.model.embeddings, released.model.embeddings)
+    release = [row for row in released.log if row["phase"] == "release"]
+    assert len(release) == 30 and all(row["quantization"] == 0 for row in release)
+    assert not any("revived" in row for row in release)  # codebooks stay as the tokens need
+    assert released_score["map"] > pulled_score["map"] + 0.05, (pulled_score, released_score)
+
+
+def test_kmeans_quantizers_have_no_release():
+    test = split_pairs(len(PAIRS), 0.15, seed=0)
+    config = HierarchyTrainConfig(epochs=3, burn_in_epochs=1, batch_size=16, negatives=5,
+                                  eval_every=0, release_epochs=4, seed=0)
+    result = fit_hierarchy(PAIRS, test, 40, _model_config(quantizer="hrq-kmeans"), config)
+    assert "release" not in [row.get("phase") for row in result.log]
 
 
 def _quantized_map(result, pairs):

@@ -79,7 +79,8 @@ def short_fit_map(init: str) -> float:
     pairs = transitive_closure(parents)
     test = split_pairs(len(pairs), 0.15, 0)
     config = HierarchyTrainConfig(epochs=30, burn_in_epochs=5, batch_size=16, negatives=10,
-                                  eval_every=0, tune_epochs=0, init=init, seed=0)
+                                  eval_every=0, tune_epochs=0, release_epochs=0, init=init,
+                                  seed=0)
     model_config = hierarchy_model_config(latent_dim=4, levels=2, codebook_size=4,
                                           quantizer="hrq", curvature=1.0, commitment=0.25)
     result = fit_hierarchy(pairs, test, len(parents), model_config, config)

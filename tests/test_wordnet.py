@@ -87,7 +87,7 @@ def test_builds_nltk_folder_from_debian_files(monkeypatch, tmp_path):
 def mammal_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("wn") / "mammals"
     result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), "--quantize-weight", "0.2",
-                                 "--node-rms-decay", "0.95", *TINY])
+                                 "--node-rms-decay", "0.95", "--release-epochs", "2", *TINY])
     assert result.exit_code == 0, result.output
     return path
 
@@ -101,12 +101,14 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     tokens = pq.read_table(mammal_model / "tokens.parquet")
     assert tokens.num_rows == 1_182 and "dog.n.01" in tokens.column("id").to_pylist()
     log = [json.loads(line) for line in (mammal_model / "train_log.jsonl").read_text().splitlines()]
-    assert [row["phase"] for row in log] == ["burn-in"] * 2 + ["train"] * 3 + ["tune"] * 2
+    assert [row["phase"] for row in log] == (["burn-in"] * 2 + ["train"] * 3 + ["release"] * 2
+                                             + ["tune"] * 2)
     assert "train_map" in log[1] and "train_map" in log[3]
+    # the multitokens are fixed from the release on: their decoded points are scored too
     assert "quantized_train_map" in log[5] and "quantized_train_map" not in log[3]
     train = json.loads((mammal_model / "config.json").read_text())["train"]
     assert train["quantize_weight"] == 0.2 and train["node_optimizer"] == "rmsprop"
-    assert train["node_rms_decay"] == 0.95
+    assert train["node_rms_decay"] == 0.95 and train["release_epochs"] == 2
 
 
 def test_large_hierarchies_get_their_own_defaults_and_given_options_win():
@@ -118,8 +120,8 @@ def test_large_hierarchies_get_their_own_defaults_and_given_options_win():
     assert model.commitment == ModelConfig.commitment and train == HierarchyTrainConfig()
     model, train = options.configs(input_dim=0, items=LARGE_HIERARCHY)
     assert model.commitment == 0
-    assert (train.burn_in_epochs, train.epochs, train.batch_size, train.node_rms_decay) == (
-        20, 90, 1024, 0.99)
+    assert (train.burn_in_epochs, train.epochs, train.batch_size, train.node_rms_decay,
+            train.release_epochs) == (20, 90, 1024, 0.99, 0)
     assert train.quantize_weight == HierarchyTrainConfig.quantize_weight  # the rest as before
     given = FitOptions(wordnet=True, commitment=0.25, train={"epochs": 200, "node_rms_decay": 0.9})
     model, train = given.configs(input_dim=0, items=82_115)
@@ -139,6 +141,7 @@ def test_fit_takes_the_hierarchy_size_from_the_nouns(tmp_path, monkeypatch):
     config = json.loads((path / "config.json").read_text())
     assert config["model"]["commitment"] == 0
     assert (config["train"]["batch_size"], config["train"]["node_rms_decay"]) == (1024, 0.99)
+    assert config["train"]["release_epochs"] == 0
     # given on the command line: kept
     assert (config["train"]["epochs"], config["train"]["burn_in_epochs"]) == (3, 2)
 
@@ -185,12 +188,23 @@ def test_a_tuned_model_refuses_beam_search(mammal_model, tmp_path):
     assert result.exit_code == 2 and "tuned" in result.output and not out.exists()
 
 
+def test_a_released_model_refuses_beam_search(tmp_path):
+    released = tmp_path / "released"
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(released), *TINY,
+                                 "--tune-epochs", "0", "--release-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "beam.parquet"
+    result = runner.invoke(app, ["encode", "--model", str(released), "--beam", "8", "--out", str(out)])
+    assert result.exit_code == 2 and "--release-epochs" in result.output and not out.exists()
+
+
 def test_encode_with_beam_search_re_encodes_the_nouns(tmp_path):
     from hrqtok.store.model_dir import load_model_dir
     from hrqtok.store.tables import read_table
 
     untuned = tmp_path / "untuned"
-    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(untuned), *TINY, "--tune-epochs", "0"])
+    result = runner.invoke(app, ["fit", "--wordnet", "--model", str(untuned), *TINY, "--tune-epochs", "0",
+                                 "--release-epochs", "0"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "beam.parquet"
     result = runner.invoke(app, ["encode", "--model", str(untuned), "--beam", "8", "--out", str(out), "-q"])

@@ -158,6 +158,9 @@ def fit(
         min=0, help="With --wordnet: epochs between MR/MAP checks on a sample (0: end only).")] = HierarchyTrainConfig.eval_every,
     quantize_weight: Annotated[float, typer.Option(
         min=0.0, help="With --wordnet: weight of the (H)RQ loss against the ranking loss.")] = HierarchyTrainConfig.quantize_weight,
+    release_epochs: Annotated[int, typer.Option(
+        min=0, help="With --wordnet: epochs after the multitokens are fixed in which the node "
+             "embeddings train without the (H)RQ term, at the full rate decaying again (0: none). " + _large_help("release_epochs"))] = HierarchyTrainConfig.release_epochs,
     tune_epochs: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs that then tune only the codebooks, on the ranking loss of the nodes' fixed multitokens (0: none).")] = HierarchyTrainConfig.tune_epochs,
     seed: SeedOpt = 0,
@@ -233,7 +236,7 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters",
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
-                 "eval_every", "quantize_weight", "tune_epochs", "init",
+                 "eval_every", "quantize_weight", "release_epochs", "tune_epochs", "init",
                  "node_optimizer", "node_rms_decay", "burn_in_negatives")
 
 

@@ -9,8 +9,9 @@ sampled hypernym is redrawn once and masked out of the softmax if it hits again.
 
 Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.node_steps``),
 with burn-in epochs at a reduced rate before the codebooks exist; codebooks start from k-means
-on the burnt-in embeddings and then train with RiemannianAdam alongside; last, with the nodes'
-multitokens fixed, the codebooks alone are tuned on the ranking loss of the decoded
+on the burnt-in embeddings and then train with RiemannianAdam alongside. Then the nodes'
+multitokens are fixed: in the release the embeddings alone train on the ranking loss, free of
+the (H)RQ term's pull; last, the codebooks alone are tuned on the ranking loss of the decoded
 multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans, hrq-kmeans) the
 embeddings train alone and residual k-means of the final embeddings gives the codebooks.
 """
@@ -130,8 +131,14 @@ class HierarchyTraining:
         return self.config.tune_epochs if self.model.config.trained else 0
 
     @property
+    def release_epochs(self) -> int:
+        """The release needs codebooks that trained with the embeddings (not k-means ones)."""
+        return self.config.release_epochs if self.model.config.trained else 0
+
+    @property
     def total_epochs(self) -> int:
-        return self.config.burn_in_epochs + self.config.epochs + self.tune_epochs
+        return (self.config.burn_in_epochs + self.config.epochs + self.release_epochs
+                + self.tune_epochs)
 
     def run(self) -> None:
         start = time.perf_counter()
@@ -139,15 +146,23 @@ class HierarchyTraining:
         # at weight 0 the (H)RQ term moves nothing (it is the codebooks' only gradient): skip it
         quantize = joint and self.config.quantize_weight > 0
         trained = self.config.burn_in_epochs + self.config.epochs
+        released = trained + self.release_epochs
         tuning = None
         for epoch in range(1, self.total_epochs + 1):
             burn_in = epoch <= self.config.burn_in_epochs
             self.sampler.by_frequency = burn_in and self.config.burn_in_negatives == "frequency"
             if joint and not burn_in and not self.initialised:
                 self.initialise_codebooks()
-            if epoch > trained:
+            if epoch > trained and self.codes is None:
+                # the multitokens are fixed here, as the (H)RQ term left them: the release
+                # then moves only the embeddings, the tuning only the codebooks
+                self.codes = self.model.encode()
+            if epoch > released:
                 tuning = tuning or self._start_tuning()
                 row = {"epoch": epoch, "phase": "tune", **tuning.epoch()}
+            elif epoch > trained:
+                rate = self._decaying(epoch - trained, self.release_epochs)
+                row = {"epoch": epoch, "phase": "release", **self._epoch(rate, quantize=False)}
             else:
                 row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
                        **self._epoch(self._learning_rate(epoch), quantize=quantize and not burn_in)}
@@ -162,8 +177,7 @@ class HierarchyTraining:
                 self.progress(row["phase"], epoch, self.total_epochs, row)
 
     def _start_tuning(self) -> CodebookTuning:
-        """Fix the multitokens (greedy codes of the trained embeddings), then tune."""
-        self.codes = self.model.encode()
+        """Tune the codebooks to the fixed multitokens."""
         return CodebookTuning(self.model, self.codes, self.train_pairs, self.sampler,
                               batch_size=self.config.batch_size,
                               group=self.config.negative_group,
@@ -194,8 +208,13 @@ class HierarchyTraining:
         cfg = self.config
         if epoch <= cfg.burn_in_epochs:
             return cfg.learning_rate * cfg.burn_in_factor
-        progress = (epoch - cfg.burn_in_epochs - 1) / max(cfg.epochs - 1, 1)
-        return cfg.learning_rate * (1 - progress * (1 - cfg.final_factor))
+        return self._decaying(epoch - cfg.burn_in_epochs, cfg.epochs)
+
+    def _decaying(self, epoch: int, epochs: int) -> float:
+        """The rate of a phase's ``epoch``-th of ``epochs`` epochs: the full rate, then
+        linearly down to ``final_factor`` of it at the last."""
+        progress = (epoch - 1) / max(epochs - 1, 1)
+        return self.config.learning_rate * (1 - progress * (1 - self.config.final_factor))
 
     def _epoch(self, lr: float, *, quantize: bool) -> dict:
         cfg = self.config

@@ -37,7 +37,7 @@ MODE_DEFAULTS = {"latent_dim": (ModelConfig.latent_dim, 10),
 # them a little (README, WordNet mode: the recipes by hierarchy size). Options given always win.
 LARGE_HIERARCHY = 60_000
 LARGE_HIERARCHY_DEFAULTS = {"commitment": 0.0, "burn_in_epochs": 20, "epochs": 90,
-                            "batch_size": 1024, "node_rms_decay": 0.99}
+                            "batch_size": 1024, "node_rms_decay": 0.99, "release_epochs": 0}
 # option name -> the train-config field it sets (same name where not listed)
 TRAIN_FIELDS = {"tau_max": "temperature_max", "tau_min": "temperature_min",
                 "tau_decay": "temperature_decay"}
@@ -76,7 +76,7 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
     "balanced_kmeans": (lambda w, q: not w, "ITEMS (not --wordnet)"),
     **{name: (lambda w, q: w and spec(q).trained,
               f"--wordnet with a trained quantizer ({TRAINED})")
-       for name in ("tune_epochs", "tune_learning_rate")},
+       for name in ("release_epochs", "tune_epochs", "tune_learning_rate")},
     **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
                         "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},
     **{name: (_only_for(name), _owners(name))
@@ -185,7 +185,7 @@ class FitOptions:
                     quantizer=self.quantizer, curvature=self.curvature, commitment=commitment,
                     balance=self.balance)
                 if not spec(self.quantizer).trained:  # k-means codebooks: nothing to tune
-                    train["tune_epochs"] = 0
+                    train["tune_epochs"] = train["release_epochs"] = 0
                 return model, HierarchyTrainConfig(**train, seed=self.seed)
             trained = spec(self.quantizer).trained
             shape = dict(input_dim=input_dim, latent_dim=latent_dim if trained else input_dim,

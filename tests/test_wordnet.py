@@ -229,6 +229,7 @@ def test_wordnet_model_refuses_other_items(mammal_model, vector_items):
     (["--test-fraction", "1.5"], 2),
     (["--test-fraction", "0"], 2),
     (["--quantizer", "hrq-kmeans", "--tune-epochs", "5"], 2),  # k-means codebooks: no tuning
+    (["--quantizer", "rq-kmeans", "--release-epochs", "5"], 2),  # nor a release
     (["--node-optimizer", "adam"], 2),
     (["--node-rms-decay", "1.5"], 2),
     (["--node-optimizer", "rsgd", "--node-rms-decay", "0.9"], 2),  # rsgd keeps no mean square

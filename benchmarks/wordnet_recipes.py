@@ -26,8 +26,8 @@ from pathlib import Path
 from _common import hrqtok
 
 RECIPES = {"rsgd": "--node-optimizer rsgd", "rmsprop": "--node-optimizer rmsprop"}
-SHARED = ("--latent-dim 10 --quantize-weight 0 --tune-epochs 0 --batch-size 1024 "
-          "--burn-in-epochs 10 --epochs 30 --eval-every 10")
+SHARED = ("--latent-dim 10 --quantize-weight 0 --tune-epochs 0 --release-epochs 0 "
+          "--batch-size 1024 --burn-in-epochs 10 --epochs 30 --eval-every 10")
 
 
 def main() -> None:

@@ -244,6 +244,12 @@ def encode_items(model_dir: str | Path, source: str | None = None, *, fields: It
     return table
 
 
+# WordNet phases after which a model's embeddings no longer give its stored multitokens:
+# train-config field -> what it did
+BEAM_REFUSALS = {"tune_epochs": "codebooks were tuned to its multitokens",
+                 "release_epochs": "embeddings trained on after its multitokens were fixed"}
+
+
 def check_beam(config: ModelConfig, beam: int, saved: dict | None = None) -> None:
     """Beam search ranks each item's own code paths; a balanced model assigns codes over all
     the items encoded together, which no per-item search keeps. A WordNet model whose
@@ -255,15 +261,13 @@ def check_beam(config: ModelConfig, beam: int, saved: dict | None = None) -> Non
         raise OptionError("--beam", f"this model assigns codes balanced ({config.balance}) over "
                                     "the items encoded together; beam search cannot keep that: "
                                     "leave out --beam")
-    if beam > 1 and (saved or {}).get("train", {}).get("tune_epochs", 0) > 0:
-        raise OptionError("--beam", "this WordNet model's codebooks were tuned to its stored "
-                                    "multitokens (--tune-epochs), so a search over them no longer "
-                                    "follows the embeddings: leave out --beam")
-    if beam > 1 and (saved or {}).get("train", {}).get("release_epochs", 0) > 0:
-        raise OptionError("--beam", "this WordNet model's embeddings trained on after its "
-                                    "multitokens were fixed (--release-epochs), so a search "
-                                    "over them no longer gives those multitokens: leave out "
-                                    "--beam, or fit with --release-epochs 0")
+    trained = (saved or {}).get("train", {})
+    for phase, why in BEAM_REFUSALS.items():
+        if beam > 1 and trained.get(phase, 0) > 0:
+            raise OptionError("--beam", f"this WordNet model's {why} (--{phase.replace('_', '-')}"
+                                        "), so a search over them would not give its stored "
+                                        "multitokens: leave out --beam (a WordNet model searched "
+                                        "by beam needs --tune-epochs 0 --release-epochs 0)")
 
 
 def decode_tokens(model_dir: str | Path, multitokens: list[list[int]], *,

@@ -57,6 +57,24 @@ def test_bad_roots(root, message):
         wordnet.load_nouns(root)
 
 
+def test_loading_closes_the_files_nltk_leaves_open(monkeypatch):
+    """nltk's reader keeps its data files open with no close(): a discarded one warned
+    (ResourceWarning, an error under the test settings) wherever the garbage collector ran."""
+    from nltk.corpus.reader import wordnet as nltk_wordnet
+
+    readers = []
+    original = nltk_wordnet.WordNetCorpusReader.__init__
+    monkeypatch.setattr(nltk_wordnet.WordNetCorpusReader, "__init__",
+                        lambda self, *a, **k: readers.append(self) or original(self, *a, **k))
+    for root in ("feline.n.01", "dog.n.01x"):  # a good root and a refused one
+        try:
+            wordnet.load_nouns(root)
+        except InputError:
+            pass
+    streams = [f for r in readers for f in r._data_file_map.values() if f is not None]
+    assert len(readers) == 2 and streams and all(f.closed for f in streams)
+
+
 def test_missing_wordnet_says_how_to_get_it(monkeypatch, tmp_path):
     import nltk
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +109,11 @@ def find_nltk_root() -> Path:
     raise InputError(HOW_TO_GET)
 
 
+@contextmanager
 def open_wordnet():
-    """An nltk WordNetCorpusReader over the data find_nltk_root locates."""
+    """An nltk WordNetCorpusReader over the data find_nltk_root locates, its files closed
+    after the block: the reader keeps each data file it reads open and has no close(), so a
+    discarded reader left them to the garbage collector (a ResourceWarning wherever it ran)."""
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
@@ -118,7 +122,13 @@ def open_wordnet():
         nltk.data.path.append(str(root))
     with warnings.catch_warnings():  # "multilingual functions are not available": not needed
         warnings.simplefilter("ignore", UserWarning)
-        return WordNetCorpusReader(str(root / "corpora" / "wordnet"), None)
+        reader = WordNetCorpusReader(str(root / "corpora" / "wordnet"), None)
+    try:
+        yield reader
+    finally:
+        for stream in getattr(reader, "_data_file_map", {}).values():
+            if stream is not None:
+                stream.close()
 
 
 def _parents(synset) -> list:
@@ -140,20 +150,20 @@ def _synset(reader, name: str):
 def load_nouns(root: str | None = None) -> Hierarchy:
     """All WordNet noun synsets (``root`` None), or ``root`` and every noun below it through
     hyponyms and instance hyponyms, with the transitive closure of hypernymy among them."""
-    reader = open_wordnet()
-    if root is None:
-        synsets = list(reader.all_synsets("n"))
-    else:
-        top = _synset(reader, root)
-        below = list(top.closure(lambda s: s.hyponyms() + s.instance_hyponyms()))
-        if not below:
-            raise InputError(f"--root: {root!r} has no hyponyms; pick a synset with a subtree")
-        synsets = [top, *sorted(set(below), key=lambda s: s.name())]
-    row = {s: i for i, s in enumerate(synsets)}
-    parents = [[row[p] for p in _parents(s) if p in row] for s in synsets]
-    return Hierarchy.from_parents(
-        names=[s.name() for s in synsets], parents=parents,
-        glosses=[s.definition() for s in synsets], lexnames=[s.lexname() for s in synsets])
+    with open_wordnet() as reader:
+        if root is None:
+            synsets = list(reader.all_synsets("n"))
+        else:
+            top = _synset(reader, root)
+            below = list(top.closure(lambda s: s.hyponyms() + s.instance_hyponyms()))
+            if not below:
+                raise InputError(f"--root: {root!r} has no hyponyms; pick a synset with a subtree")
+            synsets = [top, *sorted(set(below), key=lambda s: s.name())]
+        row = {s: i for i, s in enumerate(synsets)}
+        parents = [[row[p] for p in _parents(s) if p in row] for s in synsets]
+        return Hierarchy.from_parents(
+            names=[s.name() for s in synsets], parents=parents,
+            glosses=[s.definition() for s in synsets], lexnames=[s.lexname() for s in synsets])
 
 
 def main() -> None:

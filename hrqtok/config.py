@@ -233,6 +233,15 @@ class HierarchyTrainConfig:
     # shaped the multitokens stops bending the embedding: mammals, 5-d, 3 × 32, train MAP 0.67
     # -> 0.96 with the same multitokens (README, WordNet mode: the release)
     release_epochs: int = 40
+    # then rounds that re-seat stuck nodes (trained quantizers, after a release): each moves
+    # every node with a train hypernym ranked worse than reseat_rank among its negatives next
+    # to its most specific train hypernym (fit.reseat), then trains reseat_epochs release
+    # epochs (rate from full down again). Off by default: on mammals (5-d, 3 x 32, 3 seeds) 2
+    # rounds took the train MR from 1.43 to 1.24 for 0.001 of MAP, but on animal.n.01 (10-d,
+    # 3 x 256) they cost 0.012 of train MAP and 0.023 held out (README, WordNet mode)
+    reseat_rounds: int = 0
+    reseat_epochs: int = 20
+    reseat_rank: float = 20.0
     kmeans_iters: int = 25  # Lloyd iterations per level when codebooks start after burn-in
     centroid: str = "frechet"  # hrq-kmeans cluster centres: "frechet" mean or "einstein" midpoint
     revive_dead_codes: bool = True  # reseed unused codes after each epoch
@@ -256,8 +265,11 @@ class HierarchyTrainConfig:
                              f"got {self.node_optimizer!r}")
         if not 0 <= self.node_rms_decay < 1:
             raise ValueError(f"node RMS decay must be in [0, 1), got {self.node_rms_decay}")
-        if min(self.epochs, self.burn_in_epochs, self.tune_epochs, self.release_epochs) < 0:
+        if min(self.epochs, self.burn_in_epochs, self.tune_epochs, self.release_epochs,
+               self.reseat_rounds, self.reseat_epochs) < 0:
             raise ValueError("epochs must be >= 0")
+        if self.reseat_rank < 1:
+            raise ValueError(f"re-seat rank must be >= 1, got {self.reseat_rank}")
         if min(self.batch_size, self.negatives, self.negative_group) < 1:
             raise ValueError("batch size, negatives and negative group must be >= 1")
         if min(self.learning_rate, self.codebook_learning_rate, self.burn_in_factor,

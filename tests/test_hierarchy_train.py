@@ -65,7 +65,8 @@ def test_only_burn_in_draws_by_frequency(monkeypatch, negatives):
                         lambda self, anchors: seen.append(self.by_frequency) or sample(self, anchors))
     config = HierarchyTrainConfig(epochs=2, burn_in_epochs=2, batch_size=51, negatives=5,
                                   negative_group=51, eval_every=0, tune_epochs=0,
-                                  release_epochs=1, burn_in_negatives=negatives)
+                                  release_epochs=1, reseat_rounds=0,
+                                  burn_in_negatives=negatives)
     fit_hierarchy(PAIRS, np.zeros(len(PAIRS), dtype=bool), 40, _model_config(), config)
     # 2 batches an epoch: burn-in, training, release
     assert seen == [negatives == "frequency"] * 4 + [False] * 4 + [False] * 2
@@ -109,12 +110,12 @@ def test_sparse_step_equals_dense_riemannian_sgd(geometry_name):
 
 
 def _fit_tree(geometry_name, tune_epochs=5, burn_in_negatives="frequency", release_epochs=0,
-              quantize_weight=HierarchyTrainConfig.quantize_weight):
+              quantize_weight=HierarchyTrainConfig.quantize_weight, reseat_rounds=0):
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=100, burn_in_epochs=10, batch_size=16, negatives=10,
                                   learning_rate=0.1, negative_group=8, eval_every=0, seed=0,
                                   tune_epochs=tune_epochs, burn_in_negatives=burn_in_negatives,
-                                  release_epochs=release_epochs,
+                                  release_epochs=release_epochs, reseat_rounds=reseat_rounds,
                                   quantize_weight=quantize_weight)
     result = fit_hierarchy(PAIRS, test, 40, _model_config(geometry_name), config)
     score = closure_ranking(result.model.embeddings, {"train": PAIRS[~test]}, PAIRS,
@@ -163,13 +164,15 @@ def test_learning_rate_schedule_in_the_log():
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=5, burn_in_epochs=2, batch_size=32, negatives=5,
                                   learning_rate=0.2, burn_in_factor=0.05, final_factor=0.1,
-                                  eval_every=0, release_epochs=3, tune_epochs=2,
-                                  tune_learning_rate=0.5)
+                                  eval_every=0, release_epochs=3, reseat_rounds=1,
+                                  reseat_epochs=2, tune_epochs=2, tune_learning_rate=0.5)
     log = fit_hierarchy(PAIRS, test, 40, _model_config(), config).log
     assert [row["learning_rate"] for row in log] == pytest.approx(
-        [0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02, 0.2, 0.11, 0.02, 0.5, 0.5])
-    assert [row["phase"] for row in log] == (["burn-in"] * 2 + ["train"] * 5 + ["release"] * 3
+        [0.01, 0.01, 0.2, 0.155, 0.11, 0.065, 0.02, 0.2, 0.11, 0.02, 0.2, 0.02, 0.5, 0.5])
+    assert [row["phase"] for row in log] == (["burn-in"] * 2 + ["train"] * 5 + ["release"] * 5
                                              + ["tune"] * 2)
+    # the re-seating round starts with its own rate, once the release's 3 epochs are done
+    assert ["reseated" in row for row in log].index(True) == 10
 
 
 def test_a_step_never_moves_a_node_further_than_max_step():

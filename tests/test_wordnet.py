@@ -105,7 +105,8 @@ def test_builds_nltk_folder_from_debian_files(monkeypatch, tmp_path):
 def mammal_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("wn") / "mammals"
     result = runner.invoke(app, ["fit", "--wordnet", "--model", str(path), "--quantize-weight", "0.2",
-                                 "--node-rms-decay", "0.95", "--release-epochs", "2", *TINY])
+                                 "--node-rms-decay", "0.95", "--release-epochs", "2",
+                                 "--reseat-rounds", "1", *TINY])
     assert result.exit_code == 0, result.output
     return path
 
@@ -119,14 +120,17 @@ def test_fit_writes_nodes_split_and_tokens(mammal_model):
     tokens = pq.read_table(mammal_model / "tokens.parquet")
     assert tokens.num_rows == 1_182 and "dog.n.01" in tokens.column("id").to_pylist()
     log = [json.loads(line) for line in (mammal_model / "train_log.jsonl").read_text().splitlines()]
-    assert [row["phase"] for row in log] == (["burn-in"] * 2 + ["train"] * 3 + ["release"] * 2
+    # the release's 2 epochs, then a re-seating round of 20
+    assert [row["phase"] for row in log] == (["burn-in"] * 2 + ["train"] * 3 + ["release"] * 22
                                              + ["tune"] * 2)
+    assert [i for i, row in enumerate(log) if "reseated" in row] == [7]
     assert "train_map" in log[1] and "train_map" in log[3]
     # the multitokens are fixed from the release on: their decoded points are scored too
     assert "quantized_train_map" in log[5] and "quantized_train_map" not in log[3]
     train = json.loads((mammal_model / "config.json").read_text())["train"]
     assert train["quantize_weight"] == 0.2 and train["node_optimizer"] == "rmsprop"
     assert train["node_rms_decay"] == 0.95 and train["release_epochs"] == 2
+    assert train["reseat_rounds"] == 1
 
 
 def test_large_hierarchies_get_their_own_defaults_and_given_options_win():
@@ -248,6 +252,7 @@ def test_wordnet_model_refuses_other_items(mammal_model, vector_items):
     (["--test-fraction", "0"], 2),
     (["--quantizer", "hrq-kmeans", "--tune-epochs", "5"], 2),  # k-means codebooks: no tuning
     (["--quantizer", "rq-kmeans", "--release-epochs", "5"], 2),  # nor a release
+    (["--quantizer", "hrq-kmeans", "--reseat-rounds", "1"], 2),  # nor its rounds
     (["--node-optimizer", "adam"], 2),
     (["--node-rms-decay", "1.5"], 2),
     (["--node-optimizer", "rsgd", "--node-rms-decay", "0.9"], 2),  # rsgd keeps no mean square

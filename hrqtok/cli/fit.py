@@ -161,6 +161,10 @@ def fit(
     release_epochs: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs after the multitokens are fixed in which the node "
              "embeddings train without the (H)RQ term, at the full rate decaying again (0: none). " + _large_help("release_epochs"))] = HierarchyTrainConfig.release_epochs,
+    reseat_rounds: Annotated[int, typer.Option(
+        min=0, help="With --wordnet, after a release: rounds that move each node with a train "
+             "hypernym ranked worse than 20th among its negatives next to its most specific "
+             "train hypernym, then train 20 more release epochs (0: none).")] = HierarchyTrainConfig.reseat_rounds,
     tune_epochs: Annotated[int, typer.Option(
         min=0, help="With --wordnet: epochs that then tune only the codebooks, on the ranking loss of the nodes' fixed multitokens (0: none).")] = HierarchyTrainConfig.tune_epochs,
     seed: SeedOpt = 0,
@@ -236,7 +240,8 @@ TRAIN_OPTIONS = ("epochs", "warmup_epochs", "batch_size", "learning_rate", "pati
                  "spread_weight", "refit_deep_codes", "balanced_kmeans", "kmeans_iters",
                  "centroid", "tau_max", "tau_min", "tau_decay",
                  "validation_fraction", "test_fraction", "negatives", "burn_in_epochs",
-                 "eval_every", "quantize_weight", "release_epochs", "tune_epochs", "init",
+                 "eval_every", "quantize_weight", "release_epochs", "reseat_rounds", "tune_epochs",
+                 "init",
                  "node_optimizer", "node_rms_decay", "burn_in_negatives")
 
 

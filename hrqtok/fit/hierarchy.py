@@ -11,8 +11,9 @@ Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.no
 with burn-in epochs at a reduced rate before the codebooks exist; codebooks start from k-means
 on the burnt-in embeddings and then train with RiemannianAdam alongside. Then the nodes'
 multitokens are fixed: in the release the embeddings alone train on the ranking loss, free of
-the (H)RQ term's pull; last, the codebooks alone are tuned on the ranking loss of the decoded
-multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans, hrq-kmeans) the
+the (H)RQ term's pull, and nodes stuck far from a hypernym are re-seated beside it
+(``fit.reseat``) between rounds of more such epochs; last, the codebooks alone are tuned on
+the ranking loss of the decoded multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans, hrq-kmeans) the
 embeddings train alone and residual k-means of the final embeddings gives the codebooks.
 """
 
@@ -31,6 +32,7 @@ from hrqtok.fit.codebook_tuning import CodebookTuning
 from hrqtok.fit.contrastive import table_ranking_loss
 from hrqtok.fit.node_steps import NodeSteps, distinct_nodes
 from hrqtok.fit.optimizers import StackedRiemannianAdam
+from hrqtok.fit.reseat import reseat_stuck_nodes
 from hrqtok.fit.revival import revive_dead_codes
 from hrqtok.fit.tree_init import tree_start
 from hrqtok.metrics.ranking import closure_ranking
@@ -136,9 +138,16 @@ class HierarchyTraining:
         return self.config.release_epochs if self.model.config.trained else 0
 
     @property
+    def reseat_rounds(self) -> int:
+        """Re-seating rounds follow a release; without one there are none."""
+        if not self.release_epochs or not self.config.reseat_epochs:
+            return 0
+        return self.config.reseat_rounds
+
+    @property
     def total_epochs(self) -> int:
         return (self.config.burn_in_epochs + self.config.epochs + self.release_epochs
-                + self.tune_epochs)
+                + self.reseat_rounds * self.config.reseat_epochs + self.tune_epochs)
 
     def run(self) -> None:
         start = time.perf_counter()
@@ -146,7 +155,7 @@ class HierarchyTraining:
         # at weight 0 the (H)RQ term moves nothing (it is the codebooks' only gradient): skip it
         quantize = joint and self.config.quantize_weight > 0
         trained = self.config.burn_in_epochs + self.config.epochs
-        released = trained + self.release_epochs
+        released = trained + self.release_epochs + self.reseat_rounds * self.config.reseat_epochs
         tuning = None
         for epoch in range(1, self.total_epochs + 1):
             burn_in = epoch <= self.config.burn_in_epochs
@@ -161,8 +170,7 @@ class HierarchyTraining:
                 tuning = tuning or self._start_tuning()
                 row = {"epoch": epoch, "phase": "tune", **tuning.epoch()}
             elif epoch > trained:
-                rate = self._decaying(epoch - trained, self.release_epochs)
-                row = {"epoch": epoch, "phase": "release", **self._epoch(rate, quantize=False)}
+                row = {"epoch": epoch, "phase": "release", **self._release_epoch(epoch - trained)}
             else:
                 row = {"epoch": epoch, "phase": "burn-in" if burn_in else "train",
                        **self._epoch(self._learning_rate(epoch), quantize=quantize and not burn_in)}
@@ -175,6 +183,22 @@ class HierarchyTraining:
             self.log.append(row)
             if self.progress:
                 self.progress(row["phase"], epoch, self.total_epochs, row)
+
+    def _release_epoch(self, epoch: int) -> dict:
+        """The release's ``epoch``-th epoch: its own epochs, then each re-seating round's
+        (stuck nodes moved at its start), each with the rate from full down again."""
+        if epoch <= self.release_epochs:
+            return self._epoch(self._decaying(epoch, self.release_epochs), quantize=False)
+        every = self.config.reseat_epochs
+        within = (epoch - self.release_epochs - 1) % every + 1
+        row = {}
+        if within == 1:
+            stuck = reseat_stuck_nodes(self.model.embeddings.detach(), self.pairs[~self.test],
+                                       self.pairs, manifold=self.model.manifold,
+                                       max_rank=self.config.reseat_rank, generator=self.generator)
+            self.node_steps.forget(stuck)
+            row["reseated"] = len(stuck)
+        return {**row, **self._epoch(self._decaying(within, every), quantize=False)}
 
     def _start_tuning(self) -> CodebookTuning:
         """Tune the codebooks to the fixed multitokens."""

@@ -67,6 +67,12 @@ class NodeSteps:
         self.mean_square = torch.zeros(n_nodes, dtype=torch.float64) if name == "rmsprop" else None
         self._position: np.ndarray | None = None  # the compiled step's scratch, one per node
 
+    def forget(self, nodes: np.ndarray) -> None:
+        """Drop what the steps remember of ``nodes`` (their mean square gradient length): they
+        were moved elsewhere, where their old gradients say nothing."""
+        if self.mean_square is not None:
+            self.mean_square[torch.from_numpy(np.asarray(nodes, dtype=np.int64))] = 0.0
+
     @torch.no_grad()
     def apply(self, table: Tensor, index: Tensor, grad: Tensor, lr: float) -> None:
         """Step the rows ``index`` (m,) of ``table`` (n, dim) in place; a row that occurs

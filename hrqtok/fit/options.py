@@ -77,7 +77,7 @@ MODE_OPTIONS: dict[str, tuple[Callable[[bool, str], bool], str]] = {
     "balanced_kmeans": (lambda w, q: not w, "ITEMS (not --wordnet)"),
     **{name: (lambda w, q: w and spec(q).trained,
               f"--wordnet with a trained quantizer ({TRAINED})")
-       for name in ("release_epochs", "tune_epochs", "tune_learning_rate")},
+       for name in ("release_epochs", "reseat_rounds", "tune_epochs", "tune_learning_rate")},
     **{name: (_trained, "a trained quantizer or --wordnet; the k-means quantizers have no "
                         "network") for name in ("epochs", "batch_size", "learning_rate", "commitment")},
     **{name: (_only_for(name), _owners(name))
@@ -186,7 +186,7 @@ class FitOptions:
                     quantizer=self.quantizer, curvature=self.curvature, commitment=commitment,
                     balance=self.balance)
                 if not spec(self.quantizer).trained:  # k-means codebooks: nothing to tune
-                    train["tune_epochs"] = train["release_epochs"] = 0
+                    train["tune_epochs"] = train["release_epochs"] = train["reseat_rounds"] = 0
                 return model, HierarchyTrainConfig(**train, seed=self.seed)
             trained = spec(self.quantizer).trained
             shape = dict(input_dim=input_dim, latent_dim=latent_dim if trained else input_dim,

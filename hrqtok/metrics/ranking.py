@@ -48,29 +48,13 @@ def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.
     Returns name -> {"mean_rank", "map", "pairs", "hyponyms"}; NaN metrics for an empty set.
     ``progress("evaluate", done, total, None)`` is called after each chunk of hyponyms.
     """
-    points = points.detach().to(torch.float64)
-    n = len(points)
-    known = _by_hyponym(np.asarray(known, dtype=np.int64).reshape(-1, 2))
     sets = {name: _by_hyponym(np.asarray(p, dtype=np.int64).reshape(-1, 2))
             for name, p in evaluated.items()}
-    hyponyms = np.unique(np.concatenate([p[:, 0] for p in sets.values()] + [np.zeros(0, np.int64)]))
     ranks: dict[str, list] = {name: [] for name in sets}
     precisions: dict[str, list] = {name: [] for name in sets}
-    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
-    for start in range(0, len(hyponyms), rows_per_chunk):
-        rows = hyponyms[start:start + rows_per_chunk]
-        # distance keys order each row by distance; the positives are read off first, then
-        # everything that is not a negative (the row itself, its known ancestors) becomes +inf
-        scores = manifold.distance_keys(points[torch.from_numpy(rows)], points,
-                                        across_rows=False)  # (R, n)
-        positives = {name: _positives(scores, rows, pairs) for name, pairs in sets.items()}
-        _mask_known(scores, rows, known)
-        for name, found in positives.items():
-            r, p = _rank_rows(scores, *found) if found else (np.zeros(0), np.zeros(0))
-            ranks[name].append(r)
-            precisions[name].append(p)
-        if progress:
-            progress("evaluate", start + len(rows), len(hyponyms), None)
+    for name, rank, precision, _ in _ranked_chunks(points, sets, known, manifold, progress):
+        ranks[name].append(rank)
+        precisions[name].append(precision)
     out = {}
     for name, pairs in sets.items():
         rank = np.concatenate(ranks[name] + [np.zeros(0)])
@@ -81,6 +65,45 @@ def closure_ranking(points: Tensor, evaluated: dict[str, np.ndarray], known: np.
                      "pairs": int(len(pairs)), "hyponyms": int(len(ap))}
     return out
 
+
+def worst_ranks(points: Tensor, pairs: np.ndarray, known: np.ndarray, *,
+                manifold: Manifold) -> tuple[np.ndarray, np.ndarray]:
+    """Each hyponym of ``pairs`` (sorted) and the rank of its worst-placed hypernym among
+    ``pairs``: that of its farthest one, as ranks grow with distance (``closure_ranking``'s
+    ranks, filtered by ``known``)."""
+    pairs = _by_hyponym(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+    worst = [np.zeros(0)]
+    for _, rank, _, counts in _ranked_chunks(points, {"": pairs}, known, manifold, None):
+        if len(counts):  # a chunk's ranks come row by row, each row's in distance order
+            worst.append(rank[np.cumsum(counts) - 1])
+    return np.unique(pairs[:, 0]), np.concatenate(worst)
+
+def _ranked_chunks(points: Tensor, sets: dict[str, np.ndarray], known: np.ndarray,
+                   manifold: Manifold, progress: Callable | None):
+    """One pass over the score matrix in chunks of hyponyms: for each chunk and each set of
+    pairs (sorted by hyponym) with pairs in it, (name, ranks, average precisions, how many of
+    the ranks each of the chunk's hyponyms has), the hyponyms in order."""
+    points = points.detach().to(torch.float64)
+    n = len(points)
+    known = _by_hyponym(np.asarray(known, dtype=np.int64).reshape(-1, 2))
+    hyponyms = np.unique(np.concatenate([p[:, 0] for p in sets.values()] + [np.zeros(0, np.int64)]))
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
+    for start in range(0, len(hyponyms), rows_per_chunk):
+        rows = hyponyms[start:start + rows_per_chunk]
+        # distance keys order each row by distance; the positives are read off first, then
+        # everything that is not a negative (the row itself, its known ancestors) becomes +inf
+        scores = manifold.distance_keys(points[torch.from_numpy(rows)], points,
+                                        across_rows=False)  # (R, n)
+        positives = {name: _positives(scores, rows, pairs) for name, pairs in sets.items()}
+        _mask_known(scores, rows, known)
+        for name, found in positives.items():
+            if found:
+                rank, precision = _rank_rows(scores, *found)
+                yield name, rank, precision, (~found[1].isinf()).sum(1).numpy()
+            else:
+                yield name, np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+        if progress:
+            progress("evaluate", start + len(rows), len(hyponyms), None)
 
 def _mask_known(scores: Tensor, rows: np.ndarray, known: np.ndarray) -> None:
     """In place: +inf where a row meets itself or one of its known ancestors."""

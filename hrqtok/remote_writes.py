@@ -6,6 +6,8 @@ stores, cannot rename at all.
   into place once complete. On an object store the move is a server-side copy, which readers
   see whole or not at all; a failure deletes the staging object and leaves the old file.
   S3 copies one object of at most 5 GiB: a larger file fails at the move, old file intact.
+  Where a store has no move at all (Azure storage without a hierarchical namespace), the copy
+  and the staging object's deletion are made here.
 - A folder of part files is staged whole under a hidden sibling prefix. Once every part is
   written the parts move in one by one, then the old parts that the new table lacks go. Until
   then the old folder is untouched; while the parts move, a reader can see old and new parts
@@ -148,7 +150,13 @@ def output_file(path: str) -> Iterator:
 
 def _move(filesystem, source: str, target: str, uri: str, after: str) -> None:
     try:
-        filesystem.move(source, target)
+        try:
+            filesystem.move(source, target)
+        except NotImplementedError:  # pyarrow's ArrowNotImplementedError is one too
+            # Azure storage without a hierarchical namespace cannot move (Arrow's Move needs
+            # one): a server-side copy, what S3's move is as well, then the staging goes
+            filesystem.copy_file(source, target)
+            _discard(filesystem, source)
     except arrow_errors() as e:
         raise OutputError(f"{uri}: a finished file could not take its place "
                           f"({first_line(e)}); {after}") from None

@@ -219,3 +219,95 @@ def test_embed_writes_a_vector_folder_locally_and_to_s3(tmp_path, s3, text_items
     result = run("embed", text_items, "--out", f"{tokens}/", "-q")
     assert result.exit_code == 2
     assert "holds part-00000.parquet, which is not a vector table part" in result.stderr
+
+
+class NoMoveHandler(fs.FileSystemHandler):
+    """A local folder as a store that cannot move (as Azure storage without a hierarchical
+    namespace, where pyarrow's move raises ArrowNotImplementedError)."""
+
+    def __init__(self, root):
+        self.base = fs.SubTreeFileSystem(str(root), fs.LocalFileSystem())
+        self.moves = 0
+
+    def __eq__(self, other):
+        return other is self
+
+    def __ne__(self, other):
+        return other is not self
+
+    def get_type_name(self):
+        return "no-move"
+
+    def normalize_path(self, path):
+        return path
+
+    def get_file_info(self, paths):
+        return self.base.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.base.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.base.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.base.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.base.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        self.base.delete_dir_contents("/", accept_root_dir=True)
+
+    def delete_file(self, path):
+        self.base.delete_file(path)
+
+    def move(self, src, dest):
+        self.moves += 1
+        raise NotImplementedError("no move without a hierarchical namespace")
+
+    def copy_file(self, src, dest):
+        self._parent(dest)
+        self.base.copy_file(src, dest)
+
+    def _parent(self, path):  # an object store has no folders to make first
+        self.base.create_dir(path.rpartition("/")[0], recursive=True)
+
+    def open_input_stream(self, path):
+        return self.base.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.base.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        self._parent(path)
+        return self.base.open_output_stream(path)
+
+    def open_append_stream(self, path, metadata):
+        raise NotImplementedError
+
+
+def test_a_store_that_cannot_move_gets_a_copy_and_no_leftovers(tmp_path, monkeypatch):
+    from hrqtok import locations, remote_writes
+    from hrqtok.store import part_folders
+
+    store = tmp_path / "store"
+    store.mkdir()
+    handler = NoMoveHandler(store)
+    filesystem = fs.PyFileSystem(handler)
+    for module in (locations, remote_writes, part_folders):
+        monkeypatch.setattr(module, "filesystem_of",
+                            lambda uri: (filesystem, uri.partition("://")[2].partition("?")[0]))
+    write_chunks(chunks(3), {"model": "m"}, "abfs://cont/out/t.parquet")
+    write_folder(chunks(3), {"model": "m"}, "abfs://cont/out/parts/", part_rows=10)
+    write_chunks(chunks(3), {"model": "m"}, str(tmp_path / "t.parquet"))
+    write_folder(chunks(3), {"model": "m"}, str(tmp_path / "parts"), part_rows=10)
+    assert handler.moves == 4  # each tried to move, then copied
+    written = sorted(p.relative_to(store / "cont/out").as_posix()
+                     for p in (store / "cont/out").rglob("*") if p.is_file())
+    local = sorted(p.relative_to(tmp_path / "parts").as_posix()
+                   for p in (tmp_path / "parts").rglob("*") if p.is_file())
+    assert written == sorted(["t.parquet", *(f"parts/{name}" for name in local)])  # no staging
+    assert (store / "cont/out/t.parquet").read_bytes() == (tmp_path / "t.parquet").read_bytes()
+    for name in local:
+        assert (store / "cont/out/parts" / name).read_bytes() == (tmp_path / "parts" / name).read_bytes()

@@ -143,7 +143,7 @@ def test_large_hierarchies_get_their_own_defaults_and_given_options_win():
     model, train = options.configs(input_dim=0, items=LARGE_HIERARCHY)
     assert model.commitment == 0
     assert (train.burn_in_epochs, train.epochs, train.batch_size, train.node_rms_decay,
-            train.release_epochs) == (20, 90, 1024, 0.99, 0)
+            train.release_epochs, train.tune_epochs) == (20, 90, 1024, 0.99, 0, 100)
     assert train.quantize_weight == HierarchyTrainConfig.quantize_weight  # the rest as before
     given = FitOptions(wordnet=True, commitment=0.25, train={"epochs": 200, "node_rms_decay": 0.9})
     model, train = given.configs(input_dim=0, items=82_115)

@@ -166,7 +166,7 @@ def fit(
              "hypernym ranked worse than 20th among its negatives next to its most specific "
              "train hypernym, then train 20 more release epochs (0: none).")] = HierarchyTrainConfig.reseat_rounds,
     tune_epochs: Annotated[int, typer.Option(
-        min=0, help="With --wordnet: epochs that then tune only the codebooks, on the ranking loss of the nodes' fixed multitokens (0: none).")] = HierarchyTrainConfig.tune_epochs,
+        min=0, help="With --wordnet: epochs that then tune only the codebooks, on the ranking loss of the nodes' fixed multitokens (0: none). " + _large_help("tune_epochs"))] = HierarchyTrainConfig.tune_epochs,
     seed: SeedOpt = 0,
     id_field: IdOpt = None,
     text_field: TextOpt = None,

@@ -90,27 +90,31 @@ def test_a_stuck_leaf_is_moved_next_to_its_parent_and_nothing_else_moves():
     assert after[hyponyms == leaf].item() <= limit
 
 
-def _fit(rounds, release=20):
+def _fit(rounds, release=20, quantizer="hrq"):
     test = split_pairs(len(PAIRS), 0.15, seed=0)
     config = HierarchyTrainConfig(epochs=40, burn_in_epochs=5, batch_size=16, negatives=10,
                                   negative_group=8, eval_every=0, seed=0, tune_epochs=0,
                                   quantize_weight=1.0, release_epochs=release,
                                   reseat_rounds=rounds, reseat_epochs=6, reseat_rank=2)
-    model = hierarchy_model_config(latent_dim=4, levels=2, codebook_size=8, quantizer="hrq",
+    model = hierarchy_model_config(latent_dim=4, levels=2, codebook_size=8, quantizer=quantizer,
                                    curvature=1.0, commitment=0.25)
     return fit_hierarchy(PAIRS, test, 40, model, config)
 
 
-def test_rounds_follow_the_release_and_keep_the_multitokens():
-    plain, rounds = _fit(0), _fit(2)
+@pytest.mark.parametrize("quantizer", ["hrq", "rq"])
+def test_rounds_follow_the_release_and_keep_the_multitokens(quantizer):
+    plain, rounds = _fit(0, quantizer=quantizer), _fit(2, quantizer=quantizer)
     assert torch.equal(plain.codes, rounds.codes)  # fixed before the release
     release = [row for row in rounds.log if row["phase"] == "release"]
     assert len(release) == 20 + 2 * 6
     # each round starts by re-seating (its count in the log), with the rate from full again
     assert [i for i, row in enumerate(release) if "reseated" in row] == [20, 26]
+    assert release[20]["reseated"] > 0  # rank 2 is strict enough that the tree has stuck nodes
     assert release[20]["learning_rate"] == release[26]["learning_rate"] == release[0]["learning_rate"]
     assert all(row["quantization"] == 0 for row in release)
-    geometry.check_on_ball(rounds.model.embeddings.detach(), c=1.0)
+    assert torch.isfinite(rounds.model.embeddings).all()
+    if quantizer == "hrq":
+        geometry.check_on_ball(rounds.model.embeddings.detach(), c=1.0)
 
 
 def test_no_rounds_without_a_release():

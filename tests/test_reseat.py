@@ -110,7 +110,8 @@ def test_rounds_follow_the_release_and_keep_the_multitokens(quantizer):
     # each round starts by re-seating (its count in the log), with the rate from full again
     assert [i for i, row in enumerate(release) if "reseated" in row] == [20, 26]
     assert release[20]["reseated"] > 0  # rank 2 is strict enough that the tree has stuck nodes
-    assert release[20]["learning_rate"] == release[26]["learning_rate"] == release[0]["learning_rate"]
+    full = release[0]["learning_rate"]
+    assert release[20]["learning_rate"] == release[26]["learning_rate"] == full
     assert all(row["quantization"] == 0 for row in release)
     assert torch.isfinite(rounds.model.embeddings).all()
     if quantizer == "hrq":

@@ -11,10 +11,11 @@ Embeddings take sparse Riemannian steps (only the rows a batch touches; ``fit.no
 with burn-in epochs at a reduced rate before the codebooks exist; codebooks start from k-means
 on the burnt-in embeddings and then train with RiemannianAdam alongside. Then the nodes'
 multitokens are fixed: in the release the embeddings alone train on the ranking loss, free of
-the (H)RQ term's pull, and nodes stuck far from a hypernym are re-seated beside it
-(``fit.reseat``) between rounds of more such epochs; last, the codebooks alone are tuned on
-the ranking loss of the decoded multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans, hrq-kmeans) the
-embeddings train alone and residual k-means of the final embeddings gives the codebooks.
+the (H)RQ term's pull, and optional rounds then re-seat nodes stuck far from a hypernym
+beside it (``fit.reseat``); last, the codebooks alone are tuned on the ranking loss of the
+decoded multitokens (``fit.codebook_tuning``). With a k-means quantizer (rq-kmeans,
+hrq-kmeans) the embeddings train alone and residual k-means of the final embeddings gives the
+codebooks.
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ def worst_ranks(points: Tensor, pairs: np.ndarray, known: np.ndarray, *,
             worst.append(rank[np.cumsum(counts) - 1])
     return np.unique(pairs[:, 0]), np.concatenate(worst)
 
+
 def _ranked_chunks(points: Tensor, sets: dict[str, np.ndarray], known: np.ndarray,
                    manifold: Manifold, progress: Callable | None):
     """One pass over the score matrix in chunks of hyponyms: for each chunk and each set of
@@ -104,6 +105,7 @@ def _ranked_chunks(points: Tensor, sets: dict[str, np.ndarray], known: np.ndarra
                 yield name, np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
         if progress:
             progress("evaluate", start + len(rows), len(hyponyms), None)
+
 
 def _mask_known(scores: Tensor, rows: np.ndarray, known: np.ndarray) -> None:
     """In place: +inf where a row meets itself or one of its known ancestors."""

@@ -137,6 +137,18 @@ def test_forgotten_nodes_restart_their_step_size(monkeypatch):
     assert [row.get("reseated") for row in result.log if "reseated" in row] == [2]
 
 
+def test_forget_zeroes_only_the_moved_nodes_step_memory():
+    from hrqtok.fit.node_steps import NodeSteps
+
+    steps = NodeSteps("rmsprop", 6, PoincareBall(1.0), max_length=1.0, rms_decay=0.9)
+    steps.mean_square[:] = torch.arange(1.0, 7.0, dtype=torch.float64)
+    steps.forget(np.array([1, 4]))
+    assert steps.mean_square.tolist() == [1.0, 0.0, 3.0, 4.0, 0.0, 6.0]
+    plain = NodeSteps("rsgd", 6, PoincareBall(1.0), max_length=1.0, rms_decay=0.9)
+    plain.forget(np.array([1]))  # plain Riemannian SGD remembers nothing
+    assert plain.mean_square is None
+
+
 def test_config_checks_the_rounds():
     with pytest.raises(ValueError, match="re-seat rank"):
         HierarchyTrainConfig(reseat_rank=0.5)

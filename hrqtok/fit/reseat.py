@@ -2,7 +2,8 @@
 
 A few nodes end training far from a hypernym they should sit beside, behind nodes the ranking
 loss keeps them from passing: on mammals (5-d) hooded_seal.n.01 ranked its hypernym
-earless_seal.n.01 147th among its negatives after 230 epochs, and still 146th after 1,000.
+earless_seal.n.01 169th among its negatives after a default fit, and without the (H)RQ term
+147th after 230 epochs and still 146th after 1,000.
 More epochs do not move them; such a local minimum is left by moving the node. A node one of
 whose train hypernyms ranks worse than a limit is put next to its most specific train
 hypernym (the one with the most train hypernyms of its own), a little further from the
